@@ -1,0 +1,8 @@
+#ifndef CYCLETIME_COPENBLAS_SHIM_H
+#define CYCLETIME_COPENBLAS_SHIM_H
+// OpenBLAS through pkg-config `openblas` (Debian: libopenblas-dev).
+#include <cblas.h>
+// Thread control is declared in openblas_config.h / cblas.h of OpenBLAS builds.
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+#endif

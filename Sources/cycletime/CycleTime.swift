@@ -1,0 +1,7 @@
+import ArgumentParser
+import CycleTimeCore
+
+@main
+struct CycleTimeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cycletime", abstract: "CycleTime", subcommands: [])
+}
