@@ -29,6 +29,8 @@ let package = Package(
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CycleTimeCoreTests", dependencies: ["CycleTimeCore", "TestSupport"]),
+        .testTarget(name: "CycleTimeNNTests", dependencies: ["CycleTimeNN", "TestSupport"]),
+        .testTarget(name: "CycleTimeModelsTests", dependencies: ["CycleTimeModels", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
