@@ -145,14 +145,15 @@ open class Optimizer {
 /// torch.optim.SGD: momentum (buffer initialized to the first gradient), dampening, Nesterov,
 /// L2 weight decay (added to the gradient) and `maximize`.
 public final class SGD: Optimizer {
-    public var momentum: Float
-    public var dampening: Float
+    // Hyperparameters are Doubles, as PyTorch's Python floats (e.g. 1 - dampening is computed in Double).
+    public var momentum: Double
+    public var dampening: Double
     public var nesterov: Bool
-    public var weightDecay: Float
+    public var weightDecay: Double
     public var maximize: Bool
 
-    public init(parameters: [(name: String, tensor: Tensor)], learningRate: Float, momentum: Float = 0,
-                dampening: Float = 0, weightDecay: Float = 0, nesterov: Bool = false, maximize: Bool = false) {
+    public init(parameters: [(name: String, tensor: Tensor)], learningRate: Float, momentum: Double = 0,
+                dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false, maximize: Bool = false) {
         precondition(momentum >= 0 && weightDecay >= 0, "SGD: invalid momentum or weight decay")
         precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov momentum requires a momentum and zero dampening")
         self.momentum = momentum
@@ -163,8 +164,8 @@ public final class SGD: Optimizer {
         super.init(parameters: parameters, learningRate: learningRate)
     }
 
-    public convenience init(parameters: [Tensor], learningRate: Float, momentum: Float = 0, dampening: Float = 0,
-                            weightDecay: Float = 0, nesterov: Bool = false, maximize: Bool = false) {
+    public convenience init(parameters: [Tensor], learningRate: Float, momentum: Double = 0, dampening: Double = 0,
+                            weightDecay: Double = 0, nesterov: Bool = false, maximize: Bool = false) {
         self.init(parameters: parameters.enumerated().map { (name: String($0.offset), tensor: $0.element) },
                   learningRate: learningRate, momentum: momentum, dampening: dampening, weightDecay: weightDecay,
                   nesterov: nesterov, maximize: maximize)
@@ -175,7 +176,7 @@ public final class SGD: Optimizer {
     public override func update(name: String, parameter: Tensor, grad: Tensor, state: inout [String: Tensor]) {
         let n = parameter.count
         let p = SendablePointer(parameter.data), g = SendablePointer(grad.data)
-        let wd = weightDecay, lr = learningRate, mom = momentum, damp = 1 - dampening, nest = nesterov
+        let wd = Float(weightDecay), lr = learningRate, mom = Float(momentum), damp = Float(1 - dampening), nest = nesterov
         let sign: Float = maximize ? -1 : 1
         if mom == 0 {
             Parallel.chunks(n, costPerItem: 4) { r in
@@ -210,17 +211,18 @@ public final class SGD: Optimizer {
 /// implementation, optional AMSGrad and `maximize`. Weight decay is L2 (added to the gradient)
 /// unless `decoupledWeightDecay` (AdamW).
 public class Adam: Optimizer {
-    public var beta1: Float
-    public var beta2: Float
-    public var eps: Float
-    public var weightDecay: Float
+    // Hyperparameters are Doubles, as PyTorch's Python floats (1 - beta2 is computed in Double).
+    public var beta1: Double
+    public var beta2: Double
+    public var eps: Double
+    public var weightDecay: Double
     public var amsgrad: Bool
     public var maximize: Bool
     /// AdamW's decoupled weight decay: parameters shrink by (1 - lr * weightDecay) before the update.
     public let decoupledWeightDecay: Bool
 
-    public init(parameters: [(name: String, tensor: Tensor)], learningRate: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
-                eps: Float = 1e-8, weightDecay: Float = 0, amsgrad: Bool = false, maximize: Bool = false,
+    public init(parameters: [(name: String, tensor: Tensor)], learningRate: Float = 1e-3, betas: (Double, Double) = (0.9, 0.999),
+                eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, maximize: Bool = false,
                 decoupledWeightDecay: Bool = false) {
         precondition(eps >= 0 && weightDecay >= 0, "Adam: invalid eps or weight decay")
         precondition(betas.0 >= 0 && betas.0 < 1 && betas.1 >= 0 && betas.1 < 1, "Adam: invalid betas \(betas)")
@@ -234,8 +236,8 @@ public class Adam: Optimizer {
         super.init(parameters: parameters, learningRate: learningRate)
     }
 
-    public convenience init(parameters: [Tensor], learningRate: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
-                            eps: Float = 1e-8, weightDecay: Float = 0, amsgrad: Bool = false, maximize: Bool = false) {
+    public convenience init(parameters: [Tensor], learningRate: Float = 1e-3, betas: (Double, Double) = (0.9, 0.999),
+                            eps: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, maximize: Bool = false) {
         self.init(parameters: parameters.enumerated().map { (name: String($0.offset), tensor: $0.element) },
                   learningRate: learningRate, betas: betas, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad,
                   maximize: maximize)
@@ -256,17 +258,17 @@ public class Adam: Optimizer {
         stepT.data[0] += 1
         let step = Double(stepT.data[0])
         let lrD = Double(learningRate)
-        let b1D = Double(beta1), b2D = Double(beta2)
+        let b1D = beta1, b2D = beta2
         // Scalars as torch computes them (Python floats, i.e. Double), then used in Float kernels.
-        let decay: Float = decoupledWeightDecay && weightDecay != 0 ? Float(1 - lrD * Double(weightDecay)) : 1
-        let l2: Float = decoupledWeightDecay ? 0 : weightDecay
+        let decay: Float = decoupledWeightDecay && weightDecay != 0 ? Float(1 - lrD * weightDecay) : 1
+        let l2: Float = decoupledWeightDecay ? 0 : Float(weightDecay)
         let w1 = Float(1 - b1D)                     // lerp weight
-        let b2 = beta2, w2 = Float(1 - b2D)
+        let b2 = Float(beta2), w2 = Float(1 - b2D)
         let biasCorrection1 = 1 - Foundation.pow(b1D, step)
         let biasCorrection2 = 1 - Foundation.pow(b2D, step)
         let negStepSize = Float(-(lrD / biasCorrection1))
         let bc2Sqrt = Float(biasCorrection2.squareRoot())
-        let eps = self.eps, sign: Float = maximize ? -1 : 1, ams = amsgrad
+        let eps = Float(self.eps), sign: Float = maximize ? -1 : 1, ams = amsgrad
 
         let n = parameter.count
         let p = SendablePointer(parameter.data), g = SendablePointer(grad.data)
@@ -300,14 +302,14 @@ public class Adam: Optimizer {
 
 /// torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2).
 public final class AdamW: Adam {
-    public init(parameters: [(name: String, tensor: Tensor)], learningRate: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
-                eps: Float = 1e-8, weightDecay: Float = 1e-2, amsgrad: Bool = false, maximize: Bool = false) {
+    public init(parameters: [(name: String, tensor: Tensor)], learningRate: Float = 1e-3, betas: (Double, Double) = (0.9, 0.999),
+                eps: Double = 1e-8, weightDecay: Double = 1e-2, amsgrad: Bool = false, maximize: Bool = false) {
         super.init(parameters: parameters, learningRate: learningRate, betas: betas, eps: eps, weightDecay: weightDecay,
                    amsgrad: amsgrad, maximize: maximize, decoupledWeightDecay: true)
     }
 
-    public convenience init(parameters: [Tensor], learningRate: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
-                            eps: Float = 1e-8, weightDecay: Float = 1e-2, amsgrad: Bool = false, maximize: Bool = false) {
+    public convenience init(parameters: [Tensor], learningRate: Float = 1e-3, betas: (Double, Double) = (0.9, 0.999),
+                            eps: Double = 1e-8, weightDecay: Double = 1e-2, amsgrad: Bool = false, maximize: Bool = false) {
         self.init(parameters: parameters.enumerated().map { (name: String($0.offset), tensor: $0.element) },
                   learningRate: learningRate, betas: betas, eps: eps, weightDecay: weightDecay, amsgrad: amsgrad,
                   maximize: maximize)
