@@ -13,25 +13,17 @@ public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float, normType: Float
     if grads.isEmpty { return 0 }
     let total: Double
     if normType.isInfinite {
-        var m: Float = 0
+        var m: Double = 0
         for g in grads {
-            let p = g.data
-            for i in 0..<g.count { let a = Swift.abs(p[i]); if !(a <= m) { m = a } }
+            let b = blockReduce(g, .maxAbs)
+            if b.isNaN || b > m { m = b }
+            if m.isNaN { break }
         }
-        total = Double(m)
+        total = m
     } else {
         let q = Double(normType)
         var acc: Double = 0
-        for g in grads {
-            let p = g.data
-            if q == 2 {
-                for i in 0..<g.count { let x = Double(p[i]); acc += x * x }
-            } else if q == 1 {
-                for i in 0..<g.count { acc += Swift.abs(Double(p[i])) }
-            } else {
-                for i in 0..<g.count { acc += Foundation.pow(Swift.abs(Double(p[i])), q) }
-            }
-        }
+        for g in grads { acc += blockReduce(g, q == 2 ? .sumSquares : q == 1 ? .sumAbs : .sumPow(q)) }
         total = q == 2 ? acc.squareRoot() : q == 1 ? acc : Foundation.pow(acc, 1 / q)
     }
     let totalF = Float(total)
@@ -64,4 +56,50 @@ public func clipGradValue(_ parameters: [Tensor], clipValue: Float) {
 /// `clipGradValue` over named parameters.
 public func clipGradValue(_ parameters: [(name: String, tensor: Tensor)], clipValue: Float) {
     clipGradValue(parameters.map { $0.tensor }, clipValue: clipValue)
+}
+
+private enum NormReduction { case maxAbs, sumSquares, sumAbs, sumPow(Double) }
+
+/// Reduces a tensor in fixed blocks (in parallel, in Double), then combines the block results in
+/// order, so the result does not depend on the thread count.
+private func blockReduce(_ t: Tensor, _ kind: NormReduction) -> Double {
+    let n = t.count
+    let block = 1 << 16
+    let blocks = (n + block - 1) / block
+    if blocks == 0 { return 0 }
+    var partial = [Double](repeating: 0, count: blocks)
+    let x = SendablePointer(t.data)
+    partial.withUnsafeMutableBufferPointer { buf in
+        let out = SendablePointer(buf.baseAddress!)
+        Parallel.forEach(blocks, costPerItem: block) { b in
+            let lo = b * block, hi = Swift.min(n, lo + block)
+            var acc: Double = 0
+            switch kind {
+            case .maxAbs:
+                var m: Float = 0
+                for i in lo..<hi {
+                    let a = Swift.abs(x[i])
+                    if a.isNaN { m = .nan; break }
+                    if a > m { m = a }
+                }
+                acc = Double(m)
+            case .sumSquares:
+                for i in lo..<hi { let v = Double(x[i]); acc += v * v }
+            case .sumAbs:
+                for i in lo..<hi { acc += Swift.abs(Double(x[i])) }
+            case .sumPow(let q):
+                for i in lo..<hi { acc += Foundation.pow(Swift.abs(Double(x[i])), q) }
+            }
+            out[b] = acc
+        }
+    }
+    if case .maxAbs = kind {
+        var m: Double = 0
+        for v in partial {
+            if v.isNaN { return .nan }
+            if v > m { m = v }
+        }
+        return m
+    }
+    return partial.reduce(0, +)
 }

@@ -181,21 +181,20 @@ public final class SGD: Optimizer {
         if mom == 0 {
             Parallel.chunks(n, costPerItem: 4) { r in
                 for i in r {
-                    var gi = sign * g[i]
-                    if wd != 0 { gi = gi + wd * p[i] }
+                    let gi = sign * g[i] + wd * p[i]  // grad.add(param, alpha=weight_decay); wd is 0 without decay
                     p[i] = p[i] + (-lr) * gi
                 }
             }
             return
         }
         let first = state["momentum_buffer"] == nil
-        let buffer = state["momentum_buffer"] ?? Tensor(uninitialized: parameter.shape)
+        let buffer = state["momentum_buffer"] ?? Tensor.zeros(parameter.shape)
         state["momentum_buffer"] = buffer
         let b = SendablePointer(buffer.data)
         Parallel.chunks(n, costPerItem: 6) { r in
             for i in r {
-                var gi = sign * g[i]
-                if wd != 0 { gi = gi + wd * p[i] }
+                let gi = sign * g[i] + wd * p[i]
+                // The buffer starts as a copy of the first gradient, then buf * momentum + (1 - dampening) * grad.
                 let bi = first ? gi : b[i] * mom + damp * gi
                 b[i] = bi
                 let d = nest ? gi + mom * bi : bi
@@ -268,33 +267,46 @@ public class Adam: Optimizer {
         let biasCorrection2 = 1 - Foundation.pow(b2D, step)
         let negStepSize = Float(-(lrD / biasCorrection1))
         let bc2Sqrt = Float(biasCorrection2.squareRoot())
-        let eps = Float(self.eps), sign: Float = maximize ? -1 : 1, ams = amsgrad
+        let eps = Float(self.eps), sign: Float = maximize ? -1 : 1
 
         let n = parameter.count
         let p = SendablePointer(parameter.data), g = SendablePointer(grad.data)
         let m = SendablePointer(state["exp_avg"]!.data), v = SendablePointer(state["exp_avg_sq"]!.data)
-        let vmax = SendablePointer(ams ? state["max_exp_avg_sq"]!.data : state["exp_avg_sq"]!.data)
-        Parallel.chunks(n, costPerItem: 12) { r in
-            for i in r {
-                var pi = p[i]
-                if decay != 1 { pi = pi * decay }
-                var gi = sign * g[i]
-                if l2 != 0 { gi = gi + l2 * pi }
-                // exp_avg.lerp_(grad, 1 - beta1), with ATen's two-branch lerp.
-                let mi = m[i]
-                let mNew = w1 < 0.5 ? mi + w1 * (gi - mi) : gi - (gi - mi) * (1 - w1)
-                m[i] = mNew
-                // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                let vNew = v[i] * b2 + w2 * gi * gi
-                v[i] = vNew
-                var second = vNew
-                if ams {
+        // ATen's lerp: w < 0.5 ? m + w * (g - m) : g - (g - m) * (1 - w), as base + c * (g - m), branch-free.
+        let lerpFromM = w1 < 0.5
+        let c: Float = lerpFromM ? w1 : -(1 - w1)
+        if amsgrad {
+            let vmax = SendablePointer(state["max_exp_avg_sq"]!.data)
+            Parallel.chunks(n, costPerItem: 16) { r in
+                for i in r {
+                    let pi = p[i] * decay
+                    let gi = sign * g[i] + l2 * pi
+                    let mi = m[i]
+                    let mNew = (lerpFromM ? mi : gi) + c * (gi - mi)
+                    m[i] = mNew
+                    let vNew = v[i] * b2 + w2 * gi * gi
+                    v[i] = vNew
                     let vm = Swift.max(vmax[i], vNew)
                     vmax[i] = vm
-                    second = vm
+                    p[i] = pi + negStepSize * (mNew / (vm.squareRoot() / bc2Sqrt + eps))
                 }
-                let denom = second.squareRoot() / bc2Sqrt + eps
-                p[i] = pi + negStepSize * (mNew / denom)
+            }
+        } else {
+            Parallel.chunks(n, costPerItem: 16) { r in
+                for i in r {
+                    // param.mul_(1 - lr * wd) (AdamW; decay is 1 otherwise), grad + wd * param (Adam; l2 is 0 otherwise)
+                    let pi = p[i] * decay
+                    let gi = sign * g[i] + l2 * pi
+                    // exp_avg.lerp_(grad, 1 - beta1)
+                    let mi = m[i]
+                    let mNew = (lerpFromM ? mi : gi) + c * (gi - mi)
+                    m[i] = mNew
+                    // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                    let vNew = v[i] * b2 + w2 * gi * gi
+                    v[i] = vNew
+                    // param.addcdiv_(exp_avg, exp_avg_sq.sqrt() / bias_correction2_sqrt + eps, value=-step_size)
+                    p[i] = pi + negStepSize * (mNew / (vNew.squareRoot() / bc2Sqrt + eps))
+                }
             }
         }
     }

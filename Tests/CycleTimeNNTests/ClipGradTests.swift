@@ -49,3 +49,30 @@ final class ClipGradTests: XCTestCase {
         XCTAssertEqual(clipGradNorm([Tensor.zeros([2], requiresGrad: true)], maxNorm: 1), 0)
     }
 }
+
+extension ClipGradTests {
+    /// A non-finite gradient makes the total norm non-finite and, as in PyTorch, poisons every gradient.
+    func testNonFiniteNormPropagates() {
+        for normType: Float in [2, .infinity] {
+            let a = Tensor.zeros([3], requiresGrad: true), b = Tensor.zeros([2], requiresGrad: true)
+            a.grad = Tensor([1, .nan, 2], shape: [3])
+            b.grad = Tensor([3, 4], shape: [2])
+            XCTAssertTrue(clipGradNorm([a, b], maxNorm: 1, normType: normType).isNaN)
+            XCTAssertTrue(b.grad!.array.allSatisfy { $0.isNaN })
+        }
+    }
+
+    /// Large gradients spanning many reduction blocks: the norm equals a Double reference.
+    func testLargeGradientNorm() {
+        let g = randn([300_001], seed: 3, requiresGrad: false)
+        let p = Tensor.zeros([300_001], requiresGrad: true)
+        p.grad = g.clone()
+        var ref: Double = 0
+        for i in 0..<g.count { ref += Double(g.data[i]) * Double(g.data[i]) }
+        let total = clipGradNorm([p], maxNorm: 10)
+        assertClose(total, Float(ref.squareRoot()), rtol: 1e-6, atol: 0)
+        let coef = 10 / (total + 1e-6)
+        assertClose(p.grad!, g * coef, rtol: 1e-6, atol: 1e-7)
+        XCTAssertEqual(clipGradNorm([p], maxNorm: 1, normType: .infinity), p.grad!.array.map { abs($0) }.max()!)
+    }
+}
