@@ -119,7 +119,8 @@ final class ElementwiseTests: XCTestCase {
         x.relu().sum().backward()
         XCTAssertEqual(x.grad!.array, [0, 0, 1, 1])
         XCTAssertEqual(Tensor([-1000, 1000], shape: [2]).sigmoid().array, [0, 1])
-        XCTAssertTrue(Tensor([Float.nan], shape: [1]).relu().data[0].isNaN)
+        let rn = Tensor([Float.nan], shape: [1]).relu()
+        XCTAssertTrue(rn.data[0].isNaN, "relu(nan) = \(rn.data[0])")
     }
 }
 

@@ -44,6 +44,7 @@ extension Tensor {
         }
         let s = shape
         return out.recording("gather", [self]) { g in
+            let pi = SendablePointer(index.data)  // `index` kept alive by this closure
             let gin = Tensor.zeros(s)
             let pg = SendablePointer(g.data), pgi = SendablePointer(gin.data)
             let body: (Range<Int>) -> Void = { rg in
@@ -178,6 +179,7 @@ extension Tensor {
         }
         let s = shape
         let out = values.recording("topk", [self]) { g in
+            let pidx = SendablePointer(indices.data)  // `indices` kept alive by this closure
             let gin = Tensor.zeros(s)
             let pg = SendablePointer(g.data), pgi = SendablePointer(gin.data)
             Parallel.chunks(outer * inner, costPerItem: k) { rg in
