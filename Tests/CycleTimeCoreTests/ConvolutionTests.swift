@@ -29,15 +29,19 @@ final class ConvolutionTests: XCTestCase {
     func testAgainstPyTorch() throws {
         let fx = try Fixtures.load("conv")
         let savedBytes = ConvTuning.maxColumnBytes, savedKeep = ConvTuning.keepColumns
-        defer { ConvTuning.maxColumnBytes = savedBytes; ConvTuning.keepColumns = savedKeep }
-        for (bytes, keep) in [(savedBytes, false), (savedBytes, true), (1, false)] {
-            ConvTuning.maxColumnBytes = bytes; ConvTuning.keepColumns = keep
+        let savedAsConv = ConvTuning.inputGradientAsConvolution
+        defer {
+            ConvTuning.maxColumnBytes = savedBytes; ConvTuning.keepColumns = savedKeep
+            ConvTuning.inputGradientAsConvolution = savedAsConv
+        }
+        for (bytes, keep, asConv) in [(savedBytes, false, true), (1 << 30, true, false), (1 << 30, false, true), (1, false, false)] {
+            ConvTuning.maxColumnBytes = bytes; ConvTuning.keepColumns = keep; ConvTuning.inputGradientAsConvolution = asConv
             for c in Self.cases {
                 let x = fx.t("\(c.name).x").requiringGrad(), w = fx.t("\(c.name).w").requiringGrad()
                 let b = fx["\(c.name).b"]?.requiringGrad()
                 x.grad = nil; w.grad = nil; b?.grad = nil
                 let y = run(c, x, w, b)
-                let msg = "\(c.name) (column bytes \(bytes), keep \(keep))"
+                let msg = "\(c.name) (column bytes \(bytes), keep \(keep), dx as conv \(asConv))"
                 assertClose(y, fx.t("\(c.name).y"), rtol: 1e-4, atol: 1e-5, msg)
                 y.backward(fx.t("\(c.name).gy"))
                 assertClose(x.grad!, fx.t("\(c.name).dx"), rtol: 1e-4, atol: 1e-5, "dx " + msg)

@@ -101,57 +101,95 @@ private func groupGemmForward(_ w: UnsafePointer<Float>, _ col: UnsafePointer<Fl
     }
 }
 
+/// Raw forward: out[N, Cout, P] = conv(x, w) + bias. Returns the column matrix when it covered the
+/// whole batch in one chunk (so backward may reuse it).
+@discardableResult
+func convForwardKernel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                       _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) -> Tensor? {
+    let P = g.outPlane
+    let nbMax = chunkImages(g)
+    let y = SendablePointer(out)
+    if g.isPointwise {
+        // The column matrix of image n is x[n] itself ([Cin, P]).
+        for n in 0..<g.n {
+            groupGemmForward(w, x + n * g.cin * P, out + n * g.cout * P, g, L: P, ldc: P)
+        }
+        if let bias { addBias(out, bias, n: g.n, c: g.cout, plane: P) }
+        return nil
+    }
+    let col = Tensor(uninitialized: [g.rows * nbMax * P])
+    var tmp: Tensor? = nil
+    var n0 = 0
+    while n0 < g.n {
+        let nb = min(nbMax, g.n - n0), L = nb * P
+        im2col(x, g, n0: n0, nb: nb, col.data)
+        if nb == 1 {
+            groupGemmForward(w, col.data, out + n0 * g.cout * P, g, L: L, ldc: L)
+            if let bias { addBias(out + n0 * g.cout * P, bias, n: 1, c: g.cout, plane: P) }
+        } else {
+            if tmp == nil { tmp = Tensor(uninitialized: [g.cout * nbMax * P]) }
+            let t = tmp!
+            groupGemmForward(w, col.data, t.data, g, L: L, ldc: L)
+            // [cout, nb, P] -> out[n0 + j, cout, P] with bias.
+            let ts = SendablePointer(t.data)
+            let bs = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+            let cout = g.cout, base = n0
+            Parallel.chunks(nb * cout, costPerItem: P) { r in
+                for item in r {
+                    let j = item / cout, co = item % cout
+                    let s = ts.p + co * L + j * P
+                    let d = y.p + ((base + j) * cout + co) * P
+                    if let bs {
+                        let bv = bs[co]
+                        for i in 0..<P { d[i] = s[i] + bv }
+                    } else {
+                        d.update(from: s, count: P)
+                    }
+                }
+            }
+        }
+        n0 += nb
+    }
+    return nbMax == g.n ? col : nil
+}
+
+/// dX of a stride-1 convolution as a convolution of dY with the flipped, transposed weight
+/// (a forward-shaped GEMM instead of W^T x dY + col2im). Nil when the padding does not allow it.
+private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
+                                        _ dx: UnsafeMutablePointer<Float>) -> Bool {
+    guard g.st == 1 && g.sh == 1 && g.sw == 1 else { return false }
+    let qt = g.dt * (g.kt - 1) - g.pt, qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw
+    guard qt >= 0 && qh >= 0 && qw >= 0 else { return false }
+    var g2 = g
+    g2.cin = g.cout; g2.cout = g.cin
+    g2.t = g.to; g2.h = g.ho; g2.w = g.wo
+    g2.pt = qt; g2.ph = qh; g2.pw = qw
+    g2.to = g.t; g2.ho = g.h; g2.wo = g.w
+    // W'[gi*cinG + ci, co, flipped k] = W[gi*coutG + co, ci, k].
+    let kk = g.kernelSize, cinG = g.cinG, coutG = g.coutG
+    let wt = Tensor(uninitialized: [g.cin * coutG * kk])
+    let ws = SendablePointer(UnsafeMutablePointer(mutating: w)), ts = SendablePointer(wt.data)
+    Parallel.chunks(g.cin, costPerItem: coutG * kk) { r in
+        for c in r {
+            let gi = c / cinG, ci = c % cinG
+            for co in 0..<coutG {
+                let src = ws.p + ((gi * coutG + co) * cinG + ci) * kk
+                let dst = ts.p + (c * coutG + co) * kk
+                for k in 0..<kk { dst[k] = src[kk - 1 - k] }
+            }
+        }
+    }
+    convForwardKernel(gy, wt.data, nil, g2, dx)
+    return true
+}
+
 func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, outShape: [Int], name: String) -> Tensor {
     let out = Tensor(uninitialized: outShape)
     let P = g.outPlane, kg = g.cinG * g.kernelSize
     let nbMax = chunkImages(g)
     let pointwise = g.isPointwise
-    let wantGradW = Tensor.needsGrad(weight) || false
-    var kept: Tensor? = nil
-    let y = SendablePointer(out.data)
-
-    if pointwise {
-        // col of image n is x[n] itself ([Cin, P]).
-        for n in 0..<g.n {
-            groupGemmForward(weight.data, x.data + n * g.cin * P, out.data + n * g.cout * P, g, L: P, ldc: P)
-        }
-        if let b = bias { addBias(out, b, n: g.n, c: g.cout, plane: P) }
-    } else {
-        let col = Tensor(uninitialized: [g.rows * nbMax * P])
-        var tmp: Tensor? = nil
-        var n0 = 0
-        while n0 < g.n {
-            let nb = min(nbMax, g.n - n0), L = nb * P
-            im2col(x.data, g, n0: n0, nb: nb, col.data)
-            if nb == 1 {
-                groupGemmForward(weight.data, col.data, out.data + n0 * g.cout * P, g, L: L, ldc: L)
-                if let b = bias { addBias(out, b, n: 1, c: g.cout, plane: P, n0: n0) }
-            } else {
-                if tmp == nil { tmp = Tensor(uninitialized: [g.cout * nbMax * P]) }
-                let t = tmp!
-                groupGemmForward(weight.data, col.data, t.data, g, L: L, ldc: L)
-                // [cout, nb, P] -> out[n0 + j, cout, P] with bias.
-                let ts = SendablePointer(t.data)
-                let bs = bias.map { SendablePointer($0.data) }
-                let cout = g.cout, base = n0
-                Parallel.chunks(nb * cout, costPerItem: P) { r in
-                    for item in r {
-                        let j = item / cout, co = item % cout
-                        let s = ts.p + co * L + j * P
-                        let d = y.p + ((base + j) * cout + co) * P
-                        if let bs {
-                            let bv = bs[co]
-                            for i in 0..<P { d[i] = s[i] + bv }
-                        } else {
-                            d.update(from: s, count: P)
-                        }
-                    }
-                }
-            }
-            n0 += nb
-        }
-        if wantGradW && ConvTuning.keepColumns && nbMax == g.n { kept = col }
-    }
+    let col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
+    let kept: Tensor? = (Tensor.needsGrad(weight) && ConvTuning.keepColumns) ? col : nil
 
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
     var inputs = [x, weight]
@@ -179,8 +217,12 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
                 }
             }
         } else if needW || needX {
+            // Stride-1 convs: dX as a convolution of dY (forward-shaped GEMM, no col2im).
+            let dxDone = dX != nil && ConvTuning.inputGradientAsConvolution
+                && inputGradientByConvolution(gy.data, weight.data, g, dX!.data)
+            if dxDone && dW == nil { return bias != nil ? [dX, dW, dB] : [dX, dW] }
             let col = kept ?? Tensor(uninitialized: [g.rows * nbMax * P])
-            let dyBuf: Tensor? = nbMax > 1 ? Tensor(uninitialized: [g.cout * nbMax * P]) : nil
+            let dyBuf: Tensor? = nbMax > 1 && (dW != nil || !dxDone) ? Tensor(uninitialized: [g.cout * nbMax * P]) : nil
             var n0 = 0
             while n0 < g.n {
                 let nb = min(nbMax, g.n - n0), L = nb * P
@@ -207,7 +249,7 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
                                    beta: n0 == 0 ? 0 : 1, c: dW.data + gi * g.coutG * kg, ldc: kg)
                     }
                 }
-                if let dX {
+                if let dX, !dxDone {
                     // dcol = W^T dY (reuses the column buffer), then col2im.
                     for gi in 0..<g.groups {
                         BLAS.sgemm(transA: true, transB: false, m: kg, n: L, k: g.coutG,
@@ -225,14 +267,13 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
     }
 }
 
-/// out[n0 + j, c, :] += b[c] for j in 0..<n.
-private func addBias(_ out: Tensor, _ b: Tensor, n: Int, c: Int, plane: Int, n0: Int = 0) {
-    let y = SendablePointer(out.data), bs = SendablePointer(b.data)
+/// out[j, c, :] += b[c] for j in 0..<n.
+private func addBias(_ out: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, n: Int, c: Int, plane: Int) {
+    let y = SendablePointer(out), bs = SendablePointer(UnsafeMutablePointer(mutating: b))
     Parallel.chunks(n * c, costPerItem: plane) { r in
         for item in r {
-            let co = item % c
-            let d = y.p + (n0 * c + item) * plane
-            let bv = bs[co]
+            let d = y.p + item * plane
+            let bv = bs[item % c]
             for i in 0..<plane { d[i] += bv }
         }
     }

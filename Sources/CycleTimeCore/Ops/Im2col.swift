@@ -9,6 +9,9 @@ public enum ConvTuning {
     /// Keep the forward column matrix for the weight gradient instead of recomputing it
     /// (only when the whole batch fits in one chunk).
     nonisolated(unsafe) public static var keepColumns: Bool = false
+    /// Stride-1 convs compute dX as a convolution of dY with the flipped weight (instead of
+    /// W^T x dY followed by col2im).
+    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = true
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.
