@@ -4,8 +4,11 @@ import XCTest
 import TestSupport
 
 /// Acceptance: a small model (conv, batch norm, relu, mean-pool, linear) trained for 200 steps of
-/// full-batch Adam (lr 1e-2) with cross-entropy on a fixed synthetic task reaches the same loss as
-/// PyTorch from the same initial weights (fixture training_parity, scripts/fixtures/optim.py).
+/// full-batch Adam with cross-entropy on a fixed synthetic task (32 random 3x8x8 images, random
+/// labels) reaches the same loss as PyTorch from the same initial weights (fixture training_parity,
+/// scripts/fixtures/optim.py). The learning rate (1e-3, stored in the fixture) keeps the run out of
+/// the chaotic regime: at 1e-2, perturbing the initial weights by 1e-6 moves PyTorch's own loss
+/// curve by more than 1e-3.
 final class TrainingParityTests: XCTestCase {
     func testAdam200StepsMatchesPyTorch() throws {
         let fx = try Fixtures.load("training_parity")
@@ -28,7 +31,7 @@ final class TrainingParityTests: XCTestCase {
             return F.crossEntropy(logits, y)
         }
 
-        let opt = Adam(parameters: names.map { (name: $0, tensor: p[$0]!) }, learningRate: 1e-2)
+        let opt = Adam(parameters: names.map { (name: $0, tensor: p[$0]!) }, learningRate: fx.t("lr").item())
         var losses: [Float] = []
         for _ in 0..<steps {
             opt.zeroGrad()
@@ -47,15 +50,17 @@ final class TrainingParityTests: XCTestCase {
         print("training parity: final loss \(losses[steps]) vs PyTorch \(torchLosses.data[steps]); "
               + "largest curve difference \(worst) at step \(worstStep)")
         XCTAssertEqual(losses[steps], torchLosses.data[steps], accuracy: 1e-3, "final loss")
-        XCTAssertLessThan(torchLosses.data[steps], 0.5 * torchLosses.data[0], "the task must actually train")
+        XCTAssertLessThan(torchLosses.data[steps], 0.9 * torchLosses.data[0], "the task must actually train")
         for t in 0...steps {
             XCTAssertEqual(losses[t], torchLosses.data[t], accuracy: 1e-3, "loss at step \(t)")
         }
-        // The weights and running statistics follow PyTorch's too.
-        for n in names {
-            assertClose(p[n]!, fx.t("final." + n), rtol: 1e-2, atol: 1e-3, "final \(n)")
+        // The weights and running variance follow PyTorch's too. Not conv.bias: batch norm removes
+        // it, so its exact gradient is 0 and its float32 gradient is rounding noise that Adam
+        // normalizes into steps of up to lr (PyTorch's float32 and float64 runs disagree on it just
+        // as much); hence not the running mean either, which tracks it.
+        for n in names where n != "conv.bias" {
+            assertClose(p[n]!, fx.t("final." + n), rtol: 1e-4, atol: 1e-5, "final \(n)")
         }
-        assertClose(runningMean, fx.t("final.bn.running_mean"), rtol: 1e-3, atol: 1e-4, "running mean")
-        assertClose(runningVar, fx.t("final.bn.running_var"), rtol: 1e-3, atol: 1e-4, "running var")
+        assertClose(runningVar, fx.t("final.bn.running_var"), rtol: 1e-4, atol: 1e-5, "running var")
     }
 }
