@@ -27,6 +27,13 @@ public struct ResNetConfig: Sendable, Equatable {
         self.numClasses = numClasses; self.zeroInitResidual = zeroInitResidual
     }
 
+    /// A torchvision model name ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152").
+    public init?(name: String, lastStage: String = "fc", strides: [Int] = [1, 2, 2, 2], paddingMode: PadMode = .zeros,
+                 numClasses: Int = 1000) {
+        guard name.hasPrefix("resnet"), let d = Int(name.dropFirst(6)), ResNetConfig.blocks(depth: d) != nil else { return nil }
+        self.init(depth: d, lastStage: lastStage, strides: strides, paddingMode: paddingMode, numClasses: numClasses)
+    }
+
     public static let stageNames = ["layer1", "layer2", "layer3", "layer4", "fc"]
 
     /// (bottleneck?, blocks per stage) of a depth.

@@ -39,8 +39,18 @@ public enum Init {
 
     @discardableResult
     public static func normal(_ t: Tensor, mean: Double = 0, std: Double = 1, generator: inout RandomGenerator) -> Tensor {
-        let p = t.data
-        for i in 0..<t.count { p[i] = Float(mean + std * generator.normal()) }
+        // Box-Muller, both values of each pair used (one log and one sqrt per two elements).
+        let p = t.data, n = t.count
+        var i = 0
+        while i < n {
+            var u1 = generator.nextDouble()
+            while u1 <= 1e-300 { u1 = generator.nextDouble() }
+            let u2 = generator.nextDouble()
+            let r = (-2 * Foundation.log(u1)).squareRoot(), a = 2 * Double.pi * u2
+            p[i] = Float(mean + std * r * Foundation.cos(a))
+            if i + 1 < n { p[i + 1] = Float(mean + std * r * Foundation.sin(a)) }
+            i += 2
+        }
         return t
     }
 

@@ -77,6 +77,30 @@ final class ResNetTests: XCTestCase {
         XCTAssertEqual((b.layer3![0] as! Bottleneck).downsample!.namedParameters().map { $0.0 }, ["0.weight", "1.weight", "1.bias"])
     }
 
+    func testConfigFromName() {
+        XCTAssertEqual(ResNetConfig(name: "resnet50", lastStage: "layer3"), ResNetConfig(depth: 50, lastStage: "layer3"))
+        XCTAssertNil(ResNetConfig(name: "resnet19"))
+        XCTAssertNil(ResNetConfig(name: "vgg16"))
+    }
+
+    /// Training mode end to end: every parameter of a truncated ResNet gets a gradient, frozen
+    /// ones get none, and the BN running statistics move.
+    func testTrainingBackwardReachesEveryParameter() {
+        var g = RandomGenerator(seed: 5)
+        let m = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer2", paddingMode: .reflect), generator: &g)
+        m.freeze(["conv1", "bn1"])
+        let x = randn([2, 3, 32, 32], seed: 6, requiresGrad: false)
+        let y = m(x)
+        XCTAssertEqual(y.shape, [2, 128, 4, 4])
+        (y * y).mean().backward()
+        for (k, p) in m.namedParameters() {
+            if k.hasPrefix("conv1") || k.hasPrefix("bn1") { XCTAssertNil(p.grad, k) }
+            else { XCTAssertNotNil(p.grad, k); XCTAssertTrue(p.grad!.array.contains { $0 != 0 }, k) }
+        }
+        XCTAssertTrue(m.bn1.runningMean!.array.contains { $0 != 0 })
+        XCTAssertEqual(m.bn1.numBatchesTracked!.item(), 1)
+    }
+
     func testTorchvisionInitialization() {
         var g = RandomGenerator(seed: 3)
         let m = ResNet(config: ResNetConfig(depth: 18), generator: &g)

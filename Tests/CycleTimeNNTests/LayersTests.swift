@@ -89,6 +89,17 @@ final class LayersTests: XCTestCase {
         assertClose((net[1] as! BatchNorm2d).runningMean!, fx.t("net.bn_running_mean_after"))
     }
 
+    func testFrozenLayersGetNoGradient() {
+        var g = RandomGenerator(seed: 2)
+        let net = Sequential(Linear(3, 4, generator: &g), ReLU(), Linear(4, 2, generator: &g))
+        net.freeze(["0"])
+        net(randn([5, 3], seed: 3, requiresGrad: false)).sum().backward()
+        XCTAssertNil(net.namedParameters()[0].1.grad)
+        XCTAssertNil(net.namedParameters()[1].1.grad)
+        XCTAssertNotNil(net.namedParameters()[2].1.grad)
+        XCTAssertNotNil(net.namedParameters()[3].1.grad)
+    }
+
     func testDropoutSeededTrainAndEval() {
         let x = Tensor.ones([1000])
         let a = Dropout(0.3, seed: 7), b = Dropout(0.3, seed: 7)
