@@ -1,0 +1,136 @@
+import XCTest
+@testable import CycleTimeCore
+import TestSupport
+
+/// Runs `f` on fresh leaf copies of `inputs`, back-propagates `gout`, and returns (out, grads).
+func runWithGrad(_ inputs: [Tensor], _ gout: Tensor, _ f: ([Tensor]) -> Tensor) -> (Tensor, [Tensor?]) {
+    let leaves = inputs.map { $0.clone().requiringGrad() }
+    let out = f(leaves)
+    out.backward(gout)
+    return (out, leaves.map { $0.grad })
+}
+
+final class SamplingTests: XCTestCase {
+    func testAffineGridMatchesPyTorch() throws {
+        let fx = try Fixtures.load("sampling")
+        for ac in [true, false] {
+            let k = "affine.ac\(ac ? 1 : 0)"
+            let (out, g) = runWithGrad([fx.t("affine.theta")], fx.t(k + ".gout")) { F.affineGrid($0[0], size: [2, 3, 4, 5], alignCorners: ac) }
+            assertClose(out, fx.t(k + ".out"), k)
+            assertClose(g[0]!, fx.t(k + ".dtheta"), rtol: 1e-5, atol: 1e-5, k)
+        }
+    }
+
+    func testGridSampleMatchesPyTorch() throws {
+        let fx = try Fixtures.load("sampling")
+        for mode in [InterpolationMode.bilinear, .nearest] {
+            for ac in [true, false] {
+                let k = "gs.\(mode.rawValue).ac\(ac ? 1 : 0)"
+                let (out, g) = runWithGrad([fx.t("gs.x"), fx.t("gs.grid")], fx.t(k + ".gout")) {
+                    F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: ac)
+                }
+                assertClose(out, fx.t(k + ".out"), k)
+                assertClose(g[0]!, fx.t(k + ".dx"), rtol: 1e-5, atol: 1e-5, k + " dx")
+                assertClose(g[1]!, fx.t(k + ".dgrid"), rtol: 1e-4, atol: 1e-4, k + " dgrid")
+            }
+        }
+        // Some points sample outside the input (the fixture's grid leaves [-1, 1]).
+        let grid = fx.t("gs.grid")
+        XCTAssert(grid.array.contains { abs($0) > 1.05 })
+    }
+
+    func testInterpolateMatchesPyTorch() throws {
+        let fx = try Fixtures.load("sampling")
+        let cases: [(InterpolationMode, Bool, [Int]?, [Float]?)] = [
+            (.nearest, false, [8, 9], nil), (.nearest, false, [3, 4], nil), (.nearest, false, [10, 12], nil),
+            (.nearest, false, nil, [1.5, 0.75]), (.nearest, false, nil, [2, 2]), (.nearest, false, nil, [0.5, 0.5]),
+            (.bilinear, true, [8, 9], nil), (.bilinear, false, [8, 9], nil),
+            (.bilinear, true, [3, 4], nil), (.bilinear, false, [3, 4], nil),
+            (.bilinear, false, nil, [1.5, 0.75]), (.bilinear, true, nil, [1.5, 0.75]),
+            (.bilinear, false, nil, [2, 2]), (.bilinear, false, [1, 1], nil), (.bilinear, true, [1, 1], nil),
+        ]
+        for (i, (mode, ac, size, sf)) in cases.enumerated() {
+            let k = "interp.\(i)"
+            let (out, g) = runWithGrad([fx.t("interp.x")], fx.t(k + ".gout")) {
+                F.interpolate($0[0], size: size, scaleFactor: sf, mode: mode, alignCorners: ac)
+            }
+            assertClose(out, fx.t(k + ".out"), k)
+            assertClose(g[0]!, fx.t(k + ".dx"), rtol: 1e-5, atol: 1e-5, k + " dx")
+        }
+    }
+
+    func testAffineGridGradcheck() {
+        for ac in [true, false] {
+            gradcheck([randn([2, 2, 3], seed: 3)]) { F.affineGrid($0[0], size: [2, 1, 3, 4], alignCorners: ac) }
+        }
+    }
+
+    /// A grid whose points sit at pixel fractions in [0.25, 0.75] (away from the bilinear kinks),
+    /// including points outside the input, for gradient checks w.r.t. the grid.
+    func kinkFreeGrid(n: Int, ho: Int, wo: Int, h: Int, w: Int, alignCorners: Bool, seed: UInt64) -> Tensor {
+        var rng = RandomGenerator(seed: seed)
+        var v: [Float] = []
+        for _ in 0..<(n * ho * wo) {
+            for size in [w, h] {
+                let pix = Float(rng.int(below: size + 2) - 1) + Float(rng.uniform(0.25, 0.75))  // -1 ..< size + 1
+                let c = alignCorners ? pix * 2 / Float(size - 1) - 1 : (2 * pix + 1) / Float(size) - 1
+                v.append(c)
+            }
+        }
+        return Tensor(v, shape: [n, ho, wo, 2], requiresGrad: true)
+    }
+
+    func testGridSampleGradcheck() {
+        for ac in [true, false] {
+            let x = randn([2, 3, 4, 5], seed: 11)
+            let grid = kinkFreeGrid(n: 2, ho: 3, wo: 4, h: 4, w: 5, alignCorners: ac, seed: 12)
+            // Step 1e-3 in grid units is < 0.01 pixel, far from the kinks at integer pixels.
+            gradcheck([x, grid], eps: 1e-3, rtol: 2e-2, atol: 2e-3) { F.gridSample($0[0], grid: $0[1], mode: .bilinear, alignCorners: ac) }
+            let g2 = kinkFreeGrid(n: 2, ho: 3, wo: 4, h: 4, w: 5, alignCorners: ac, seed: 13)
+            g2.requiresGrad = false
+            gradcheck([randn([2, 3, 4, 5], seed: 14), g2]) { F.gridSample($0[0], grid: $0[1], mode: .nearest, alignCorners: ac) }
+        }
+    }
+
+    func testInterpolateGradcheck() {
+        for (size, sf) in [([7, 9] as [Int]?, nil as [Float]?), ([3, 2], nil), (nil, [1.5, 0.5])] {
+            gradcheck([randn([2, 2, 4, 5], seed: 21)]) { F.interpolate($0[0], size: size, scaleFactor: sf, mode: .nearest) }
+            for ac in [true, false] {
+                gradcheck([randn([2, 2, 4, 5], seed: 22)]) {
+                    F.interpolate($0[0], size: size, scaleFactor: sf, mode: .bilinear, alignCorners: ac)
+                }
+            }
+        }
+    }
+
+    /// Large batches take the other parallel partition of the input gradient; results must equal
+    /// the per-sample ones.
+    func testGridSampleLargeBatchMatchesPerSample() {
+        let n = 9, c = 3, h = 6, w = 7
+        let x = randn([n, c, h, w], seed: 31, requiresGrad: false)
+        let grid = randn([n, 5, 6, 2], seed: 32, requiresGrad: false, scale: 0.7)
+        let gout = randn([n, c, 5, 6], seed: 33, requiresGrad: false)
+        for mode in [InterpolationMode.bilinear, .nearest] {
+            let (out, g) = runWithGrad([x, grid], gout) { F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: false) }
+            for b in 0..<n {
+                let xb = Tensor(Array(x.array[(b * c * h * w)..<((b + 1) * c * h * w)]), shape: [1, c, h, w])
+                let gb = Tensor(Array(grid.array[(b * 60)..<((b + 1) * 60)]), shape: [1, 5, 6, 2])
+                let gob = Tensor(Array(gout.array[(b * c * 30)..<((b + 1) * c * 30)]), shape: [1, c, 5, 6])
+                let (ob, gbs) = runWithGrad([xb, gb], gob) { F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: false) }
+                XCTAssertEqual(Array(out.array[(b * c * 30)..<((b + 1) * c * 30)]), ob.array)
+                XCTAssertEqual(Array(g[0]!.array[(b * c * h * w)..<((b + 1) * c * h * w)]), gbs[0]!.array)
+                XCTAssertEqual(Array(g[1]!.array[(b * 60)..<((b + 1) * 60)]), gbs[1]!.array)
+            }
+        }
+    }
+
+    func testIdentityGridReproducesInput() {
+        let x = randn([2, 3, 5, 4], seed: 41, requiresGrad: false)
+        let theta = Tensor([1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0], shape: [2, 2, 3])
+        for ac in [true, false] {
+            let grid = F.affineGrid(theta, size: [2, 3, 5, 4], alignCorners: ac)
+            assertClose(F.gridSample(x, grid: grid, mode: .bilinear, alignCorners: ac), x, rtol: 1e-5, atol: 1e-5)
+            assertClose(F.gridSample(x, grid: grid, mode: .nearest, alignCorners: ac), x)
+        }
+    }
+}
