@@ -39,16 +39,19 @@ public enum Init {
 
     @discardableResult
     public static func normal(_ t: Tensor, mean: Double = 0, std: Double = 1, generator: inout RandomGenerator) -> Tensor {
-        // Box-Muller, both values of each pair used (one log and one sqrt per two elements).
+        // Marsaglia's polar method: two values per accepted pair, one log and no trigonometry.
         let p = t.data, n = t.count
         var i = 0
         while i < n {
-            var u1 = generator.nextDouble()
-            while u1 <= 1e-300 { u1 = generator.nextDouble() }
-            let u2 = generator.nextDouble()
-            let r = (-2 * Foundation.log(u1)).squareRoot(), a = 2 * Double.pi * u2
-            p[i] = Float(mean + std * r * Foundation.cos(a))
-            if i + 1 < n { p[i + 1] = Float(mean + std * r * Foundation.sin(a)) }
+            var u = 0.0, v = 0.0, s = 0.0
+            repeat {
+                u = 2 * generator.nextDouble() - 1
+                v = 2 * generator.nextDouble() - 1
+                s = u * u + v * v
+            } while s >= 1 || s == 0
+            let f = (-2 * Foundation.log(s) / s).squareRoot()
+            p[i] = Float(mean + std * u * f)
+            if i + 1 < n { p[i + 1] = Float(mean + std * v * f) }
             i += 2
         }
         return t

@@ -4,6 +4,19 @@ import CycleTimeCore
 // The module system, in the style of MLX-Swift: a module is a class whose stored properties are
 // its parameters (`@Parameter`), buffers (`@Buffer`) and child modules, found by reflection.
 // Names are joined with dots exactly like PyTorch's state_dict keys (`layer1.0.bn1.running_mean`).
+//
+//     final class Net: Module {
+//         @Parameter var scale: Tensor              // key "scale"
+//         @Buffer(name: "running_x") var x: Tensor? // custom key; a nil optional has no key
+//         let conv: Conv2d                          // keys "conv.weight", "conv.bias"
+//         let blocks: [Linear]                      // keys "blocks.0.weight", ...
+//         let head: Sequential                      // keys "head.0.weight", ...
+//         ...
+//         override func callAsFunction(_ x: Tensor) -> Tensor { head(conv(x)) }
+//     }
+//
+// Order (as PyTorch's registration order): a module's own parameters, then its own buffers, then
+// its children, each in declaration order (base-class properties first).
 
 /// A tensor-valued property slot: `Tensor` or `Tensor?` (an absent optional tensor has no key).
 public protocol TensorSlot {
