@@ -21,7 +21,7 @@ extension Tensor {
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, -)
         let sa = a.shape, sb = b.shape
-        return out.recording("sub", [a, b]) { g in [unbroadcast(g, to: sa), unbroadcast(unaryKernel(g, -), to: sb)] }
+        return out.recording("sub", [a, b]) { g in [unbroadcast(g, to: sa), unbroadcast(mapKernel(g, NegOp()), to: sb)] }
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
@@ -44,7 +44,7 @@ extension Tensor {
     }
 
     public static prefix func - (x: Tensor) -> Tensor {
-        unaryKernel(x, -).recording("neg", [x]) { g in [unaryKernel(g, -)] }
+        mapKernel(x, NegOp()).recording("neg", [x]) { g in [mapKernel(g, NegOp())] }
     }
 
     // Scalars on either side.
@@ -84,6 +84,7 @@ func zipKernel<Op: ElementZip>(_ x: Tensor, _ y: Tensor, _ op: Op) -> Tensor {
     return out
 }
 
+struct NegOp: ElementMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { -x } }
 struct ExpOp: ElementMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.exp(x) } }
 struct LogOp: ElementMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.log(x) } }
 struct SqrtOp: ElementMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { x.squareRoot() } }
