@@ -13,33 +13,33 @@ public func unaryKernel(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
 
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor {
-        let out = broadcastBinary(a, b, +)
+        let out = broadcastBinary(a, b, AddOp())
         let sa = a.shape, sb = b.shape
         return out.recording("add", [a, b]) { g in [unbroadcast(g, to: sa), unbroadcast(g, to: sb)] }
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {
-        let out = broadcastBinary(a, b, -)
+        let out = broadcastBinary(a, b, SubOp())
         let sa = a.shape, sb = b.shape
         return out.recording("sub", [a, b]) { g in [unbroadcast(g, to: sa), unbroadcast(mapKernel(g, NegOp()), to: sb)] }
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
-        let out = broadcastBinary(a, b, *)
+        let out = broadcastBinary(a, b, MulOp())
         let na = a.requiresGrad, nb = b.requiresGrad
         return out.recording("mul", [a, b]) { g in
-            [na ? unbroadcast(broadcastBinary(g, b, *), to: a.shape) : nil,
-             nb ? unbroadcast(broadcastBinary(g, a, *), to: b.shape) : nil]
+            [na ? unbroadcast(broadcastBinary(g, b, MulOp()), to: a.shape) : nil,
+             nb ? unbroadcast(broadcastBinary(g, a, MulOp()), to: b.shape) : nil]
         }
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
-        let out = broadcastBinary(a, b, /)
+        let out = broadcastBinary(a, b, DivOp())
         let na = a.requiresGrad, nb = b.requiresGrad
         return out.recording("div", [a, b]) { g in
-            [na ? unbroadcast(broadcastBinary(g, b, /), to: a.shape) : nil,
+            [na ? unbroadcast(broadcastBinary(g, b, DivOp()), to: a.shape) : nil,
              // d(a/b)/db = -a/b^2 = -out/b
-             nb ? unbroadcast(broadcastBinary(broadcastBinary(g, out, *), b, { -$0 / $1 }), to: b.shape) : nil]
+             nb ? unbroadcast(broadcastBinary(broadcastBinary(g, out, MulOp()), b, NegDivOp()), to: b.shape) : nil]
         }
     }
 
@@ -60,10 +60,6 @@ extension Tensor {
 
 // MARK: - unary ops (owner: elementwise family)
 
-// Kernels generic over small op structs: the specialized loop inlines the op (a closure passed
-// through `Parallel.chunks` would be called per element, several times slower).
-protocol ElementMap { func callAsFunction(_ x: Float) -> Float }
-protocol ElementZip { func callAsFunction(_ a: Float, _ b: Float) -> Float }
 
 /// out[i] = op(x[i]), parallel.
 @inline(__always)
@@ -108,8 +104,6 @@ struct SigmoidOp: ElementMap {
 }
 struct TanhOp: ElementMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.tanh(x) } }
 
-struct MulOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b } }
-struct DivOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b } }
 /// g / (2 out): sqrt's gradient.
 struct HalfDivOp: ElementZip { @inline(__always) func callAsFunction(_ g: Float, _ o: Float) -> Float { g / (2 * o) } }
 /// g * 2x: square's gradient.

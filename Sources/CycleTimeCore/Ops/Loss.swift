@@ -103,7 +103,7 @@ extension F {
 
     /// F.mse_loss: (input - target)^2 with `reduction` (broadcasting as PyTorch).
     public static func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean) -> Tensor {
-        let diff = broadcastBinary(input, target, -)
+        let diff = broadcastBinary(input, target, SubOp())
         let sq = unaryKernel(diff, { $0 * $0 })
         let n = sq.count
         let out = reduce(sq, reduction)
