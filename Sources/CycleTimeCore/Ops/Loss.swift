@@ -137,6 +137,8 @@ extension F {
         precondition(logits.shape == target.shape,
                      "binaryCrossEntropyWithLogits: target size \(target.shape) must be the same as input size \(logits.shape)")
         let shape = logits.shape, n = logits.count
+        if let weight { precondition(broadcastShapes(weight.shape, shape) == shape, "binaryCrossEntropyWithLogits: weight \(weight.shape) does not broadcast to \(shape)") }
+        if let posWeight { precondition(broadcastShapes(posWeight.shape, shape) == shape, "binaryCrossEntropyWithLogits: posWeight \(posWeight.shape) does not broadcast to \(shape)") }
         let w = weight.map { expandKernel($0, to: shape) }
         let pw = posWeight.map { expandKernel($0, to: shape) }
         let focal = focalAlpha != nil || focalGamma != nil
