@@ -146,3 +146,36 @@ final class SamplingTests: XCTestCase {
         }
     }
 }
+
+/// Runs `f` (forward and backward) with one thread and with the default thread count on inputs
+/// large enough for the parallel paths; values and gradients must be identical.
+func assertParallelMatchesSerial(_ inputs: [Tensor], seed: UInt64 = 99, _ f: ([Tensor]) -> Tensor,
+                                 file: StaticString = #filePath, line: UInt = #line) {
+    let saved = Parallel.threadCount
+    defer { Parallel.threadCount = saved }
+    var results: [(Tensor, [Tensor?])] = []
+    for threads in [1, max(2, saved)] {
+        Parallel.threadCount = threads
+        let probe = noGrad { f(inputs) }
+        let gout = randn(probe.shape, seed: seed, requiresGrad: false)
+        results.append(runWithGrad(inputs, gout, f))
+    }
+    XCTAssertEqual(results[0].0.array, results[1].0.array, "values", file: file, line: line)
+    for (a, b) in zip(results[0].1, results[1].1) {
+        XCTAssertEqual(a?.array ?? [], b?.array ?? [], "gradients", file: file, line: line)
+    }
+}
+
+extension SamplingTests {
+    func testParallelPathsMatchSerial() {
+        let x = randn([3, 16, 20, 24], seed: 51, requiresGrad: false)
+        let grid = randn([3, 18, 22, 2], seed: 52, requiresGrad: false, scale: 0.7)
+        for mode in [InterpolationMode.bilinear, .nearest] {
+            assertParallelMatchesSerial([x, grid]) { F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: true) }
+            assertParallelMatchesSerial([x]) { F.interpolate($0[0], size: [37, 15], mode: mode, alignCorners: false) }
+        }
+        assertParallelMatchesSerial([x]) { F.interpolate($0[0], scaleFactor: [2], mode: .bilinear, alignCorners: true) }
+        let theta = randn([40, 2, 3], seed: 53, requiresGrad: false)
+        assertParallelMatchesSerial([theta]) { F.affineGrid($0[0], size: [40, 1, 30, 30], alignCorners: false) }
+    }
+}
