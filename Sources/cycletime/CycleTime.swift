@@ -3,5 +3,8 @@ import CycleTimeCore
 
 @main
 struct CycleTimeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cycletime", abstract: "CycleTime", subcommands: [])
+    static let configuration = CommandConfiguration(
+        commandName: "cycletime",
+        abstract: "Self-supervised video representation learning on the CPU.",
+        subcommands: [Bench.self])
 }
