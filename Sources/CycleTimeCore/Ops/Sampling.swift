@@ -292,7 +292,7 @@ extension F {
         if mode == .nearest {
             let hs = nearestIndices(inSize: h, outSize: ho, scale: scales?[0])
             let ws = nearestIndices(inSize: w, outSize: wo, scale: scales?[1])
-            let hsp = IndexBuffer(hs), wsp = IndexBuffer(ws)
+            let hsp = NearestIndexTable(hs), wsp = NearestIndexTable(ws)
             Parallel.chunks(nc * ho, costPerItem: wo + 1) { r in
                 for row in r {
                     let p = row / ho, i = row % ho
@@ -358,7 +358,7 @@ extension F {
 }
 
 /// Source indices readable from parallel loop bodies (raw storage, freed with the object).
-private final class IndexBuffer: @unchecked Sendable {
+private final class NearestIndexTable: @unchecked Sendable {
     let p: UnsafeMutablePointer<Int>
     init(_ a: [Int]) {
         p = .allocate(capacity: Swift.max(a.count, 1))
