@@ -29,19 +29,22 @@ final class ConvolutionTests: XCTestCase {
     func testAgainstPyTorch() throws {
         let fx = try Fixtures.load("conv")
         let savedBytes = ConvTuning.maxColumnBytes, savedKeep = ConvTuning.keepColumns
-        let savedAsConv = ConvTuning.inputGradientAsConvolution
+        let savedAsConv = ConvTuning.inputGradientAsConvolution, savedBP = ConvTuning.batchParallel
         defer {
             ConvTuning.maxColumnBytes = savedBytes; ConvTuning.keepColumns = savedKeep
-            ConvTuning.inputGradientAsConvolution = savedAsConv
+            ConvTuning.inputGradientAsConvolution = savedAsConv; ConvTuning.batchParallel = savedBP
         }
-        for (bytes, keep, asConv) in [(savedBytes, false, true), (1 << 30, true, false), (1 << 30, false, true), (1, false, false)] {
+        let variants = [(savedBytes, false, true, true), (savedBytes, false, false, true), (1 << 30, true, false, false),
+                        (1 << 30, false, true, false), (1, false, false, false)]
+        for (bytes, keep, asConv, bp) in variants {
             ConvTuning.maxColumnBytes = bytes; ConvTuning.keepColumns = keep; ConvTuning.inputGradientAsConvolution = asConv
+            ConvTuning.batchParallel = bp
             for c in Self.cases {
                 let x = fx.t("\(c.name).x").requiringGrad(), w = fx.t("\(c.name).w").requiringGrad()
                 let b = fx["\(c.name).b"]?.requiringGrad()
                 x.grad = nil; w.grad = nil; b?.grad = nil
                 let y = run(c, x, w, b)
-                let msg = "\(c.name) (column bytes \(bytes), keep \(keep), dx as conv \(asConv))"
+                let msg = "\(c.name) (column bytes \(bytes), keep \(keep), dx as conv \(asConv), batch-parallel \(bp))"
                 assertClose(y, fx.t("\(c.name).y"), rtol: 1e-4, atol: 1e-5, msg)
                 y.backward(fx.t("\(c.name).gy"))
                 assertClose(x.grad!, fx.t("\(c.name).dx"), rtol: 1e-4, atol: 1e-5, "dx " + msg)
