@@ -5,13 +5,13 @@
 public enum ConvTuning {
     /// Largest column matrix (bytes) built at once; the batch is processed in chunks of images
     /// whose column matrix fits (at least one image per chunk).
-    nonisolated(unsafe) public static var maxColumnBytes: Int = 320 << 20
+    nonisolated(unsafe) public static var maxColumnBytes: Int = 64 << 20
     /// Keep the forward column matrix for the weight gradient instead of recomputing it
     /// (only when the whole batch fits in one chunk).
     nonisolated(unsafe) public static var keepColumns: Bool = false
     /// Stride-1 convs compute dX as a convolution of dY with the flipped weight (instead of
     /// W^T x dY followed by col2im).
-    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = true
+    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = false
     /// Split the batch over the worker threads (whole images per worker, single-threaded BLAS)
     /// instead of parallelizing each GEMM.
     nonisolated(unsafe) public static var batchParallel: Bool = true
