@@ -101,6 +101,9 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
                     let h0 = oh * g.sh - g.ph
                     for ow in 0..<g.wo {
                         let w0 = ow * g.sw - g.pw
+                        // Valid kernel offsets (no bounds checks in the inner loop).
+                        let clo = w0 < 0 ? (-w0 + g.dw - 1) / g.dw : 0
+                        let chi = g.w - 1 - w0 < 0 ? 0 : min(g.kw, (g.w - 1 - w0) / g.dw + 1)
                         var best = -Float.infinity
                         var bi = -1
                         for a in 0..<g.kt {
@@ -109,15 +112,16 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
                             for b in 0..<g.kh {
                                 let h = h0 + b * g.dh
                                 if h < 0 || h >= g.h { continue }
-                                let rowBase = (t * g.h + h) * g.w
-                                for c in 0..<g.kw {
-                                    let w = w0 + c * g.dw
-                                    if w < 0 || w >= g.w { continue }
-                                    let v = src[rowBase + w]
-                                    if v > best || v.isNaN || bi < 0 {
-                                        best = v; bi = rowBase + w
-                                        if v.isNaN { break }
+                                let rowBase = (t * g.h + h) * g.w + w0
+                                var c = clo
+                                while c < chi {
+                                    let idx = rowBase + c * g.dw
+                                    let v = src[idx]
+                                    if v > best || v != v || bi < 0 {
+                                        best = v; bi = idx
+                                        if v != v { break }
                                     }
+                                    c += 1
                                 }
                             }
                         }
