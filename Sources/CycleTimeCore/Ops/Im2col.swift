@@ -11,7 +11,7 @@ public enum ConvTuning {
     nonisolated(unsafe) public static var keepColumns: Bool = false
     /// Stride-1 convs compute dX as a convolution of dY with the flipped weight (instead of
     /// W^T x dY followed by col2im).
-    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = false
+    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = true
     /// Split the batch over the worker threads (whole images per worker, single-threaded BLAS)
     /// instead of parallelizing each GEMM.
     nonisolated(unsafe) public static var batchParallel: Bool = true
