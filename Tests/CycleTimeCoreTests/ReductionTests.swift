@@ -71,6 +71,11 @@ final class ReductionTests: XCTestCase {
     func testLargeMaxAlongAxis() {
         // Outer 1, large inner: the parallel split runs across the inner dimension.
         let x = randn([3, 70_000], seed: 4, requiresGrad: false)
+        // Full max over fixed parallel blocks.
+        XCTAssertEqual(x.max().item(), x.array.max()!)
+        let y = x.clone()
+        y.data[123_456] = .nan
+        XCTAssertTrue(y.max().item().isNaN)
         let m = x.max(axis: 0), am = x.argmax(axis: 0)
         for i in stride(from: 0, to: 70_000, by: 997) {
             let col = [x[0, i], x[1, i], x[2, i]]

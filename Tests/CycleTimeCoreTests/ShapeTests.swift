@@ -39,6 +39,7 @@ final class ShapeTests: XCTestCase {
         checkOpsFixture(fx, "pad_zeros_1d") { F.pad($0[0], [1, 2]) }
         checkOpsFixture(fx, "pad_zeros_2d") { F.pad($0[0], [1, 2, 0, 3]) }
         checkOpsFixture(fx, "pad_value_3d") { F.pad($0[0], [1, 1, 2, 0, 1, 2], value: 1.5) }
+        checkOpsFixture(fx, "pad_zeros_4d") { F.pad($0[0], [1, 0, 0, 1, 1, 1, 2, 0]) }
         checkOpsFixture(fx, "pad_crop") { F.pad($0[0], [-1, 2, 1, -2]) }
         checkOpsFixture(fx, "pad_reflect_1d") { F.pad($0[0], [2, 3], mode: .reflect) }
         checkOpsFixture(fx, "pad_reflect_2d") { F.pad($0[0], [3, 1, 2, 3], mode: .reflect) }

@@ -62,6 +62,30 @@ func sumKernel(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
     return partial.reduce(0, +)
 }
 
+/// Maximum of `n > 0` floats (NaN if any is NaN), parallel over fixed blocks.
+func maxAllKernel(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+    let blocks = Swift.min(64, Swift.max(1, n / 8192))
+    var partial = [Float](repeating: 0, count: blocks)
+    let pp = SendablePointer(p)
+    partial.withUnsafeMutableBufferPointer { buf in
+        let pb = SendablePointer(buf.baseAddress!)
+        Parallel.forEach(blocks, costPerItem: n / blocks) { b in
+            let lo = n * b / blocks, hi = n * (b + 1) / blocks
+            var m = pp[lo]
+            var nan = false
+            for i in lo..<hi {
+                let v = pp[i]
+                m = v > m ? v : m
+                nan = nan || v.isNaN
+            }
+            pb[b] = nan ? Float.nan : m
+        }
+    }
+    var m = partial[0]
+    for v in partial where maxBeats(v, m) { m = v }
+    return m
+}
+
 /// "a beats b" for maxima: larger, or NaN (PyTorch's max propagates NaN).
 @inline(__always) func maxBeats(_ a: Float, _ b: Float) -> Bool { a > b || (a.isNaN && !b.isNaN) }
 
@@ -106,17 +130,19 @@ extension Tensor {
     /// elements equal to the maximum (one element when there are no ties).
     public func max() -> Tensor {
         precondition(count > 0, "max() of an empty tensor")
-        let flat = Tensor(shape: [count], storage: storage)
-        let (v, _, _, _) = maxAlongAxis(flat, axis: 0)
-        let m = v.data[0]
+        let m = maxAllKernel(data, count)
         let out = Tensor(scalar: m)
         let s = shape
         return out.recording("max", [self]) { g in
-            let gin = Tensor.zeros(s)
+            let n = self.count
+            let px = SendablePointer(self.data)
+            @inline(__always) func hit(_ v: Float) -> Bool { v == m || (m.isNaN && v.isNaN) }
             var ties = 0
-            for i in 0..<self.count where self.data[i] == m || (m.isNaN && self.data[i].isNaN) { ties += 1 }
+            for i in 0..<n where hit(px[i]) { ties += 1 }
             let share = g.data[0] / Float(Swift.max(ties, 1))
-            for i in 0..<self.count where self.data[i] == m || (m.isNaN && self.data[i].isNaN) { gin.data[i] = share }
+            let gin = Tensor(uninitialized: s)
+            let po = SendablePointer(gin.data)
+            Parallel.chunks(n) { r in for i in r { po[i] = hit(px[i]) ? share : 0 } }
             return [gin]
         }
     }
@@ -133,11 +159,12 @@ extension Tensor {
             let gin = Tensor.zeros(s)
             let pg = SendablePointer(g.data), po = SendablePointer(gin.data)
             idx.withUnsafeBufferPointer { ib in
-                let total = ib.count
-                let base = ib.baseAddress!
-                for f in 0..<total {
-                    let o = f / inner, i = f % inner
-                    po[(o * n + Int(base[f])) * inner + i] = pg[f]
+                let base = UnsafeSendableBox(ib)
+                Parallel.chunks(ib.count) { r in
+                    for f in r {
+                        let o = f / inner, i = f % inner
+                        po[(o * n + Int(base.value[f])) * inner + i] = pg[f]
+                    }
                 }
             }
             return [gin]

@@ -316,6 +316,8 @@ extension F {
             precondition(x.rank >= k + 1, "pad: reflect needs a batch/channel dimension before the padded ones (rank \(x.rank))")
         }
         if k == 0 { return x }
+        // More than 3 padded dimensions (constant mode only): one dimension at a time.
+        if k > 3 { return padGeneric(x, pads, value: value) }
         // Shape as [outer, d0, d1, d2] where d0..d2 are the (up to 3) padded dims, leading 1s if fewer.
         let r = x.rank
         var before = [0, 0, 0], after = [0, 0, 0], size = [1, 1, 1]
@@ -326,10 +328,6 @@ extension F {
                 precondition(pads[2 * j] >= 0 && pads[2 * j + 1] >= 0 && pads[2 * j] < x.shape[d] && pads[2 * j + 1] < x.shape[d],
                              "pad: reflect padding \(pads[2 * j]),\(pads[2 * j + 1]) must be non-negative and less than the dimension size \(x.shape[d])")
             }
-        }
-        // Collapse unpadded trailing dims beyond k = 3 into outer (only possible in zero mode with k > 3).
-        if k > 3 {
-            return padGeneric(x, pads, value: value)
         }
         let outer = x.shape[..<(r - k)].reduce(1, *)
         let osz = (0..<3).map { size[$0] + before[$0] + after[$0] }
