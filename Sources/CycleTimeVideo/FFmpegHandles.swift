@@ -41,12 +41,14 @@ final class Frame {
 final class Scaler {
     var p: OpaquePointer?
     var key: (Int32, Int32, Int32, Int32, Int32) = (0, 0, -1, 0, 0)
-    /// (Re)configures for a source size/format and destination size.
-    func configure(srcW: Int32, srcH: Int32, srcFmt: Int32, dstW: Int32, dstH: Int32, dstFmt: AVPixelFormat, flags: Int32, file: String) throws {
-        if p != nil && key == (srcW, srcH, srcFmt, dstW, dstH) { return }
+    /// (Re)configures for a source size/format and destination size; true when it changed.
+    @discardableResult
+    func configure(srcW: Int32, srcH: Int32, srcFmt: Int32, dstW: Int32, dstH: Int32, dstFmt: AVPixelFormat, flags: Int32, file: String) throws -> Bool {
+        if p != nil && key == (srcW, srcH, srcFmt, dstW, dstH) { return false }
         p = sws_getCachedContext(p, srcW, srcH, AVPixelFormat(srcFmt), dstW, dstH, dstFmt, flags, nil, nil, nil)
         if p == nil { throw MediaError(file: file, "cannot convert \(srcW)x\(srcH) pixel format \(srcFmt) to \(dstW)x\(dstH) RGB") }
         key = (srcW, srcH, srcFmt, dstW, dstH)
+        return true
     }
     deinit { if p != nil { sws_freeContext(p) } }
 }

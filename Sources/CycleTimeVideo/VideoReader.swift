@@ -150,9 +150,10 @@ public final class VideoReader {
         guard out.width > 0, out.height > 0 else { throw MediaError(file: path, "bad output size \(out)") }
         outputWidth = out.width
         outputHeight = out.height
-        rgbStride = (outputWidth * 3 + 63) / 64 * 64
+        // swscale's SIMD RGB writers work in blocks of 8 pixels and skip the tail when the stride has no room.
+        rgbStride = (((outputWidth + 15) / 16 * 16) * 3 + 63) / 64 * 64
         rgbBuffer = AlignedBuffer(count: rgbStride * outputHeight)
-        swsFlags = Int32(SWS_BILINEAR) | Int32(SWS_ACCURATE_RND) | Int32(SWS_FULL_CHR_H_INT)
+        swsFlags = Int32(SWS_BILINEAR)  // the same conversion as the ffmpeg command line
     }
 
     /// Metadata without decoding.
@@ -279,20 +280,38 @@ public final class VideoReader {
         }
         if !haveNext {
             let endK = Int(((curTime + curDuration) * fps).rounded())
-            if outN >= max(endK, curK + 1) { return nil }
+            if outN >= endK { return nil }
         }
         let t = Double(outN) / fps
         outN += 1
         return t
     }
     private var seekStartN: Int? = nil
+    private var lastColorspace = AVCOL_SPC_NB
+    private var lastRange: Int32 = -1
 
     /// Converts `cur` to RGB24 at the output size into the internal buffer.
     private func scaleCurrent() throws {
         let f = cur.p!
-        try scaler.configure(srcW: f.pointee.width, srcH: f.pointee.height, srcFmt: f.pointee.format,
+        if try scaler.configure(srcW: f.pointee.width, srcH: f.pointee.height, srcFmt: f.pointee.format,
                              dstW: Int32(outputWidth), dstH: Int32(outputHeight), dstFmt: AV_PIX_FMT_RGB24,
-                             flags: swsFlags, file: path)
+                             flags: swsFlags, file: path) { lastColorspace = AVCOL_SPC_NB }
+        let cs = f.pointee.colorspace
+        let srcRange: Int32 = f.pointee.color_range == AVCOL_RANGE_JPEG ? 1 : 0
+        if cs != lastColorspace || srcRange != lastRange {
+            // As ffmpeg's scale filter (in_color_matrix=auto): the frame's matrix and range; swscale's
+            // defaults otherwise.
+            var inv: UnsafeMutablePointer<Int32>? = nil, tab: UnsafeMutablePointer<Int32>? = nil
+            var sr: Int32 = 0, dr: Int32 = 0, br: Int32 = 0, co: Int32 = 0, sa: Int32 = 0
+            if sws_getColorspaceDetails(scaler.p, &inv, &sr, &tab, &dr, &br, &co, &sa) >= 0 {
+                let known = cs != AVCOL_SPC_UNSPECIFIED && cs != AVCOL_SPC_RGB && cs.rawValue < AVCOL_SPC_NB.rawValue
+                let newInv = known ? UnsafeMutablePointer(mutating: sws_getCoefficients(Int32(cs.rawValue))) : inv
+                if known || (srcRange == 1 && sr == 0) {
+                    _ = sws_setColorspaceDetails(scaler.p, newInv, srcRange == 1 ? 1 : sr, tab, dr, br, co, sa)
+                }
+            }
+            lastColorspace = cs; lastRange = srcRange
+        }
         var dst: [UnsafeMutablePointer<UInt8>?] = [rgbBuffer.p, nil, nil, nil]
         var dstStride: [Int32] = [Int32(rgbStride), 0, 0, 0]
         let srcData = withUnsafePointer(to: f.pointee.data) { $0.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { $0 } }
