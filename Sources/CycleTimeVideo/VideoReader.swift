@@ -314,9 +314,19 @@ public final class VideoReader {
         }
         var dst: [UnsafeMutablePointer<UInt8>?] = [rgbBuffer.p, nil, nil, nil]
         var dstStride: [Int32] = [Int32(rgbStride), 0, 0, 0]
-        let srcData = withUnsafePointer(to: f.pointee.data) { $0.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { $0 } }
-        let srcStride = withUnsafePointer(to: f.pointee.linesize) { $0.withMemoryRebound(to: Int32.self, capacity: 8) { $0 } }
-        let r = sws_scale(scaler.p, srcData, srcStride, 0, f.pointee.height, &dst, &dstStride)
+        var srcData = f.pointee.data
+        var srcStride = f.pointee.linesize
+        let h = f.pointee.height
+        let sws = scaler.p
+        let r = withUnsafePointer(to: &srcData) { dp in
+            withUnsafePointer(to: &srcStride) { sp in
+                dp.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { d in
+                    sp.withMemoryRebound(to: Int32.self, capacity: 8) { s in
+                        sws_scale(sws, d, s, 0, h, &dst, &dstStride)
+                    }
+                }
+            }
+        }
         if r <= 0 { throw MediaError(file: path, "pixel conversion failed") }
     }
 
