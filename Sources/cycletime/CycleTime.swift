@@ -3,5 +3,5 @@ import CycleTimeCore
 
 @main
 struct CycleTimeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cycletime", abstract: "CycleTime", subcommands: [])
+    static let configuration = CommandConfiguration(commandName: "cycletime", abstract: "CycleTime", subcommands: [VideoCommand.self])
 }
