@@ -73,6 +73,8 @@ public final class VideoReader {
     private var cur = Frame()
     private var nxt = Frame()
     private let scaler = Scaler()
+    private let resizer = Scaler()
+    private let mid = Frame()
     private let rgbStride: Int
     private let rgbBuffer: AlignedBuffer
     private let swsFlags: Int32
@@ -292,7 +294,48 @@ public final class VideoReader {
 
     /// Converts `cur` to RGB24 at the output size into the internal buffer.
     private func scaleCurrent() throws {
-        let f = cur.p!
+        var f = cur.p!
+        if (f.pointee.width != Int32(outputWidth) || f.pointee.height != Int32(outputHeight))
+            && sws_isSupportedOutput(AVPixelFormat(f.pointee.format)) != 0 && sws_isSupportedInput(AVPixelFormat(f.pointee.format)) != 0 {
+            // Resize in the decoder's own (YUV) format first, then convert the small frame to RGB, as
+            // ffmpeg's `-vf scale` does: far cheaper than scaling straight into packed RGB.
+            let m = mid.p!
+            if m.pointee.format != f.pointee.format || m.pointee.width != Int32(outputWidth) || m.pointee.height != Int32(outputHeight) {
+                av_frame_unref(m)
+                m.pointee.format = f.pointee.format
+                m.pointee.width = Int32(outputWidth)
+                m.pointee.height = Int32(outputHeight)
+                try check(av_frame_get_buffer(m, 0), path, "cannot allocate a frame")
+            }
+            try resizer.configure(srcW: f.pointee.width, srcH: f.pointee.height, srcFmt: f.pointee.format,
+                                  dstW: Int32(outputWidth), dstH: Int32(outputHeight), dstFmt: AVPixelFormat(f.pointee.format),
+                                  flags: swsFlags, file: path)
+            var srcData = f.pointee.data, srcStride = f.pointee.linesize
+            var dstData = m.pointee.data, dstStride = m.pointee.linesize
+            let h = f.pointee.height
+            let sws = resizer.p
+            let r = withUnsafePointer(to: &srcData) { dp in
+                withUnsafePointer(to: &srcStride) { sp in
+                    withUnsafePointer(to: &dstData) { ddp in
+                        withUnsafePointer(to: &dstStride) { dsp in
+                            dp.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { d in
+                                sp.withMemoryRebound(to: Int32.self, capacity: 8) { s in
+                                    ddp.withMemoryRebound(to: UnsafeMutablePointer<UInt8>?.self, capacity: 8) { dd in
+                                        dsp.withMemoryRebound(to: Int32.self, capacity: 8) { ds in
+                                            sws_scale(sws, d, s, 0, h, dd, ds)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if r <= 0 { throw MediaError(file: path, "resizing failed") }
+            m.pointee.colorspace = f.pointee.colorspace
+            m.pointee.color_range = f.pointee.color_range
+            f = m
+        }
         if try scaler.configure(srcW: f.pointee.width, srcH: f.pointee.height, srcFmt: f.pointee.format,
                              dstW: Int32(outputWidth), dstH: Int32(outputHeight), dstFmt: AV_PIX_FMT_RGB24,
                              flags: swsFlags, file: path) { lastColorspace = AVCOL_SPC_NB }

@@ -12,3 +12,4 @@ final class BenchmarkTests: XCTestCase {
         print("benchmarkVideoDecode vtest.avi short side 256: \(r.frames) frames in \(r.seconds) s (\(Double(r.frames) / r.seconds) fps)")
     }
 }
+
