@@ -219,6 +219,15 @@ public final class VideoReader {
             }
             defer { av_packet_unref(packet.p) }
             if packet.p!.pointee.stream_index != streamIndex { continue }
+            if seekTarget != nil {
+                // Pre-roll after a seek: frames nobody references and that lie well before the target
+                // (0.5 s margin for reordering) are not decoded at all.
+                let pts = packet.p!.pointee.pts != ct_nopts_value() ? packet.p!.pointee.pts : packet.p!.pointee.dts
+                let early = pts != ct_nopts_value() && Double(pts) * timeBase < seekTarget! - 0.5
+                ctx.pointee.skip_frame = early ? AVDISCARD_NONREF : AVDISCARD_DEFAULT
+            } else if ctx.pointee.skip_frame != AVDISCARD_DEFAULT {
+                ctx.pointee.skip_frame = AVDISCARD_DEFAULT
+            }
             let s = avcodec_send_packet(ctx, packet.p)
             if s < 0 && s != ct_averror_eagain() {
                 decodeErrors += 1

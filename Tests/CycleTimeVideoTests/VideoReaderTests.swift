@@ -154,6 +154,23 @@ final class VideoReaderTests: XCTestCase {
         XCTAssertEqual(g.rgb, rs[10].rgb)
     }
 
+    func testSeekFarIntoLongGOP() throws {
+        // Seeking skips the decoding of unreferenced frames during pre-roll; the frame shown at the
+        // target must still be exactly the sequentially decoded one.
+        let path = try requireSharedData("videos/gym-basketball.mp4")
+        let seq = try VideoReader(path)
+        let fps = seq.metadata.fps
+        let target = 7.0
+        let want = Int((target * fps).rounded(.down))  // the frame on screen at 7.0 s
+        var frame: VideoFrame? = nil
+        for _ in 0...want { frame = try seq.nextFrame() }
+        let s = try VideoReader(path)
+        try s.seek(to: target)
+        let f = try XCTUnwrap(s.nextFrame())
+        XCTAssertEqual(f.timestamp, Double(want) / fps, accuracy: 1e-3)
+        XCTAssertEqual(f.rgb, frame?.rgb)
+    }
+
     func testReadAllShape() throws {
         let path = try requireSharedData("videos/gym-basketball.mp4")
         let r = try VideoReader(path, fps: 5, resize: .shortSide(64))
