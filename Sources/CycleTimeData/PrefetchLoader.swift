@@ -65,7 +65,8 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
                 cond.broadcast()
                 return b
             }
-            if stopped || activeWorkers == 0 || batchesPerEpoch == 0 { return nil }
+            // Workers finish the batches they hold before exiting, so wait for all of them.
+            if activeWorkers == 0 || batchesPerEpoch == 0 { return nil }
             cond.wait()
         }
     }

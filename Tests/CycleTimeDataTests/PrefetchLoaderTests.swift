@@ -55,6 +55,17 @@ final class PrefetchLoaderTests: XCTestCase {
         _ = o
     }
 
+    func testEndlessLoaderStops() throws {
+        let path = try requireSharedData("videos/arm-wrestling.mp4")
+        let ds = VideoClipDataset(paths: [path, path], options: options())
+        let l = PrefetchLoader(source: ds, batchSize: 1, workers: 2, queueDepth: 2, seed: 0, epochs: nil)
+        for _ in 0..<5 { XCTAssertNotNil(l.next()) }  // more than one epoch
+        l.stop()
+        var extra = 0
+        while l.next() != nil { extra += 1 }
+        XCTAssertLessThanOrEqual(extra, 2)  // at most the queue depth was still prepared
+    }
+
     func testAllBadEnds() {
         let ds = VideoClipDataset(paths: ["/nonexistent/a.mp4", "/nonexistent/b.mp4"], options: options())
         let l = PrefetchLoader(source: ds, batchSize: 1, workers: 2, seed: 0, epochs: 1)
