@@ -171,6 +171,30 @@ final class VideoReaderTests: XCTestCase {
         XCTAssertEqual(f.rgb, frame?.rgb)
     }
 
+    func testOtherContainersAndCodecs() throws {
+        // Made here with ffmpeg: VP9 in WebM and FFV1 in Matroska (no frame count in the header: counted).
+        let d = tempDir()
+        for (name, codec) in [("clip.webm", "libvpx-vp9"), ("clip.mkv", "ffv1")] {
+            let p = d + "/" + name
+            _ = try shell(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=12", "-frames:v", "17",
+                           "-c:v", codec, "-pix_fmt", "yuv420p", "-y", p])
+            guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("ffmpeg cannot encode \(codec) here") }
+            let (w, h, n) = try ffprobe(p)
+            let r = try VideoReader(p)
+            XCTAssertEqual([r.metadata.width, r.metadata.height, r.metadata.frameCount], [w, h, n], name)
+            XCTAssertEqual(n, 17)
+            XCTAssertEqual(r.metadata.fps, 12, accuracy: 1e-6)
+            let ref = try ffmpegFrames(p, n: 17)
+            let size = w * h * 3
+            var k = 0
+            while let f = try r.nextFrame() {
+                XCTAssertGreaterThan(psnr(f.rgb, [UInt8](ref[(k * size)..<((k + 1) * size)])), 40, "\(name) frame \(k)")
+                k += 1
+            }
+            XCTAssertEqual(k, 17)
+        }
+    }
+
     func testReadAllShape() throws {
         let path = try requireSharedData("videos/gym-basketball.mp4")
         let r = try VideoReader(path, fps: 5, resize: .shortSide(64))
