@@ -3,5 +3,8 @@ import CycleTimeCore
 
 @main
 struct CycleTimeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cycletime", abstract: "CycleTime", subcommands: [VideoCommand.self])
+    static let configuration = CommandConfiguration(
+        commandName: "cycletime",
+        abstract: "Self-supervised video representation learning on the CPU.",
+        subcommands: [Bench.self, VideoCommand.self])
 }

@@ -40,9 +40,31 @@ public func broadcastShapes(_ a: [Int], _ b: [Int]) -> [Int] {
     return off
 }
 
+// Kernels generic over small op structs: the specialized loop inlines the op (a closure passed
+// through `Parallel.chunks` would be called per element, several times slower).
+protocol ElementMap { func callAsFunction(_ x: Float) -> Float }
+protocol ElementZip { func callAsFunction(_ a: Float, _ b: Float) -> Float }
+
+struct AddOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b } }
+struct SubOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a - b } }
+struct MulOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b } }
+struct DivOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b } }
+/// -a / b (the divisor's gradient, with a = g * out).
+struct NegDivOp: ElementZip { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { -a / b } }
+/// Wraps a closure (for callers outside the core's hot paths).
+struct ClosureZip: ElementZip {
+    let f: (Float, Float) -> Float
+    @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { f(a, b) }
+}
+
 /// out[i] = f(a[i'], b[i'']) with NumPy broadcasting. Parallel over rows.
+public func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: @escaping (Float, Float) -> Float) -> Tensor {
+    broadcastBinary(a, b, ClosureZip(f: f))
+}
+
+/// out[i] = op(a[i'], b[i'']) with NumPy broadcasting. Parallel over rows.
 @inline(__always)
-public func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+func broadcastBinary<Op: ElementZip>(_ a: Tensor, _ b: Tensor, _ f: Op) -> Tensor {
     if a.shape == b.shape {
         let out = Tensor(uninitialized: a.shape)
         let pa = SendablePointer(a.data), pb = SendablePointer(b.data), po = SendablePointer(out.data)

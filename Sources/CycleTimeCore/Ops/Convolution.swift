@@ -1,12 +1,343 @@
 // Convolutions (owner: convolution family). NCHW / NCDHW, weights [Cout, Cin/groups, k...].
+//
+// Forward: im2col of a chunk of images (whole batch when it fits ConvTuning.maxColumnBytes) into
+// one [Cin*k, nb*P] matrix, one sgemm per group with the weight [Cout, Cin/groups*k], then a
+// parallel re-layout to [N, Cout, P] with the bias fused. 1x1 stride-1 convs skip im2col.
+// Backward: dW = dY x col^T (col recomputed or kept), dcol = W^T x dY then col2im, dBias a
+// parallel per-channel reduction.
 
 extension F {
     /// F.conv2d. stride/padding/dilation are [h, w]. `paddingMode: .reflect` pads by reflection
     /// (Conv2d's padding_mode='reflect').
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: [Int] = [1, 1],
                               padding: [Int] = [0, 0], dilation: [Int] = [1, 1], groups: Int = 1,
-                              paddingMode: PadMode = .zeros) -> Tensor { fatalError("unimplemented: conv2d") }
+                              paddingMode: PadMode = .zeros) -> Tensor {
+        if x.rank == 3 {
+            let y = conv2d(x.reshaped([1] + x.shape), weight: weight, bias: bias, stride: stride, padding: padding,
+                           dilation: dilation, groups: groups, paddingMode: paddingMode)
+            return y.reshaped(Array(y.shape.dropFirst()))
+        }
+        precondition(x.rank == 4, "conv2d: input must be [N, C, H, W], got \(x.shape)")
+        precondition(weight.rank == 4, "conv2d: weight must be [Cout, Cin/groups, kh, kw], got \(weight.shape)")
+        let s = expand2(stride, "stride"), p = expand2(padding, "padding"), d = expand2(dilation, "dilation")
+        var input = x
+        var pad = p
+        if paddingMode == .reflect && (p[0] > 0 || p[1] > 0) {
+            input = reflectPad2d(x, ph: p[0], pw: p[1])
+            pad = [0, 0]
+        }
+        var g = ConvGeometry()
+        g.n = input.shape[0]; g.cin = input.shape[1]; g.h = input.shape[2]; g.w = input.shape[3]
+        g.cout = weight.shape[0]; g.groups = groups
+        g.kh = weight.shape[2]; g.kw = weight.shape[3]
+        g.sh = s[0]; g.sw = s[1]; g.ph = pad[0]; g.pw = pad[1]; g.dh = d[0]; g.dw = d[1]
+        checkConv(g, weight: weight, bias: bias, name: "conv2d")
+        g.computeOutput()
+        precondition(g.ho > 0 && g.wo > 0, "conv2d: output would be empty for input \(x.shape) and weight \(weight.shape)")
+        return convolution(input, weight, bias, g, outShape: [g.n, g.cout, g.ho, g.wo], name: "conv2d")
+    }
+
     /// F.conv3d. stride/padding/dilation are [t, h, w].
     public static func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: [Int] = [1, 1, 1],
-                              padding: [Int] = [0, 0, 0], dilation: [Int] = [1, 1, 1], groups: Int = 1) -> Tensor { fatalError("unimplemented: conv3d") }
+                              padding: [Int] = [0, 0, 0], dilation: [Int] = [1, 1, 1], groups: Int = 1) -> Tensor {
+        if x.rank == 4 {
+            let y = conv3d(x.reshaped([1] + x.shape), weight: weight, bias: bias, stride: stride, padding: padding,
+                           dilation: dilation, groups: groups)
+            return y.reshaped(Array(y.shape.dropFirst()))
+        }
+        precondition(x.rank == 5, "conv3d: input must be [N, C, T, H, W], got \(x.shape)")
+        precondition(weight.rank == 5, "conv3d: weight must be [Cout, Cin/groups, kt, kh, kw], got \(weight.shape)")
+        let s = expand3(stride, "stride"), p = expand3(padding, "padding"), d = expand3(dilation, "dilation")
+        var g = ConvGeometry()
+        g.n = x.shape[0]; g.cin = x.shape[1]; g.t = x.shape[2]; g.h = x.shape[3]; g.w = x.shape[4]
+        g.cout = weight.shape[0]; g.groups = groups
+        g.kt = weight.shape[2]; g.kh = weight.shape[3]; g.kw = weight.shape[4]
+        g.st = s[0]; g.sh = s[1]; g.sw = s[2]; g.pt = p[0]; g.ph = p[1]; g.pw = p[2]
+        g.dt = d[0]; g.dh = d[1]; g.dw = d[2]
+        checkConv(g, weight: weight, bias: bias, name: "conv3d")
+        g.computeOutput()
+        precondition(g.to > 0 && g.ho > 0 && g.wo > 0, "conv3d: output would be empty for input \(x.shape) and weight \(weight.shape)")
+        return convolution(x, weight, bias, g, outShape: [g.n, g.cout, g.to, g.ho, g.wo], name: "conv3d")
+    }
+}
+
+func expand2(_ v: [Int], _ what: String) -> [Int] {
+    if v.count == 1 { return [v[0], v[0]] }
+    precondition(v.count == 2, "\(what) must have 1 or 2 entries, got \(v)")
+    return v
+}
+
+func expand3(_ v: [Int], _ what: String) -> [Int] {
+    if v.count == 1 { return [v[0], v[0], v[0]] }
+    precondition(v.count == 3, "\(what) must have 1 or 3 entries, got \(v)")
+    return v
+}
+
+private func checkConv(_ g: ConvGeometry, weight: Tensor, bias: Tensor?, name: String) {
+    precondition(g.groups >= 1 && g.cin % g.groups == 0 && g.cout % g.groups == 0,
+                 "\(name): channels (in \(g.cin), out \(g.cout)) must be divisible by groups \(g.groups)")
+    precondition(weight.shape[1] * g.groups == g.cin,
+                 "\(name): weight \(weight.shape) expects \(weight.shape[1] * g.groups) input channels, input has \(g.cin)")
+    if let b = bias { precondition(b.count == g.cout && b.rank == 1, "\(name): bias \(b.shape) must be [\(g.cout)]") }
+    precondition(g.st > 0 && g.sh > 0 && g.sw > 0 && g.dt > 0 && g.dh > 0 && g.dw > 0, "\(name): stride and dilation must be positive")
+    precondition(g.pt >= 0 && g.ph >= 0 && g.pw >= 0, "\(name): padding must be non-negative")
+}
+
+/// Images per chunk so the column matrix stays within ConvTuning.maxColumnBytes.
+private func chunkImages(_ g: ConvGeometry) -> Int {
+    let perImage = max(1, g.rows * g.outPlane * MemoryLayout<Float>.stride)
+    return max(1, min(g.n, ConvTuning.maxColumnBytes / perImage))
+}
+
+/// GEMMs of one chunk: out[cout, L] (ldc) = W[cout, rows/groups-block] x col[rows, L], per group.
+@inline(__always)
+private func groupGemmForward(_ w: UnsafePointer<Float>, _ col: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                              _ g: ConvGeometry, L: Int, ldc: Int) {
+    let kg = g.cinG * g.kernelSize
+    for gi in 0..<g.groups {
+        BLAS.sgemm(transA: false, transB: false, m: g.coutG, n: L, k: kg,
+                   a: w + gi * g.coutG * kg, lda: kg, b: col + gi * kg * L, ldb: L,
+                   c: c + gi * g.coutG * ldc, ldc: ldc)
+    }
+}
+
+/// Raw forward: out[N, Cout, P] = conv(x, w) + bias. Returns the column matrix when it covered the
+/// whole batch in one chunk (so backward may reuse it).
+@discardableResult
+func convForwardKernel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                       _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) -> Tensor? {
+    let P = g.outPlane
+    let nbMax = chunkImages(g)
+    let y = SendablePointer(out)
+    if g.isPointwise {
+        // The column matrix of image n is x[n] itself ([Cin, P]).
+        for n in 0..<g.n {
+            groupGemmForward(w, x + n * g.cin * P, out + n * g.cout * P, g, L: P, ldc: P)
+        }
+        if let bias { addBias(out, bias, n: g.n, c: g.cout, plane: P) }
+        return nil
+    }
+    let col = Tensor(uninitialized: [g.rows * nbMax * P])
+    var tmp: Tensor? = nil
+    var n0 = 0
+    while n0 < g.n {
+        let nb = min(nbMax, g.n - n0), L = nb * P
+        im2col(x, g, n0: n0, nb: nb, col.data)
+        if nb == 1 {
+            groupGemmForward(w, col.data, out + n0 * g.cout * P, g, L: L, ldc: L)
+            if let bias { addBias(out + n0 * g.cout * P, bias, n: 1, c: g.cout, plane: P) }
+        } else {
+            if tmp == nil { tmp = Tensor(uninitialized: [g.cout * nbMax * P]) }
+            let t = tmp!
+            groupGemmForward(w, col.data, t.data, g, L: L, ldc: L)
+            // [cout, nb, P] -> out[n0 + j, cout, P] with bias.
+            let ts = SendablePointer(t.data)
+            let bs = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+            let cout = g.cout, base = n0
+            Parallel.chunks(nb * cout, costPerItem: P) { r in
+                for item in r {
+                    let j = item / cout, co = item % cout
+                    let s = ts.p + co * L + j * P
+                    let d = y.p + ((base + j) * cout + co) * P
+                    if let bs {
+                        let bv = bs[co]
+                        for i in 0..<P { d[i] = s[i] + bv }
+                    } else {
+                        d.update(from: s, count: P)
+                    }
+                }
+            }
+        }
+        n0 += nb
+    }
+    return nbMax == g.n ? col : nil
+}
+
+/// dX of a stride-1 convolution as a convolution of dY with the flipped, transposed weight
+/// (a forward-shaped GEMM instead of W^T x dY + col2im). Nil when the padding does not allow it.
+private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
+                                        _ dx: UnsafeMutablePointer<Float>) -> Bool {
+    guard g.st == 1 && g.sh == 1 && g.sw == 1 else { return false }
+    let qt = g.dt * (g.kt - 1) - g.pt, qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw
+    guard qt >= 0 && qh >= 0 && qw >= 0 else { return false }
+    var g2 = g
+    g2.cin = g.cout; g2.cout = g.cin
+    g2.t = g.to; g2.h = g.ho; g2.w = g.wo
+    g2.pt = qt; g2.ph = qh; g2.pw = qw
+    g2.to = g.t; g2.ho = g.h; g2.wo = g.w
+    // W'[gi*cinG + ci, co, flipped k] = W[gi*coutG + co, ci, k].
+    let kk = g.kernelSize, cinG = g.cinG, coutG = g.coutG
+    let wt = Tensor(uninitialized: [g.cin * coutG * kk])
+    let ws = SendablePointer(UnsafeMutablePointer(mutating: w)), ts = SendablePointer(wt.data)
+    Parallel.chunks(g.cin, costPerItem: coutG * kk) { r in
+        for c in r {
+            let gi = c / cinG, ci = c % cinG
+            for co in 0..<coutG {
+                let src = ws.p + ((gi * coutG + co) * cinG + ci) * kk
+                let dst = ts.p + (c * coutG + co) * kk
+                for k in 0..<kk { dst[k] = src[kk - 1 - k] }
+            }
+        }
+    }
+    convForwardKernel(gy, wt.data, nil, g2, dx)
+    return true
+}
+
+func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, outShape: [Int], name: String) -> Tensor {
+    let out = Tensor(uninitialized: outShape)
+    let P = g.outPlane, kg = g.cinG * g.kernelSize
+    let nbMax = chunkImages(g)
+    let pointwise = g.isPointwise
+    let col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
+    let kept: Tensor? = (Tensor.needsGrad(weight) && ConvTuning.keepColumns) ? col : nil
+
+    let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
+    var inputs = [x, weight]
+    if let b = bias { inputs.append(b) }
+    let xShape = x.shape, wShape = weight.shape
+    return out.recording(name, inputs) { [kept] gy in
+        let dW: Tensor? = needW ? Tensor(uninitialized: wShape) : nil
+        let dX: Tensor? = needX ? Tensor(uninitialized: xShape) : nil
+        var dB: Tensor? = nil
+        if needB { dB = biasGradient(gy, n: g.n, c: g.cout, plane: P) }
+        if pointwise {
+            for n in 0..<g.n {
+                let dy = gy.data + n * g.cout * P, xn = x.data + n * g.cin * P
+                for gi in 0..<g.groups {
+                    if let dW {
+                        BLAS.sgemm(transA: false, transB: true, m: g.coutG, n: kg, k: P,
+                                   a: dy + gi * g.coutG * P, lda: P, b: xn + gi * kg * P, ldb: P,
+                                   beta: n == 0 ? 0 : 1, c: dW.data + gi * g.coutG * kg, ldc: kg)
+                    }
+                    if let dX {
+                        BLAS.sgemm(transA: true, transB: false, m: kg, n: P, k: g.coutG,
+                                   a: weight.data + gi * g.coutG * kg, lda: kg, b: dy + gi * g.coutG * P, ldb: P,
+                                   c: dX.data + n * g.cin * P + gi * kg * P, ldc: P)
+                    }
+                }
+            }
+        } else if needW || needX {
+            // Stride-1 convs: dX as a convolution of dY (forward-shaped GEMM, no col2im).
+            let dxDone = dX != nil && ConvTuning.inputGradientAsConvolution
+                && inputGradientByConvolution(gy.data, weight.data, g, dX!.data)
+            if dxDone && dW == nil { return bias != nil ? [dX, dW, dB] : [dX, dW] }
+            let col = kept ?? Tensor(uninitialized: [g.rows * nbMax * P])
+            let dyBuf: Tensor? = nbMax > 1 && (dW != nil || !dxDone) ? Tensor(uninitialized: [g.cout * nbMax * P]) : nil
+            var n0 = 0
+            while n0 < g.n {
+                let nb = min(nbMax, g.n - n0), L = nb * P
+                // dY of the chunk as [cout, L].
+                let dy: UnsafeMutablePointer<Float>
+                if let dyBuf {
+                    dy = dyBuf.data
+                    let ds = SendablePointer(dyBuf.data), gs = SendablePointer(gy.data)
+                    let cout = g.cout, base = n0
+                    Parallel.chunks(nb * cout, costPerItem: P) { r in
+                        for item in r {
+                            let j = item / cout, co = item % cout
+                            (ds.p + co * L + j * P).update(from: gs.p + ((base + j) * cout + co) * P, count: P)
+                        }
+                    }
+                } else {
+                    dy = gy.data + n0 * g.cout * P
+                }
+                if let dW {
+                    if kept == nil { im2col(x.data, g, n0: n0, nb: nb, col.data) }
+                    for gi in 0..<g.groups {
+                        BLAS.sgemm(transA: false, transB: true, m: g.coutG, n: kg, k: L,
+                                   a: dy + gi * g.coutG * L, lda: L, b: col.data + gi * kg * L, ldb: L,
+                                   beta: n0 == 0 ? 0 : 1, c: dW.data + gi * g.coutG * kg, ldc: kg)
+                    }
+                }
+                if let dX, !dxDone {
+                    // dcol = W^T dY (reuses the column buffer), then col2im.
+                    for gi in 0..<g.groups {
+                        BLAS.sgemm(transA: true, transB: false, m: kg, n: L, k: g.coutG,
+                                   a: weight.data + gi * g.coutG * kg, lda: kg, b: dy + gi * g.coutG * L, ldb: L,
+                                   c: col.data + gi * kg * L, ldc: L)
+                    }
+                    col2im(col.data, g, n0: n0, nb: nb, dX.data)
+                }
+                n0 += nb
+            }
+        }
+        var grads: [Tensor?] = [dX, dW]
+        if bias != nil { grads.append(dB) }
+        return grads
+    }
+}
+
+/// out[j, c, :] += b[c] for j in 0..<n.
+private func addBias(_ out: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, n: Int, c: Int, plane: Int) {
+    let y = SendablePointer(out), bs = SendablePointer(UnsafeMutablePointer(mutating: b))
+    Parallel.chunks(n * c, costPerItem: plane) { r in
+        for item in r {
+            let d = y.p + item * plane
+            let bv = bs[item % c]
+            for i in 0..<plane { d[i] += bv }
+        }
+    }
+}
+
+/// Sum of g [N, C, plane] over N and plane, per channel.
+func biasGradient(_ g: Tensor, n: Int, c: Int, plane: Int) -> Tensor {
+    let out = Tensor(uninitialized: [c])
+    let gs = SendablePointer(g.data), os = SendablePointer(out.data)
+    Parallel.chunks(c, costPerItem: n * plane) { r in
+        for co in r {
+            var acc: Double = 0
+            for j in 0..<n { acc += Double(simdSum(gs.p + (j * c + co) * plane, plane)) }
+            os[co] = Float(acc)
+        }
+    }
+    return out
+}
+
+/// Vectorized sum of `count` floats (8 lanes).
+@inline(__always)
+func simdSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    let raw = UnsafeRawPointer(p)
+    while i + 8 <= count {
+        acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        i += 8
+    }
+    var s = acc.sum()
+    while i < count { s += p[i]; i += 1 }
+    return s
+}
+
+/// Reflection padding of the two last dims (F.pad mode='reflect'), with its backward.
+func reflectPad2d(_ x: Tensor, ph: Int, pw: Int) -> Tensor {
+    let N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    precondition(ph < H && pw < W, "reflect padding (\(ph), \(pw)) must be smaller than the input size (\(H), \(W))")
+    let Hp = H + 2 * ph, Wp = W + 2 * pw
+    let out = Tensor(uninitialized: [N, C, Hp, Wp])
+    @inline(__always) func refl(_ i: Int, _ n: Int) -> Int { i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i) }
+    let xs = SendablePointer(x.data), ys = SendablePointer(out.data)
+    Parallel.chunks(N * C, costPerItem: Hp * Wp) { r in
+        for pl in r {
+            let s = xs.p + pl * H * W, d = ys.p + pl * Hp * Wp
+            for oh in 0..<Hp {
+                let srow = s + refl(oh - ph, H) * W, drow = d + oh * Wp
+                for ow in 0..<Wp { drow[ow] = srow[refl(ow - pw, W)] }
+            }
+        }
+    }
+    return out.recording("reflect_pad2d", [x]) { g in
+        let dx = Tensor(uninitialized: [N, C, H, W])
+        let gs = SendablePointer(g.data), dxs = SendablePointer(dx.data)
+        Parallel.chunks(N * C, costPerItem: Hp * Wp) { r in
+            for pl in r {
+                let d = dxs.p + pl * H * W, s = gs.p + pl * Hp * Wp
+                d.update(repeating: 0, count: H * W)
+                for oh in 0..<Hp {
+                    let drow = d + refl(oh - ph, H) * W, srow = s + oh * Wp
+                    for ow in 0..<Wp { drow[refl(ow - pw, W)] += srow[ow] }
+                }
+            }
+        }
+        return [dx]
+    }
 }

@@ -1,0 +1,131 @@
+// im2col / col2im kernels shared by conv2d and conv3d (owner: convolution family).
+// Everything is expressed in 3 spatial dims (2-D convs use T = kt = 1).
+
+/// Tunables of the convolution kernels (for benchmarks; defaults are the measured best).
+public enum ConvTuning {
+    /// Largest column matrix (bytes) built at once; the batch is processed in chunks of images
+    /// whose column matrix fits (at least one image per chunk).
+    nonisolated(unsafe) public static var maxColumnBytes: Int = 320 << 20
+    /// Keep the forward column matrix for the weight gradient instead of recomputing it
+    /// (only when the whole batch fits in one chunk).
+    nonisolated(unsafe) public static var keepColumns: Bool = false
+    /// Stride-1 convs compute dX as a convolution of dY with the flipped weight (instead of
+    /// W^T x dY followed by col2im).
+    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = true
+}
+
+/// Geometry of one N-d convolution (or pooling) in 3 spatial dims.
+struct ConvGeometry {
+    var n = 1, cin = 1, cout = 1, groups = 1
+    var t = 1, h = 1, w = 1
+    var kt = 1, kh = 1, kw = 1
+    var st = 1, sh = 1, sw = 1
+    var pt = 0, ph = 0, pw = 0
+    var dt = 1, dh = 1, dw = 1
+    var to = 1, ho = 1, wo = 1
+
+    var outPlane: Int { to * ho * wo }
+    var inPlane: Int { t * h * w }
+    var kernelSize: Int { kt * kh * kw }
+    var cinG: Int { cin / groups }
+    var coutG: Int { cout / groups }
+    /// Rows of the column matrix (all groups).
+    var rows: Int { cin * kernelSize }
+    var isPointwise: Bool { kernelSize == 1 && st == 1 && sh == 1 && sw == 1 && pt == 0 && ph == 0 && pw == 0 }
+
+    mutating func computeOutput() {
+        to = (t + 2 * pt - dt * (kt - 1) - 1) / st + 1
+        ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1
+        wo = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1
+    }
+}
+
+/// Output indices o in [lo, hi) for which 0 <= o*stride - pad + k*dil < inSize.
+@inline(__always)
+func convValidRange(_ k: Int, dil: Int, pad: Int, stride: Int, inSize: Int, outSize: Int) -> (Int, Int) {
+    let off = k * dil - pad
+    var lo = 0
+    if off < 0 { lo = (-off + stride - 1) / stride }
+    let num = inSize - 1 - off
+    var hi = num < 0 ? 0 : num / stride + 1
+    if hi > outSize { hi = outSize }
+    if lo > hi { lo = hi }
+    return (lo, hi)
+}
+
+/// Fills col[rows, nb * P] (row r = (c, it, ih, iw), column = (j, to, ho, wo)) for images
+/// n0 ..< n0 + nb of x [N, Cin, T, H, W].
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>) {
+    let P = g.outPlane, L = nb * P, kk = g.kernelSize
+    let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), cs = SendablePointer(col)
+    Parallel.chunks(g.rows * nb, costPerItem: P) { range in
+        for item in range {
+            let r = item / nb, j = item % nb
+            let c = r / kk, kidx = r % kk
+            let it = kidx / (g.kh * g.kw), ih = (kidx / g.kw) % g.kh, iw = kidx % g.kw
+            let src = xs.p + ((n0 + j) * g.cin + c) * g.inPlane
+            let dst = cs.p + r * L + j * P
+            let (tlo, thi) = convValidRange(it, dil: g.dt, pad: g.pt, stride: g.st, inSize: g.t, outSize: g.to)
+            let (hlo, hhi) = convValidRange(ih, dil: g.dh, pad: g.ph, stride: g.sh, inSize: g.h, outSize: g.ho)
+            let (wlo, whi) = convValidRange(iw, dil: g.dw, pad: g.pw, stride: g.sw, inSize: g.w, outSize: g.wo)
+            let wo = g.wo, sw = g.sw
+            let woff = iw * g.dw - g.pw
+            for ot in 0..<g.to {
+                let dplane = dst + ot * g.ho * wo
+                if ot < tlo || ot >= thi { dplane.update(repeating: 0, count: g.ho * wo); continue }
+                let ti = ot * g.st - g.pt + it * g.dt
+                for oh in 0..<g.ho {
+                    let d = dplane + oh * wo
+                    if oh < hlo || oh >= hhi { d.update(repeating: 0, count: wo); continue }
+                    let hi = oh * g.sh - g.ph + ih * g.dh
+                    let srow = src + (ti * g.h + hi) * g.w
+                    if wlo > 0 { d.update(repeating: 0, count: wlo) }
+                    if sw == 1 {
+                        let s = srow + woff
+                        for o in wlo..<whi { d[o] = s[o] }
+                    } else {
+                        for o in wlo..<whi { d[o] = srow[o * sw + woff] }
+                    }
+                    if whi < wo { (d + whi).update(repeating: 0, count: wo - whi) }
+                }
+            }
+        }
+    }
+}
+
+/// dx[n0 + j, c] = sum over kernel offsets of the matching col entries (overwrites dx for the
+/// chunk's images). Parallel over (image, channel) planes so writes never collide.
+func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>) {
+    let P = g.outPlane, L = nb * P, kk = g.kernelSize
+    let cs = SendablePointer(UnsafeMutablePointer(mutating: col)), xs = SendablePointer(dx)
+    Parallel.chunks(nb * g.cin, costPerItem: P * kk) { range in
+        for item in range {
+            let j = item / g.cin, c = item % g.cin
+            let plane = xs.p + ((n0 + j) * g.cin + c) * g.inPlane
+            plane.update(repeating: 0, count: g.inPlane)
+            for kidx in 0..<kk {
+                let it = kidx / (g.kh * g.kw), ih = (kidx / g.kw) % g.kh, iw = kidx % g.kw
+                let src = cs.p + (c * kk + kidx) * L + j * P
+                let (tlo, thi) = convValidRange(it, dil: g.dt, pad: g.pt, stride: g.st, inSize: g.t, outSize: g.to)
+                let (hlo, hhi) = convValidRange(ih, dil: g.dh, pad: g.ph, stride: g.sh, inSize: g.h, outSize: g.ho)
+                let (wlo, whi) = convValidRange(iw, dil: g.dw, pad: g.pw, stride: g.sw, inSize: g.w, outSize: g.wo)
+                if wlo >= whi { continue }
+                let wo = g.wo, sw = g.sw, woff = iw * g.dw - g.pw
+                for ot in tlo..<thi {
+                    let ti = ot * g.st - g.pt + it * g.dt
+                    for oh in hlo..<hhi {
+                        let hi = oh * g.sh - g.ph + ih * g.dh
+                        let s = src + (ot * g.ho + oh) * wo
+                        let drow = plane + (ti * g.h + hi) * g.w
+                        if sw == 1 {
+                            let d = drow + woff
+                            for o in wlo..<whi { d[o] += s[o] }
+                        } else {
+                            for o in wlo..<whi { drow[o * sw + woff] += s[o] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import CycleTimeCore
+import CycleTimeModels
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks; every figure is measured in the same run as its reference.",
+        subcommands: [BenchCore.self],
+        defaultSubcommand: BenchCore.self)
+}
+
+/// One convolution of the ResNet-18 trunk (batch 8, 240x240, layer3 stride 1).
+struct ConvConfig {
+    let name: String, cin: Int, cout: Int, k: Int, stride: Int, pad: Int, inSize: Int, inputNeedsGrad: Bool
+    var outSize: Int { (inSize + 2 * pad - k) / stride + 1 }
+    func forwardFLOPs(batch: Int) -> Double {
+        2 * Double(batch * cout * outSize * outSize) * Double(cin * k * k)
+    }
+}
+
+let resnet18TrunkConvs: [(ConvConfig, count: Int)] = [
+    (ConvConfig(name: "conv1 7x7/2 3->64 @240", cin: 3, cout: 64, k: 7, stride: 2, pad: 3, inSize: 240, inputNeedsGrad: false), 1),
+    (ConvConfig(name: "layer1 3x3 64->64 @60", cin: 64, cout: 64, k: 3, stride: 1, pad: 1, inSize: 60, inputNeedsGrad: true), 4),
+    (ConvConfig(name: "layer2.0.conv1 3x3/2 64->128 @60", cin: 64, cout: 128, k: 3, stride: 2, pad: 1, inSize: 60, inputNeedsGrad: true), 1),
+    (ConvConfig(name: "layer2.0.downsample 1x1/2 64->128 @60", cin: 64, cout: 128, k: 1, stride: 2, pad: 0, inSize: 60, inputNeedsGrad: true), 1),
+    (ConvConfig(name: "layer2 3x3 128->128 @30", cin: 128, cout: 128, k: 3, stride: 1, pad: 1, inSize: 30, inputNeedsGrad: true), 3),
+    (ConvConfig(name: "layer3.0.conv1 3x3 128->256 @30", cin: 128, cout: 256, k: 3, stride: 1, pad: 1, inSize: 30, inputNeedsGrad: true), 1),
+    (ConvConfig(name: "layer3.0.downsample 1x1 128->256 @30", cin: 128, cout: 256, k: 1, stride: 1, pad: 0, inSize: 30, inputNeedsGrad: true), 1),
+    (ConvConfig(name: "layer3 3x3 256->256 @30", cin: 256, cout: 256, k: 3, stride: 1, pad: 1, inSize: 30, inputNeedsGrad: true), 3),
+]
+
+/// FLOPs of one forward+backward of the trunk's convolutions (backward = weight gradient, plus the
+/// input gradient where the input needs one).
+func trunkConvFLOPs(batch: Int) -> (forward: Double, total: Double) {
+    var f = 0.0, t = 0.0
+    for (c, n) in resnet18TrunkConvs {
+        let x = c.forwardFLOPs(batch: batch) * Double(n)
+        f += x
+        t += x * (c.inputNeedsGrad ? 3 : 2)
+    }
+    return (f, t)
+}
+
+struct BenchCore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "core",
+        abstract: "sgemm ceiling, ResNet-18 trunk convolutions and training step, memory, core usage, PyTorch reference.")
+
+    @Flag(help: "Print the figures as one JSON object.") var json = false
+    @Option(help: "Batch size of the trunk benchmark.") var batch = 8
+    @Option(help: "Training steps for the memory measurement.") var memorySteps = 50
+    @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
+
+    func run() throws {
+        let r = BenchReport(json: json)
+        r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
+        let (gemm, gt) = sgemmGFLOPs()
+        r.add("sgemm_2048_gflops", gemm, line: "sgemm 2048x2048x2048: \(fmt(gemm, 1)) GFLOP/s (cpu/wall \(fmt(gt.cpuRatio)))")
+
+        // Per-convolution forward and backward.
+        r.say("\nResNet-18 trunk convolutions, batch \(batch) (GFLOP/s, share of sgemm):")
+        var convRows: [[String: Any]] = []
+        var gen = RandomGenerator(seed: 1)
+        for (c, n) in resnet18TrunkConvs {
+            let x = Tensor.randn([batch, c.cin, c.inSize, c.inSize], generator: &gen)
+            let w = Tensor.randn([c.cout, c.cin, c.k, c.k], std: 0.05, generator: &gen)
+            let fwd = medianTiming(warmup: 1, runs: 3) {
+                _ = noGrad { F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad]) }
+            }
+            x.requiresGrad = c.inputNeedsGrad
+            w.requiresGrad = true
+            var bwd = Timing(wall: .infinity, cpu: 0)
+            for i in 0..<3 {
+                let y = F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad])
+                let g = Tensor.ones(y.shape)
+                let t = measure { y.backward(g) }
+                if i > 0 && t.wall < bwd.wall { bwd = t }
+                x.grad = nil; w.grad = nil
+            }
+            let ff = c.forwardFLOPs(batch: batch), bf = ff * (c.inputNeedsGrad ? 2 : 1)
+            let fg = ff / fwd.wall / 1e9, bg = bf / bwd.wall / 1e9
+            convRows.append(["name": c.name, "count": n, "forward_gflops": fg, "backward_gflops": bg,
+                             "forward_seconds": fwd.wall, "backward_seconds": bwd.wall,
+                             "forward_cpu_ratio": fwd.cpuRatio, "backward_cpu_ratio": bwd.cpuRatio])
+            r.say("  \(c.name.padding(toLength: 38, withPad: " ", startingAt: 0)) x\(n)  fwd \(fmt(fg, 1)) (\(fmt(100 * fg / gemm, 0)) %)  bwd \(fmt(bg, 1)) (\(fmt(100 * bg / gemm, 0)) %)")
+        }
+        r.add("convolutions", convRows)
+
+        // CPU use of the non-GEMM families (2.0 = both cores busy on a 2-core machine).
+        r.say("\nCores busy (CPU seconds / wall seconds) on 8x64x120x120:")
+        let big = Tensor.randn([batch, 64, 120, 120], generator: &gen)
+        let other = Tensor.randn([batch, 64, 120, 120], generator: &gen)
+        let rm = Tensor.zeros([64]), rv = Tensor.ones([64]), gw = Tensor.ones([64]), gb = Tensor.zeros([64])
+        var usage: [String: Double] = [:]
+        let probes: [(String, () -> Void)] = [
+            ("maxpool", { _ = noGrad { F.maxPool2d(big, kernel: [3, 3], stride: [2, 2], padding: [1, 1]) } }),
+            ("batchnorm", { _ = noGrad { F.batchNorm(big, runningMean: rm, runningVar: rv, weight: gw, bias: gb, training: true) } }),
+            ("relu", { _ = noGrad { big.relu() } }),
+            ("add", { _ = noGrad { big + other } }),
+            ("im2col_conv", { _ = noGrad { F.conv2d(big, weight: Tensor.ones([64, 64, 3, 3]), padding: [1, 1]) } }),
+        ]
+        for (name, body) in probes {
+            let t = medianTiming(warmup: 1, runs: 3, body)
+            usage[name] = t.cpuRatio
+            r.say("  \(name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(fmt(t.cpuRatio)) cores, \(fmt(t.wall * 1000, 1)) ms")
+        }
+        r.add("cpu_ratio", usage)
+
+        try benchTrunk(report: r, gemm: gemm)
+        r.emitJSON()
+    }
+
+    func benchTrunk(report r: BenchReport, gemm: Double) throws {}
+}

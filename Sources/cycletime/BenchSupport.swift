@@ -1,0 +1,74 @@
+import CycleTimeCore
+import Foundation
+
+/// Wall and CPU time of a block. `cpuRatio` = CPU seconds / wall seconds: about 2.0 means both
+/// cores of a 2-core machine were busy.
+struct Timing {
+    var wall: Double
+    var cpu: Double
+    var cpuRatio: Double { wall > 0 ? cpu / wall : 0 }
+}
+
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) * 1e-6
+        + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) * 1e-6
+}
+
+func wallSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Times `body` once.
+@discardableResult
+func measure(_ body: () throws -> Void) rethrows -> Timing {
+    let c0 = cpuSeconds(), w0 = wallSeconds()
+    try body()
+    return Timing(wall: wallSeconds() - w0, cpu: cpuSeconds() - c0)
+}
+
+/// Runs `body` `warmup` times untimed, then `runs` times; returns the median run.
+func medianTiming(warmup: Int = 1, runs: Int = 3, _ body: () throws -> Void) rethrows -> Timing {
+    for _ in 0..<warmup { try body() }
+    var ts: [Timing] = []
+    for _ in 0..<runs { ts.append(try measure(body)) }
+    ts.sort { $0.wall < $1.wall }
+    return ts[ts.count / 2]
+}
+
+/// Collects a benchmark's figures for the terminal and for `--json`.
+final class BenchReport {
+    private(set) var fields: [(String, Any)] = []
+    let json: Bool
+    init(json: Bool) { self.json = json }
+
+    /// Records a figure and prints it as a line unless in JSON mode.
+    func add(_ key: String, _ value: Any, line: String? = nil) {
+        fields.append((key, value))
+        if !json, let line { print(line) }
+    }
+    func say(_ line: String) { if !json { print(line) } else { FileHandle.standardError.write((line + "\n").data(using: .utf8)!) } }
+
+    func emitJSON() {
+        guard json else { return }
+        var dict: [String: Any] = [:]
+        for (k, v) in fields { dict[k] = v }
+        let data = try! JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .prettyPrinted])
+        print(String(data: data, encoding: .utf8)!)
+    }
+}
+
+func fmt(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
+func mib(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
+
+/// sgemm GFLOP/s at n x n x n (the machine's ceiling for our convolutions).
+func sgemmGFLOPs(n: Int = 2048) -> (gflops: Double, timing: Timing) {
+    let a = Tensor.full([n, n], 0.5), b = Tensor.full([n, n], 0.25), c = Tensor.zeros([n, n])
+    let t = medianTiming(warmup: 1, runs: 5) {
+        BLAS.sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+    }
+    return (2 * Double(n) * Double(n) * Double(n) / t.wall / 1e9, t)
+}
