@@ -365,27 +365,16 @@ func convUsesBatchParallel(_ g: ConvGeometry) -> Bool {
     return g.n % T == 0 || g.n >= 4 * T
 }
 
-/// Calls body(worker, image) for every image, dynamically scheduled over the workers.
+/// Calls body(worker, image) for every image; worker w always takes the same contiguous block of
+/// images, so per-worker partial sums (the weight gradient) are the same from run to run.
 private func forEachImage(_ n: Int, workers T: Int, _ body: (Int, Int) -> Void) {
     let saved = BLAS.threads
     BLAS.threads = 1
     defer { BLAS.threads = saved }
-    let lock = NSLock()
-    let next = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-    next.initialize(to: 0)
-    defer { next.deallocate() }
-    let counter = SendablePointer(next)
     withoutActuallyEscaping(body) { b in
         let box = UnsafeSendableBox(b)
         DispatchQueue.concurrentPerform(iterations: T) { w in
-            while true {
-                lock.lock()
-                let i = counter[0]
-                counter[0] = i + 1
-                lock.unlock()
-                if i >= n { break }
-                box.value(w, i)
-            }
+            for i in (n * w / T)..<(n * (w + 1) / T) { box.value(w, i) }
         }
     }
 }
