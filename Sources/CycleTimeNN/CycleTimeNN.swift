@@ -1,1 +1,1 @@
-import CycleTimeCore
+@_exported import CycleTimeCore
