@@ -21,6 +21,7 @@ let package = Package(
         .target(name: "CycleTimeCore", dependencies: ["COpenBLAS"]),
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
+        .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
@@ -31,6 +32,7 @@ let package = Package(
         .testTarget(name: "CycleTimeCoreTests", dependencies: ["CycleTimeCore", "TestSupport"]),
         .testTarget(name: "CycleTimeNNTests", dependencies: ["CycleTimeNN", "TestSupport"]),
         .testTarget(name: "CycleTimeModelsTests", dependencies: ["CycleTimeModels", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
