@@ -19,8 +19,9 @@ import CycleTimeModels
 //   f_{T-1} and into the target image (theta_c); skip cycle: patch -> each f_t directly (theta2_t),
 //   crop, back into the target image (theta3_t).
 // The original recomputes the backward chain of every cycle; the chains are identical, so here
-// the backward chain is computed once, and the forward chains of all cycles advance together
-// (one batched localizer call per step), which gives the same values and gradients.
+// the backward chain is computed once (its first step is the direct patch -> f_{T-1} step), and
+// the forward chains of all cycles advance together (one batched localizer call per step), which
+// gives the same values and gradients.
 
 /// Which term accompanies the two grid losses.
 public enum TimeCycleObjective: String, Sendable, Codable {
@@ -259,7 +260,8 @@ public final class TimeCycleModel: Module {
         // Skip cycle: patch -> every frame directly (theta2), crop, crop -> target image (theta3).
         let a2 = affinity(query: TimeCycleModel.repeatEach(pnorm, tl), base: norm)
         let theta2 = predictTheta(a2)
-        let crops2n = F.normalize(crop(raw, theta: theta2), axis: 1)
+        let crops2 = crop(raw, theta: theta2)
+        let crops2n = F.normalize(crops2, axis: 1)
         let theta3 = predictTheta(affinity(query: crops2n, base: TimeCycleModel.repeatEach(inorm, tl)))
 
         // Per-frame views [B, C, H, W].
@@ -267,10 +269,12 @@ public final class TimeCycleModel: Module {
         func frame(_ x5: Tensor, _ t: Int) -> Tensor { x5.sliced(axis: 1, start: t, end: t + 1).reshaped([bsz, c, hb, wb]) }
         let rawFrames = (0..<tl).map { frame(raw5, $0) }, normFrames = (0..<tl).map { frame(norm5, $0) }
 
-        // Backward chain f_{T-1} ... f_0 (shared by all cycles).
-        var backCrops: [Tensor] = []
-        var query = pnorm
-        for t in stride(from: tl - 1, through: 0, by: -1) {
+        // Backward chain f_{T-1} ... f_0 (shared by all cycles). Its first step (patch -> f_{T-1})
+        // is the direct step of frame T-1.
+        let lastRows = (0..<bsz).map { $0 * tl + tl - 1 }
+        var backCrops: [Tensor] = [crops2.indexSelect(axis: 0, indices: lastRows)]
+        var query = crops2n.indexSelect(axis: 0, indices: lastRows)
+        for t in stride(from: tl - 2, through: 0, by: -1) {
             let theta = predictTheta(affinity(query: query, base: normFrames[t]))
             let cr = crop(rawFrames[t], theta: theta)
             backCrops.append(cr)
