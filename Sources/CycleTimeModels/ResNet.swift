@@ -59,11 +59,12 @@ public final class BasicBlock: Module {
     public let bn2: BatchNorm2d
     public let downsample: Sequential?
 
+    /// `initialize: false` leaves the conv weights zero (ResNet re-initializes them).
     public init(inplanes: Int, planes: Int, stride: Int, downsample: Sequential?, paddingMode: PadMode,
-                generator: inout RandomGenerator) {
-        conv1 = Conv2d(inplanes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false, paddingMode: paddingMode, generator: &generator)
+                initialize: Bool = true, generator: inout RandomGenerator) {
+        conv1 = Conv2d(inplanes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false, paddingMode: paddingMode, initialize: initialize, generator: &generator)
         bn1 = BatchNorm2d(planes)
-        conv2 = Conv2d(planes, planes, kernelSize: 3, stride: 1, padding: 1, bias: false, paddingMode: paddingMode, generator: &generator)
+        conv2 = Conv2d(planes, planes, kernelSize: 3, stride: 1, padding: 1, bias: false, paddingMode: paddingMode, initialize: initialize, generator: &generator)
         bn2 = BatchNorm2d(planes)
         self.downsample = downsample
         super.init()
@@ -89,14 +90,15 @@ public final class Bottleneck: Module {
     public let relu = ReLU()
     public let downsample: Sequential?
 
+    /// `initialize: false` leaves the conv weights zero (ResNet re-initializes them).
     public init(inplanes: Int, planes: Int, stride: Int, downsample: Sequential?, paddingMode: PadMode,
-                generator: inout RandomGenerator) {
+                initialize: Bool = true, generator: inout RandomGenerator) {
         let width = planes
-        conv1 = Conv2d(inplanes, width, kernelSize: 1, bias: false, paddingMode: paddingMode, generator: &generator)
+        conv1 = Conv2d(inplanes, width, kernelSize: 1, bias: false, paddingMode: paddingMode, initialize: initialize, generator: &generator)
         bn1 = BatchNorm2d(width)
-        conv2 = Conv2d(width, width, kernelSize: 3, stride: stride, padding: 1, bias: false, paddingMode: paddingMode, generator: &generator)
+        conv2 = Conv2d(width, width, kernelSize: 3, stride: stride, padding: 1, bias: false, paddingMode: paddingMode, initialize: initialize, generator: &generator)
         bn2 = BatchNorm2d(width)
-        conv3 = Conv2d(width, planes * Bottleneck.expansion, kernelSize: 1, bias: false, paddingMode: paddingMode, generator: &generator)
+        conv3 = Conv2d(width, planes * Bottleneck.expansion, kernelSize: 1, bias: false, paddingMode: paddingMode, initialize: initialize, generator: &generator)
         bn3 = BatchNorm2d(planes * Bottleneck.expansion)
         self.downsample = downsample
         super.init()
@@ -130,7 +132,10 @@ public final class ResNet: Module {
     /// Total stride of the last created stage relative to the input.
     public let outputStride: Int
 
-    public init(config: ResNetConfig, generator: inout RandomGenerator) {
+    /// Builds the model with torchvision's initialization drawn from `generator`; with
+    /// `initialize: false` weights stay zero (BN weight 1) and nothing is drawn, for a model whose
+    /// weights will be loaded from a checkpoint.
+    public init(config: ResNetConfig, initialize: Bool = true, generator: inout RandomGenerator) {
         guard let (bottleneck, counts) = ResNetConfig.blocks(depth: config.depth) else {
             preconditionFailure("ResNet: unsupported depth \(config.depth) (18, 34, 50, 101, 152)")
         }
@@ -142,7 +147,7 @@ public final class ResNet: Module {
         self.config = config
         let expansion = bottleneck ? Bottleneck.expansion : BasicBlock.expansion
         let pm = config.paddingMode
-        conv1 = Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false, paddingMode: pm, generator: &generator)
+        conv1 = Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false, paddingMode: pm, initialize: false, generator: &generator)
         bn1 = BatchNorm2d(64)
         var inplanes = 64
         var stride = 4
@@ -150,7 +155,7 @@ public final class ResNet: Module {
             var downsample: Sequential? = nil
             if s != 1 || inplanes != planes * expansion {
                 downsample = Sequential(
-                    Conv2d(inplanes, planes * expansion, kernelSize: 1, stride: s, bias: false, paddingMode: pm, generator: &g),
+                    Conv2d(inplanes, planes * expansion, kernelSize: 1, stride: s, bias: false, paddingMode: pm, initialize: false, generator: &g),
                     BatchNorm2d(planes * expansion))
             }
             var layers: [Module] = []
@@ -159,8 +164,8 @@ public final class ResNet: Module {
                 let st = i == 0 ? s : 1
                 let ds = i == 0 ? downsample : nil
                 layers.append(bottleneck
-                    ? Bottleneck(inplanes: inp, planes: planes, stride: st, downsample: ds, paddingMode: pm, generator: &g)
-                    : BasicBlock(inplanes: inp, planes: planes, stride: st, downsample: ds, paddingMode: pm, generator: &g))
+                    ? Bottleneck(inplanes: inp, planes: planes, stride: st, downsample: ds, paddingMode: pm, initialize: false, generator: &g)
+                    : BasicBlock(inplanes: inp, planes: planes, stride: st, downsample: ds, paddingMode: pm, initialize: false, generator: &g))
             }
             inplanes = planes * expansion
             stride *= s
@@ -172,7 +177,7 @@ public final class ResNet: Module {
         layer4 = last >= 3 ? makeLayer(512, counts[3], config.strides[3], &generator) : nil
         if last >= 4 {
             avgpool = AdaptiveAvgPool2d(1)
-            fc = Linear(512 * expansion, config.numClasses, generator: &generator)
+            fc = Linear(512 * expansion, config.numClasses, initialize: initialize, generator: &generator)
             outChannels = config.numClasses
         } else {
             avgpool = nil
@@ -182,8 +187,8 @@ public final class ResNet: Module {
         outputStride = stride
         super.init()
 
-        // torchvision's initialization.
-        for m in modules() {
+        // torchvision's initialization (BatchNorm2d already starts at weight 1, bias 0).
+        for m in modules() where initialize {
             if let c = m as? Conv2d {
                 Init.kaimingNormal(c.weight, mode: .fanOut, nonlinearity: .relu, generator: &generator)
             } else if let bn = m as? BatchNormBase {
@@ -199,8 +204,8 @@ public final class ResNet: Module {
         }
     }
 
-    public convenience init(config: ResNetConfig) {
-        self.init(config: config, generator: &DefaultRandom.generator)
+    public convenience init(config: ResNetConfig, initialize: Bool = true) {
+        self.init(config: config, initialize: initialize, generator: &DefaultRandom.generator)
     }
 
     public static func resnet18(lastStage: String = "fc", strides: [Int] = [1, 2, 2, 2], paddingMode: PadMode = .zeros,

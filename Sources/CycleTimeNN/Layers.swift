@@ -10,12 +10,13 @@ public final class Linear: Module {
     @Parameter public var bias: Tensor?
     public let inFeatures: Int, outFeatures: Int
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, generator: inout RandomGenerator) {
+    /// `initialize: false` leaves zeros (no draws), for weights that will be loaded or re-initialized.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, initialize: Bool = true, generator: inout RandomGenerator) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         let w = Tensor.zeros([outFeatures, inFeatures])
         let b: Tensor? = bias ? Tensor.zeros([outFeatures]) : nil
-        Init.pytorchDefault(weight: w, bias: b, generator: &generator)
+        if initialize { Init.pytorchDefault(weight: w, bias: b, generator: &generator) }
         self.weight = w
         self.bias = b
         super.init()
@@ -28,6 +29,7 @@ public final class Linear: Module {
 }
 
 /// nn.Conv2d (NCHW), weight [out, in/groups, kh, kw]; `paddingMode` zeros or reflect.
+/// `initialize: false` leaves zeros (no draws), for weights that will be loaded or re-initialized.
 public final class Conv2d: Module {
     @Parameter public var weight: Tensor
     @Parameter public var bias: Tensor?
@@ -37,7 +39,7 @@ public final class Conv2d: Module {
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: [Int], stride: [Int] = [1, 1], padding: [Int] = [0, 0],
                 dilation: [Int] = [1, 1], groups: Int = 1, bias: Bool = true, paddingMode: PadMode = .zeros,
-                generator: inout RandomGenerator) {
+                initialize: Bool = true, generator: inout RandomGenerator) {
         precondition(kernelSize.count == 2 && stride.count == 2 && padding.count == 2 && dilation.count == 2,
                      "Conv2d: kernelSize, stride, padding and dilation need 2 values each")
         precondition(groups > 0 && inChannels % groups == 0 && outChannels % groups == 0,
@@ -47,17 +49,17 @@ public final class Conv2d: Module {
         self.paddingMode = paddingMode
         let w = Tensor.zeros([outChannels, inChannels / groups] + kernelSize)
         let b: Tensor? = bias ? Tensor.zeros([outChannels]) : nil
-        Init.pytorchDefault(weight: w, bias: b, generator: &generator)
+        if initialize { Init.pytorchDefault(weight: w, bias: b, generator: &generator) }
         self.weight = w
         self.bias = b
         super.init()
     }
     public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                             dilation: Int = 1, groups: Int = 1, bias: Bool = true, paddingMode: PadMode = .zeros,
-                            generator: inout RandomGenerator) {
+                            initialize: Bool = true, generator: inout RandomGenerator) {
         self.init(inChannels, outChannels, kernelSize: [kernelSize, kernelSize], stride: [stride, stride],
                   padding: [padding, padding], dilation: [dilation, dilation], groups: groups, bias: bias,
-                  paddingMode: paddingMode, generator: &generator)
+                  paddingMode: paddingMode, initialize: initialize, generator: &generator)
     }
     public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                             dilation: Int = 1, groups: Int = 1, bias: Bool = true, paddingMode: PadMode = .zeros) {
@@ -79,7 +81,8 @@ public final class Conv3d: Module {
     public let kernelSize: [Int], stride: [Int], padding: [Int], dilation: [Int]
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: [Int], stride: [Int] = [1, 1, 1], padding: [Int] = [0, 0, 0],
-                dilation: [Int] = [1, 1, 1], groups: Int = 1, bias: Bool = true, generator: inout RandomGenerator) {
+                dilation: [Int] = [1, 1, 1], groups: Int = 1, bias: Bool = true, initialize: Bool = true,
+                generator: inout RandomGenerator) {
         precondition(kernelSize.count == 3 && stride.count == 3 && padding.count == 3 && dilation.count == 3,
                      "Conv3d: kernelSize, stride, padding and dilation need 3 values each")
         precondition(groups > 0 && inChannels % groups == 0 && outChannels % groups == 0,
@@ -88,7 +91,7 @@ public final class Conv3d: Module {
         self.kernelSize = kernelSize; self.stride = stride; self.padding = padding; self.dilation = dilation
         let w = Tensor.zeros([outChannels, inChannels / groups] + kernelSize)
         let b: Tensor? = bias ? Tensor.zeros([outChannels]) : nil
-        Init.pytorchDefault(weight: w, bias: b, generator: &generator)
+        if initialize { Init.pytorchDefault(weight: w, bias: b, generator: &generator) }
         self.weight = w
         self.bias = b
         super.init()

@@ -146,3 +146,18 @@ final class LossTests: XCTestCase {
         assertClose(F.crossEntropy(Tensor.zeros([3, 4]), Tensor([0, 1, 3], shape: [3])).item(), logf(4))
     }
 }
+
+extension LossTests {
+    func testParallelPathsMatchSerial() {
+        let logits = randn([600, 40], seed: 71, requiresGrad: false, scale: 2)
+        let t = Tensor((0..<600).map { Float($0 % 41 == 40 ? -100 : $0 % 40) }, shape: [600])
+        assertParallelMatchesSerial([logits]) { F.crossEntropy($0[0], t, labelSmoothing: 0.1) }
+        assertParallelMatchesSerial([logits]) { F.crossEntropy($0[0], t, reduction: .none) }
+        var rng = RandomGenerator(seed: 72)
+        let tb = Tensor((0..<24_000).map { _ in rng.nextFloat() }, shape: [600, 40])
+        assertParallelMatchesSerial([logits, tb]) {
+            F.binaryCrossEntropyWithLogits($0[0], $0[1], posWeight: Tensor.full([40], 2), reduction: .sum, focalAlpha: 0.25, focalGamma: 2)
+        }
+        assertParallelMatchesSerial([logits, randn([600, 40], seed: 73, requiresGrad: false)]) { F.mseLoss($0[0], $0[1]) }
+    }
+}

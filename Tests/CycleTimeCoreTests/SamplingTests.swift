@@ -103,23 +103,35 @@ final class SamplingTests: XCTestCase {
         }
     }
 
-    /// Large batches take the other parallel partition of the input gradient; results must equal
-    /// the per-sample ones.
+    /// Large batches and grids of more than one block (256 points) take other parallel
+    /// partitions; results must equal those of each sample's half-grids computed alone.
     func testGridSampleLargeBatchMatchesPerSample() {
-        let n = 9, c = 3, h = 6, w = 7
+        let n = 9, c = 3, h = 6, w = 7, ho = 20, wo = 15, half = ho / 2
         let x = randn([n, c, h, w], seed: 31, requiresGrad: false)
-        let grid = randn([n, 5, 6, 2], seed: 32, requiresGrad: false, scale: 0.7)
-        let gout = randn([n, c, 5, 6], seed: 33, requiresGrad: false)
+        let grid = randn([n, ho, wo, 2], seed: 32, requiresGrad: false, scale: 0.7)
+        let gout = randn([n, c, ho, wo], seed: 33, requiresGrad: false)
+        func slice(_ t: Tensor, _ b: Int, rows: Range<Int>) -> Tensor {
+            // t[b, :, rows] for [N, C, Ho, Wo], or t[b, rows] for [N, Ho, Wo, 2] (pass c = 1, inner = wo * 2).
+            let s = t.shape
+            let cc = s[3] == 2 ? 1 : s[1], rr = s[3] == 2 ? s[1] : s[2], inner = s[3] == 2 ? s[2] * 2 : s[3]
+            var v: [Float] = []
+            for ch in 0..<cc { for r in rows { for j in 0..<inner { v.append(t.data[((b * cc + ch) * rr + r) * inner + j]) } } }
+            return Tensor(v, shape: s[3] == 2 ? [1, rows.count, s[2], 2] : [1, cc, rows.count, s[3]])
+        }
         for mode in [InterpolationMode.bilinear, .nearest] {
             let (out, g) = runWithGrad([x, grid], gout) { F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: false) }
             for b in 0..<n {
                 let xb = Tensor(Array(x.array[(b * c * h * w)..<((b + 1) * c * h * w)]), shape: [1, c, h, w])
-                let gb = Tensor(Array(grid.array[(b * 60)..<((b + 1) * 60)]), shape: [1, 5, 6, 2])
-                let gob = Tensor(Array(gout.array[(b * c * 30)..<((b + 1) * c * 30)]), shape: [1, c, 5, 6])
-                let (ob, gbs) = runWithGrad([xb, gb], gob) { F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: false) }
-                XCTAssertEqual(Array(out.array[(b * c * 30)..<((b + 1) * c * 30)]), ob.array)
-                XCTAssertEqual(Array(g[0]!.array[(b * c * h * w)..<((b + 1) * c * h * w)]), gbs[0]!.array)
-                XCTAssertEqual(Array(g[1]!.array[(b * 60)..<((b + 1) * 60)]), gbs[1]!.array)
+                var gxSum = Tensor.zeros([1, c, h, w])
+                for rows in [0..<half, half..<ho] {
+                    let (ob, gbs) = runWithGrad([xb, slice(grid, b, rows: rows)], slice(gout, b, rows: rows)) {
+                        F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: false)
+                    }
+                    XCTAssertEqual(slice(out, b, rows: rows).array, ob.array)
+                    XCTAssertEqual(slice(g[1]!, b, rows: rows).array, gbs[1]!.array)
+                    gxSum = gxSum + gbs[0]!
+                }
+                assertClose(Tensor(Array(g[0]!.array[(b * c * h * w)..<((b + 1) * c * h * w)]), shape: [1, c, h, w]), gxSum, rtol: 1e-5, atol: 1e-5)
             }
         }
     }
@@ -132,5 +144,38 @@ final class SamplingTests: XCTestCase {
             assertClose(F.gridSample(x, grid: grid, mode: .bilinear, alignCorners: ac), x, rtol: 1e-5, atol: 1e-5)
             assertClose(F.gridSample(x, grid: grid, mode: .nearest, alignCorners: ac), x)
         }
+    }
+}
+
+/// Runs `f` (forward and backward) with one thread and with the default thread count on inputs
+/// large enough for the parallel paths; values and gradients must be identical.
+func assertParallelMatchesSerial(_ inputs: [Tensor], seed: UInt64 = 99, _ f: ([Tensor]) -> Tensor,
+                                 file: StaticString = #filePath, line: UInt = #line) {
+    let saved = Parallel.threadCount
+    defer { Parallel.threadCount = saved }
+    var results: [(Tensor, [Tensor?])] = []
+    for threads in [1, max(2, saved)] {
+        Parallel.threadCount = threads
+        let probe = noGrad { f(inputs) }
+        let gout = randn(probe.shape, seed: seed, requiresGrad: false)
+        results.append(runWithGrad(inputs, gout, f))
+    }
+    XCTAssertEqual(results[0].0.array, results[1].0.array, "values", file: file, line: line)
+    for (a, b) in zip(results[0].1, results[1].1) {
+        XCTAssertEqual(a?.array ?? [], b?.array ?? [], "gradients", file: file, line: line)
+    }
+}
+
+extension SamplingTests {
+    func testParallelPathsMatchSerial() {
+        let x = randn([3, 16, 20, 24], seed: 51, requiresGrad: false)
+        let grid = randn([3, 18, 22, 2], seed: 52, requiresGrad: false, scale: 0.7)
+        for mode in [InterpolationMode.bilinear, .nearest] {
+            assertParallelMatchesSerial([x, grid]) { F.gridSample($0[0], grid: $0[1], mode: mode, alignCorners: true) }
+            assertParallelMatchesSerial([x]) { F.interpolate($0[0], size: [37, 15], mode: mode, alignCorners: false) }
+        }
+        assertParallelMatchesSerial([x]) { F.interpolate($0[0], scaleFactor: [2], mode: .bilinear, alignCorners: true) }
+        let theta = randn([40, 2, 3], seed: 53, requiresGrad: false)
+        assertParallelMatchesSerial([theta]) { F.affineGrid($0[0], size: [40, 1, 30, 30], alignCorners: false) }
     }
 }

@@ -73,3 +73,14 @@ final class SoftmaxTests: XCTestCase {
         assertClose(x.grad![1, 1], -12.0 / 125)
     }
 }
+
+extension SoftmaxTests {
+    func testParallelPathsMatchSerial() {
+        let x = randn([4, 300, 70], seed: 61, requiresGrad: false, scale: 3)
+        for ax in [0, 1, -1] {
+            assertParallelMatchesSerial([x]) { $0[0].softmax(axis: ax) }
+            assertParallelMatchesSerial([x]) { $0[0].logSoftmax(axis: ax) }
+            assertParallelMatchesSerial([x]) { F.normalize($0[0], axis: ax) }
+        }
+    }
+}

@@ -37,7 +37,7 @@ final class ResNetTests: XCTestCase {
     func checkManifest(_ name: String, depth: Int) {
         guard let expected = ResNetTests.manifest[name] else { return XCTFail("no manifest for \(name)") }
         var g = RandomGenerator(seed: 1)
-        let model = ResNet(config: ResNetConfig(depth: depth), generator: &g)
+        let model = ResNet(config: ResNetConfig(depth: depth), initialize: false, generator: &g)
         let ours = model.namedStateEntries().map { ($0.0, $0.1.shape) }
         XCTAssertEqual(ours.count, expected.count, name)
         XCTAssertEqual(ours.map { $0.0 }, expected.map { $0.0 }, "\(name): keys differ from torchvision's (order included)")
@@ -54,7 +54,7 @@ final class ResNetTests: XCTestCase {
 
     func testTruncationStridesAndPadding() {
         var g = RandomGenerator(seed: 2)
-        let m = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 2], paddingMode: .reflect), generator: &g)
+        let m = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 2], paddingMode: .reflect), initialize: false, generator: &g)
         let keys = m.stateDictKeys()
         XCTAssertFalse(keys.contains { $0.hasPrefix("layer4.") || $0.hasPrefix("fc.") })
         XCTAssertTrue(keys.contains("layer3.1.bn2.num_batches_tracked"))
@@ -65,14 +65,16 @@ final class ResNetTests: XCTestCase {
         XCTAssertEqual(m.outputSize(240), 30)
         XCTAssertEqual((m.layer3![0] as! BasicBlock).conv1.stride, [1, 1])
         XCTAssertTrue(m.modules().compactMap { $0 as? Conv2d }.allSatisfy { $0.paddingMode == .reflect })
-        let full = ResNet(config: ResNetConfig(depth: 50), generator: &g)
+        let full = ResNet(config: ResNetConfig(depth: 50), initialize: false, generator: &g)
+        XCTAssertTrue(full.fc!.weight.array.allSatisfy { $0 == 0 })
+        XCTAssertEqual(g, RandomGenerator(seed: 2))   // nothing drawn without initialization
         XCTAssertEqual(full.outputStride, 32)
         XCTAssertEqual(full.outChannels, 1000)
-        let l2 = ResNet(config: ResNetConfig(depth: 50, lastStage: "layer2"), generator: &g)
+        let l2 = ResNet(config: ResNetConfig(depth: 50, lastStage: "layer2"), initialize: false, generator: &g)
         XCTAssertEqual(l2.outChannels, 512)
         XCTAssertEqual(l2.stateDictKeys().last, "layer2.3.bn3.num_batches_tracked")
         // layer3 at stride 1 with equal channels in/out for Bottleneck still needs a downsample (256 -> 1024).
-        let b = ResNet(config: ResNetConfig(depth: 50, lastStage: "layer3", strides: [1, 2, 1, 2]), generator: &g)
+        let b = ResNet(config: ResNetConfig(depth: 50, lastStage: "layer3", strides: [1, 2, 1, 2]), initialize: false, generator: &g)
         XCTAssertEqual((b.layer3![0] as! Bottleneck).conv2.stride, [1, 1])
         XCTAssertEqual((b.layer3![0] as! Bottleneck).downsample!.namedParameters().map { $0.0 }, ["0.weight", "1.weight", "1.bias"])
     }
@@ -141,7 +143,7 @@ final class ResNetTests: XCTestCase {
         let fx = try Fixtures.load("resnet")
         let entries = ResNetTests.manifest[name]!
         var g = RandomGenerator(seed: 4)
-        let model = ResNet(config: ResNetConfig(depth: depth, lastStage: "layer3", strides: strides), generator: &g)
+        let model = ResNet(config: ResNetConfig(depth: depth, lastStage: "layer3", strides: strides), initialize: false, generator: &g)
         // Build the truncated model's state dict from the formula (k = index in the full model).
         var sd: [String: Tensor] = [:]
         for (k, (key, shape)) in entries.enumerated() where !key.hasPrefix("layer4.") && !key.hasPrefix("fc.") {

@@ -11,7 +11,7 @@ import Foundation
 
 /// Applies a reduction to per-element losses `l` (a fresh tensor), returning the reduced output and
 /// the per-element upstream gradient builder: given the output gradient, the gradient of each element.
-private func reduce(_ l: Tensor, _ reduction: Reduction, divisor: Double? = nil) -> Tensor {
+private func reduceLoss(_ l: Tensor, _ reduction: Reduction, divisor: Double? = nil) -> Tensor {
     switch reduction {
     case .none: return l
     case .sum: return Tensor(scalar: Float(doubleSum(l.data, l.count)))
@@ -106,7 +106,7 @@ extension F {
         let diff = broadcastBinary(input, target, SubOp())
         let sq = unaryKernel(diff, { $0 * $0 })
         let n = sq.count
-        let out = reduce(sq, reduction)
+        let out = reduceLoss(sq, reduction)
         let si = input.shape, st = target.shape
         let ni = input.requiresGrad, nt = target.requiresGrad
         return out.recording("mseLoss", [input, target]) { g in
@@ -137,6 +137,8 @@ extension F {
         precondition(logits.shape == target.shape,
                      "binaryCrossEntropyWithLogits: target size \(target.shape) must be the same as input size \(logits.shape)")
         let shape = logits.shape, n = logits.count
+        if let weight { precondition(broadcastShapes(weight.shape, shape) == shape, "binaryCrossEntropyWithLogits: weight \(weight.shape) does not broadcast to \(shape)") }
+        if let posWeight { precondition(broadcastShapes(posWeight.shape, shape) == shape, "binaryCrossEntropyWithLogits: posWeight \(posWeight.shape) does not broadcast to \(shape)") }
         let w = weight.map { expandKernel($0, to: shape) }
         let pw = posWeight.map { expandKernel($0, to: shape) }
         let focal = focalAlpha != nil || focalGamma != nil
@@ -154,7 +156,7 @@ extension F {
                 pl[i] = b
             }
         }
-        let out = reduce(l, reduction)
+        let out = reduceLoss(l, reduction)
         var inputs = [logits, target]
         if let weight { inputs.append(weight) }
         if let posWeight { inputs.append(posWeight) }
@@ -238,7 +240,7 @@ extension F {
             }
         }
         let divisor = Double(valid)
-        var out = reduce(l, reduction, divisor: divisor)
+        var out = reduceLoss(l, reduction, divisor: divisor)
         if reduction == .none { out = Tensor(shape: target.shape, storage: out.storage) }
         let lshape = logits.shape
         return out.recording("crossEntropy", [logits]) { g in

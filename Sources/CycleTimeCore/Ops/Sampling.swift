@@ -33,6 +33,61 @@ private struct Unnormalize {
     }
 }
 
+/// Grid points per work block of gridSample.
+private let gridBlock = 256
+
+/// The sampling taps of grid points: for each point four clamped plane offsets (nw, ne, sw, se)
+/// and four weights, zero for corners outside the input (bilinear), or one offset and a 0/1 weight
+/// (nearest: round half to even, as PyTorch's CPU kernel).
+private struct GridTaps: @unchecked Sendable {
+    let un: Unnormalize, vn: Unnormalize
+    let w: Int, h: Int
+    let bilinear: Bool
+
+    /// Scratch buffers for one block: offsets [4 * gridBlock], weights [4 * gridBlock], fractions [2 * gridBlock].
+    @inline(__always) func withBuffers(_ body: (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 4 * gridBlock) { ob in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 6 * gridBlock) { fb in
+                body(ob.baseAddress!, fb.baseAddress!, fb.baseAddress! + 4 * gridBlock)
+            }
+        }
+    }
+
+    /// Fills the taps of `count` points (x, y pairs at `gp`). With `frac`, `wt` receives the corner
+    /// masks instead of the weights and `frac` the fractional offsets (x - floor x, y - floor y).
+    @inline(__always) func fill(_ gp: UnsafeMutablePointer<Float>, _ count: Int, _ off: UnsafeMutablePointer<Int32>,
+                                _ wt: UnsafeMutablePointer<Float>, _ frac: UnsafeMutablePointer<Float>?) {
+        for k in 0..<count {
+            let ix = un(gp[2 * k], size: w), iy = vn(gp[2 * k + 1], size: h)
+            let q = 4 * k
+            if bilinear {
+                let fx = ix.rounded(.down), fy = iy.rounded(.down)
+                let x0 = Int(fx), y0 = Int(fy), x1 = x0 + 1, y1 = y0 + 1
+                let we = ix - fx, ea = 1 - we, no = iy - fy, so = 1 - no
+                let vx0 = x0 >= 0 && x0 < w, vx1 = x1 >= 0 && x1 < w
+                let vy0 = y0 >= 0 && y0 < h, vy1 = y1 >= 0 && y1 < h
+                let cx0 = Swift.min(Swift.max(x0, 0), w - 1), cx1 = Swift.min(Swift.max(x1, 0), w - 1)
+                let cy0 = Swift.min(Swift.max(y0, 0), h - 1), cy1 = Swift.min(Swift.max(y1, 0), h - 1)
+                off[q] = Int32(cy0 * w + cx0); off[q + 1] = Int32(cy0 * w + cx1)
+                off[q + 2] = Int32(cy1 * w + cx0); off[q + 3] = Int32(cy1 * w + cx1)
+                if let frac {
+                    wt[q] = vy0 && vx0 ? 1 : 0; wt[q + 1] = vy0 && vx1 ? 1 : 0
+                    wt[q + 2] = vy1 && vx0 ? 1 : 0; wt[q + 3] = vy1 && vx1 ? 1 : 0
+                    frac[2 * k] = we; frac[2 * k + 1] = no
+                } else {
+                    wt[q] = vy0 && vx0 ? so * ea : 0; wt[q + 1] = vy0 && vx1 ? so * we : 0
+                    wt[q + 2] = vy1 && vx0 ? no * ea : 0; wt[q + 3] = vy1 && vx1 ? no * we : 0
+                }
+            } else {
+                let xn = Int(ix.rounded(.toNearestOrEven)), yn = Int(iy.rounded(.toNearestOrEven))
+                let inside = xn >= 0 && xn < w && yn >= 0 && yn < h
+                off[q] = inside ? Int32(yn * w + xn) : 0
+                wt[q] = inside ? 1 : 0
+            }
+        }
+    }
+}
+
 extension F {
     /// F.affine_grid for 2-D: theta [N, 2, 3], size [N, C, H, W] -> grid [N, H, W, 2] (x, y):
     /// grid[n, h, w] = theta[n] @ (x_w, y_h, 1), with x, y from linspace(-1, 1) (scaled by
@@ -96,42 +151,32 @@ extension F {
                      "gridSample: grid must be [\(x.shape[0]), Ho, Wo, 2], got \(grid.shape)")
         let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
         let ho = grid.shape[1], wo = grid.shape[2]
-        let un = Unnormalize(size: w, alignCorners: alignCorners), vn = Unnormalize(size: h, alignCorners: alignCorners)
+        let taps = GridTaps(un: Unnormalize(size: w, alignCorners: alignCorners),
+                            vn: Unnormalize(size: h, alignCorners: alignCorners),
+                            w: w, h: h, bilinear: mode == .bilinear)
         let out = Tensor(uninitialized: [n, c, ho, wo])
         let px = SendablePointer(x.data), pg = SendablePointer(grid.data), po = SendablePointer(out.data)
         let plane = h * w, oplane = ho * wo
-        let bilinear = mode == .bilinear
-        Parallel.chunks(n * ho, costPerItem: wo * c * 8 + 1) { r in
-            for row in r {
-                let b = row / ho, i = row % ho
-                let xb = px + b * c * plane
-                let ob = po + b * c * oplane + i * wo
-                let gr = pg + row * wo * 2
-                for j in 0..<wo {
-                    let ix = un(gr[2 * j], size: w), iy = vn(gr[2 * j + 1], size: h)
-                    if bilinear {
-                        let fx = ix.rounded(.down), fy = iy.rounded(.down)
-                        let x0 = Int(fx), y0 = Int(fy), x1 = x0 + 1, y1 = y0 + 1
-                        let we = ix - fx, ea = 1 - we, no = iy - fy, so = 1 - no
-                        let vx0 = x0 >= 0 && x0 < w, vx1 = x1 >= 0 && x1 < w
-                        let vy0 = y0 >= 0 && y0 < h, vy1 = y1 >= 0 && y1 < h
-                        let wnw: Float = vy0 && vx0 ? so * ea : 0, wne: Float = vy0 && vx1 ? so * we : 0
-                        let wsw: Float = vy1 && vx0 ? no * ea : 0, wse: Float = vy1 && vx1 ? no * we : 0
-                        // Clamped offsets (weights are zero where a corner is out of range).
-                        let cx0 = Swift.min(Swift.max(x0, 0), w - 1), cx1 = Swift.min(Swift.max(x1, 0), w - 1)
-                        let cy0 = Swift.min(Swift.max(y0, 0), h - 1), cy1 = Swift.min(Swift.max(y1, 0), h - 1)
-                        let onw = cy0 * w + cx0, one = cy0 * w + cx1, osw = cy1 * w + cx0, ose = cy1 * w + cx1
-                        for ch in 0..<c {
-                            let p = xb + ch * plane
-                            ob[ch * oplane + j] = p[onw] * wnw + p[one] * wne + p[osw] * wsw + p[ose] * wse
-                        }
-                    } else {
-                        let xn = Int(ix.rounded(.toNearestOrEven)), yn = Int(iy.rounded(.toNearestOrEven))
-                        if xn >= 0 && xn < w && yn >= 0 && yn < h {
-                            let off = yn * w + xn
-                            for ch in 0..<c { ob[ch * oplane + j] = xb[ch * plane + off] }
+        // Work items: blocks of up to `gridBlock` grid points of one batch element. For each block
+        // the taps are computed once, then every channel is swept with contiguous output writes.
+        let blocksPer = (oplane + gridBlock - 1) / gridBlock
+        Parallel.chunks(n * blocksPer, costPerItem: Swift.min(oplane, gridBlock) * (c * 8 + 20)) { r in
+            taps.withBuffers { off, wt, _ in
+                for item in r {
+                    let b = item / blocksPer, k0 = (item % blocksPer) * gridBlock
+                    let cnt = Swift.min(gridBlock, oplane - k0)
+                    taps.fill(pg + (b * oplane + k0) * 2, cnt, off, wt, nil)
+                    let xb = px + b * c * plane, ob = po + b * c * oplane + k0
+                    for ch in 0..<c {
+                        let p = xb + ch * plane, o = ob + ch * oplane
+                        if taps.bilinear {
+                            for k in 0..<cnt {
+                                let q = 4 * k
+                                o[k] = p[Int(off[q])] * wt[q] + p[Int(off[q + 1])] * wt[q + 1]
+                                    + p[Int(off[q + 2])] * wt[q + 2] + p[Int(off[q + 3])] * wt[q + 3]
+                            }
                         } else {
-                            for ch in 0..<c { ob[ch * oplane + j] = 0 }
+                            for k in 0..<cnt { o[k] = p[Int(off[4 * k])] * wt[4 * k] }
                         }
                     }
                 }
@@ -144,36 +189,30 @@ extension F {
             if needX {
                 let t = Tensor.zeros([n, c, h, w])
                 let pgx = SendablePointer(t.data)
-                // Work items: (batch, channel block). Few batches: one channel per item (weights
-                // recomputed per channel); many batches: all channels per item.
-                let blocks = n >= 2 * Parallel.threadCount ? 1 : c
-                Parallel.chunks(n * blocks, costPerItem: oplane * (c / blocks) * 8 + 1) { r in
-                    for item in r {
-                        let b = item / blocks, blk = item % blocks
-                        let c0 = blocks == 1 ? 0 : blk, c1 = blocks == 1 ? c : blk + 1
-                        let gxb = pgx + b * c * plane, gob = pgo + b * c * oplane
-                        let gr = pg + b * oplane * 2
-                        for k in 0..<oplane {
-                            let ix = un(gr[2 * k], size: w), iy = vn(gr[2 * k + 1], size: h)
-                            if bilinear {
-                                let fx = ix.rounded(.down), fy = iy.rounded(.down)
-                                let x0 = Int(fx), y0 = Int(fy), x1 = x0 + 1, y1 = y0 + 1
-                                let we = ix - fx, ea = 1 - we, no = iy - fy, so = 1 - no
-                                let vx0 = x0 >= 0 && x0 < w, vx1 = x1 >= 0 && x1 < w
-                                let vy0 = y0 >= 0 && y0 < h, vy1 = y1 >= 0 && y1 < h
+                // Work items own disjoint gradient planes: (batch, channel block). Few batches: one
+                // channel per item (taps recomputed per channel); many batches: all channels.
+                let cb = n >= 2 * Parallel.threadCount ? 1 : c
+                Parallel.chunks(n * cb, costPerItem: oplane * ((c / cb) * 8 + 20) + 1) { r in
+                    taps.withBuffers { off, wt, _ in
+                        for item in r {
+                            let b = item / cb, blk = item % cb
+                            let c0 = cb == 1 ? 0 : blk, c1 = cb == 1 ? c : blk + 1
+                            for k0 in stride(from: 0, to: oplane, by: gridBlock) {
+                                let cnt = Swift.min(gridBlock, oplane - k0)
+                                taps.fill(pg + (b * oplane + k0) * 2, cnt, off, wt, nil)
                                 for ch in c0..<c1 {
-                                    let gv = gob[ch * oplane + k]
-                                    let p = gxb + ch * plane
-                                    if vy0 && vx0 { p[y0 * w + x0] += so * ea * gv }
-                                    if vy0 && vx1 { p[y0 * w + x1] += so * we * gv }
-                                    if vy1 && vx0 { p[y1 * w + x0] += no * ea * gv }
-                                    if vy1 && vx1 { p[y1 * w + x1] += no * we * gv }
-                                }
-                            } else {
-                                let xn = Int(ix.rounded(.toNearestOrEven)), yn = Int(iy.rounded(.toNearestOrEven))
-                                if xn >= 0 && xn < w && yn >= 0 && yn < h {
-                                    let off = yn * w + xn
-                                    for ch in c0..<c1 { gxb[ch * plane + off] += gob[ch * oplane + k] }
+                                    let p = pgx + (b * c + ch) * plane, gr = pgo + (b * c + ch) * oplane + k0
+                                    if taps.bilinear {
+                                        for k in 0..<cnt {
+                                            let q = 4 * k, v = gr[k]
+                                            p[Int(off[q])] += wt[q] * v
+                                            p[Int(off[q + 1])] += wt[q + 1] * v
+                                            p[Int(off[q + 2])] += wt[q + 2] * v
+                                            p[Int(off[q + 3])] += wt[q + 3] * v
+                                        }
+                                    } else {
+                                        for k in 0..<cnt { p[Int(off[4 * k])] += wt[4 * k] * gr[k] }
+                                    }
                                 }
                             }
                         }
@@ -183,36 +222,32 @@ extension F {
             }
             if needG {
                 let t = Tensor.zeros([n, ho, wo, 2])
-                if bilinear {
+                if taps.bilinear {
                     let pgg = SendablePointer(t.data)
-                    Parallel.chunks(n * ho, costPerItem: wo * c * 10 + 1) { r in
-                        for row in r {
-                            let b = row / ho, i = row % ho
-                            let xb = px + b * c * plane
-                            let gob = pgo + b * c * oplane + i * wo
-                            let gr = pg + row * wo * 2, go = pgg + row * wo * 2
-                            for j in 0..<wo {
-                                let ix = un(gr[2 * j], size: w), iy = vn(gr[2 * j + 1], size: h)
-                                let fx = ix.rounded(.down), fy = iy.rounded(.down)
-                                let x0 = Int(fx), y0 = Int(fy), x1 = x0 + 1, y1 = y0 + 1
-                                let we = ix - fx, ea = 1 - we, no = iy - fy, so = 1 - no
-                                let vx0 = x0 >= 0 && x0 < w, vx1 = x1 >= 0 && x1 < w
-                                let vy0 = y0 >= 0 && y0 < h, vy1 = y1 >= 0 && y1 < h
-                                let mnw: Float = vy0 && vx0 ? 1 : 0, mne: Float = vy0 && vx1 ? 1 : 0
-                                let msw: Float = vy1 && vx0 ? 1 : 0, mse: Float = vy1 && vx1 ? 1 : 0
-                                let cx0 = Swift.min(Swift.max(x0, 0), w - 1), cx1 = Swift.min(Swift.max(x1, 0), w - 1)
-                                let cy0 = Swift.min(Swift.max(y0, 0), h - 1), cy1 = Swift.min(Swift.max(y1, 0), h - 1)
-                                let onw = cy0 * w + cx0, one = cy0 * w + cx1, osw = cy1 * w + cx0, ose = cy1 * w + cx1
-                                var sx: Float = 0, sy: Float = 0
+                    Parallel.chunks(n * blocksPer, costPerItem: Swift.min(oplane, gridBlock) * (c * 12 + 20)) { r in
+                        taps.withBuffers { off, wt, frac in
+                            for item in r {
+                                let b = item / blocksPer, k0 = (item % blocksPer) * gridBlock
+                                let cnt = Swift.min(gridBlock, oplane - k0)
+                                taps.fill(pg + (b * oplane + k0) * 2, cnt, off, wt, frac)
+                                // wt holds the corner masks (1 in range, 0 outside) here; frac the
+                                // fractional positions; the sums go to the output gradient directly.
+                                let go = pgg + (b * oplane + k0) * 2
                                 for ch in 0..<c {
-                                    let p = xb + ch * plane
-                                    let gv = gob[ch * oplane + j]
-                                    let nw = p[onw] * mnw, ne = p[one] * mne, sw = p[osw] * msw, se = p[ose] * mse
-                                    sx += ((ne - nw) * so + (se - sw) * no) * gv
-                                    sy += ((sw - nw) * ea + (se - ne) * we) * gv
+                                    let p = px + (b * c + ch) * plane, gr = pgo + (b * c + ch) * oplane + k0
+                                    for k in 0..<cnt {
+                                        let q = 4 * k
+                                        let nw = p[Int(off[q])] * wt[q], ne = p[Int(off[q + 1])] * wt[q + 1]
+                                        let sw = p[Int(off[q + 2])] * wt[q + 2], se = p[Int(off[q + 3])] * wt[q + 3]
+                                        let we = frac[2 * k], no = frac[2 * k + 1], v = gr[k]
+                                        go[2 * k] += ((ne - nw) * (1 - no) + (se - sw) * no) * v
+                                        go[2 * k + 1] += ((sw - nw) * (1 - we) + (se - ne) * we) * v
+                                    }
                                 }
-                                go[2 * j] = sx * un.scale
-                                go[2 * j + 1] = sy * vn.scale
+                                for k in 0..<cnt {
+                                    go[2 * k] *= taps.un.scale
+                                    go[2 * k + 1] *= taps.vn.scale
+                                }
                             }
                         }
                     }
@@ -257,7 +292,7 @@ extension F {
         if mode == .nearest {
             let hs = nearestIndices(inSize: h, outSize: ho, scale: scales?[0])
             let ws = nearestIndices(inSize: w, outSize: wo, scale: scales?[1])
-            let hsp = SendableIntArray(hs), wsp = SendableIntArray(ws)
+            let hsp = NearestIndexTable(hs), wsp = NearestIndexTable(ws)
             Parallel.chunks(nc * ho, costPerItem: wo + 1) { r in
                 for row in r {
                     let p = row / ho, i = row % ho
@@ -268,7 +303,6 @@ extension F {
             return out.recording("interpolateNearest", [x]) { g in
                 let gx = Tensor.zeros(x.shape)
                 let pg = SendablePointer(g.data), pgx = SendablePointer(gx.data)
-                let hsp = SendableIntArray(hs), wsp = SendableIntArray(ws)
                 Parallel.chunks(nc, costPerItem: oplane + 1) { r in
                     for p in r {
                         let gp = pg + p * oplane, dst = pgx + p * plane
@@ -323,11 +357,15 @@ extension F {
     }
 }
 
-/// An immutable Int array readable from parallel loop bodies.
-private struct SendableIntArray: @unchecked Sendable {
-    let a: [Int]
-    init(_ a: [Int]) { self.a = a }
-    @inline(__always) subscript(i: Int) -> Int { a.withUnsafeBufferPointer { $0[i] } }
+/// Source indices readable from parallel loop bodies (raw storage, freed with the object).
+private final class NearestIndexTable: @unchecked Sendable {
+    let p: UnsafeMutablePointer<Int>
+    init(_ a: [Int]) {
+        p = .allocate(capacity: Swift.max(a.count, 1))
+        for (i, v) in a.enumerated() { p[i] = v }
+    }
+    deinit { p.deallocate() }
+    @inline(__always) subscript(i: Int) -> Int { p[i] }
 }
 
 /// PyTorch's `compute_scales_value`: 1 / scale when a positive scale was given, else in / out (Float).
