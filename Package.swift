@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "CycleTimeCore", targets: ["CycleTimeCore"]),
         .library(name: "CycleTimeNN", targets: ["CycleTimeNN"]),
         .library(name: "CycleTimeModels", targets: ["CycleTimeModels"]),
+        .library(name: "CycleTimeVideo", targets: ["CycleTimeVideo"]),
+        .library(name: "CycleTimeData", targets: ["CycleTimeData"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -19,19 +21,36 @@ let package = Package(
             name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CycleTimeCore", dependencies: ["COpenBLAS"]),
+        // Video and image I/O: only CycleTimeVideo touches FFmpeg, libpng, libjpeg and zlib.
+        .systemLibrary(
+            name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat libavcodec libswscale libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]),
+        .systemLibrary(
+            name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CycleTimeVideo", dependencies: ["CycleTimeCore", "CFFmpeg", "CPNG", "CJPEG", "CZlib"]),
+        .target(name: "CycleTimeData", dependencies: ["CycleTimeCore", "CycleTimeVideo"]),
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
         .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
-                "CycleTimeCore", "CycleTimeNN", "CycleTimeModels",
+                "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CycleTimeCoreTests", dependencies: ["CycleTimeCore", "TestSupport"]),
         .testTarget(name: "CycleTimeNNTests", dependencies: ["CycleTimeNN", "TestSupport"]),
         .testTarget(name: "CycleTimeModelsTests", dependencies: ["CycleTimeModels", "TestSupport"]),
+        .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -111,5 +111,71 @@ struct BenchCore: ParsableCommand {
         r.emitJSON()
     }
 
-    func benchTrunk(report r: BenchReport, gemm: Double) throws {}
+    /// The ResNet-18 trunk (conv1..layer3, layer3 stride 1) of the benchmark.
+    static func trunk(seed: UInt64 = 0) -> ResNet {
+        var g = RandomGenerator(seed: seed)
+        return ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 2]), generator: &g)
+    }
+
+    func benchTrunk(report r: BenchReport, gemm: Double) throws {
+        let model = BenchCore.trunk().train()
+        var gen = RandomGenerator(seed: 2)
+        let x = Tensor.randn([batch, 3, 240, 240], generator: &gen)
+        let flops = trunkConvFLOPs(batch: batch)
+        let step = medianTiming(warmup: 1, runs: 3) {
+            model.zeroGrad()
+            model(x).sum().backward()
+        }
+        let fwd = medianTiming(warmup: 0, runs: 3) { _ = noGrad { model(x) } }
+        let gflops = flops.total / step.wall / 1e9
+        r.say("\nResNet-18 trunk (conv1..layer3, layer3 stride 1), batch \(batch)x3x240x240, training mode:")
+        r.add("trunk_forward_seconds", fwd.wall, line: "  forward (no grad)     \(fmt(fwd.wall, 3)) s  \(fmt(flops.forward / fwd.wall / 1e9, 1)) GFLOP/s")
+        r.add("trunk_step_seconds", step.wall, line: "  forward+backward      \(fmt(step.wall, 3)) s  (cpu/wall \(fmt(step.cpuRatio)))")
+        r.add("trunk_step_gflops", gflops, line: "  convolution GFLOP/s   \(fmt(gflops, 1)) = \(fmt(100 * gflops / gemm, 1)) % of sgemm (target >= 75 %); \(fmt(flops.total / 1e9, 1)) GFLOP per step")
+        r.add("trunk_step_fraction_of_sgemm", gflops / gemm)
+
+        if !noTorch, let torch = runTorchReference() {
+            r.say("  PyTorch \(torch.version), same step, same run:")
+            r.add("torch_default_seconds", torch.defaultSeconds, line: "    default layout      \(fmt(torch.defaultSeconds, 3)) s  -> CycleTime is \(fmt(torch.defaultSeconds / step.wall, 2))x as fast")
+            r.add("torch_channels_last_seconds", torch.channelsLastSeconds, line: "    channels-last       \(fmt(torch.channelsLastSeconds, 3)) s  -> CycleTime is \(fmt(torch.channelsLastSeconds / step.wall, 2))x as fast")
+            r.add("speedup_vs_torch_default", torch.defaultSeconds / step.wall)
+            r.add("speedup_vs_torch_channels_last", torch.channelsLastSeconds / step.wall)
+        } else {
+            r.say("  PyTorch reference skipped (python3 with torch and torchvision not found, or --no-torch)")
+        }
+
+        // Memory over training steps (forward, backward, SGD update): flat after the first step.
+        if memorySteps > 0 {
+            let opt = SGD(parameters: model.namedParameters().map { (name: $0.0, tensor: $0.1) }, learningRate: 0.01, momentum: 0.9)
+            var rss: [Int] = []
+            r.say("\nResident memory over \(memorySteps) training steps (SGD, batch \(batch)):")
+            for i in 0..<memorySteps {
+                opt.zeroGrad()
+                model(x).mean().backward()
+                opt.step()
+                rss.append(ProcessMemory.residentBytes)
+                if i == 0 || (i + 1) % 10 == 0 { r.say("  step \(i + 1): \(mib(rss.last!)) resident") }
+            }
+            let afterFirst = rss[0], last = rss.last!, maxAfter = rss[1...].max() ?? afterFirst
+            r.add("rss_after_step1_bytes", afterFirst)
+            r.add("rss_last_step_bytes", last)
+            r.add("rss_max_after_step1_bytes", maxAfter, line: "  after step 1 \(mib(afterFirst)), max after \(mib(maxAfter)), last \(mib(last)): growth \(mib(last - afterFirst)) (\(fmt(100 * Double(last - afterFirst) / Double(afterFirst), 1)) %)")
+            r.add("rss_per_step_bytes", rss)
+        }
+        r.add("peak_rss_bytes", ProcessMemory.peakResidentBytes, line: "\nPeak resident memory: \(mib(ProcessMemory.peakResidentBytes))")
+    }
+
+    struct TorchFigures { let version: String; let defaultSeconds: Double; let channelsLastSeconds: Double }
+
+    /// Runs scripts/bench/torch_trunk.py when python3 has torch and torchvision.
+    func runTorchReference() -> TorchFigures? {
+        let script = repoPath("scripts/bench/torch_trunk.py")
+        guard FileManager.default.fileExists(atPath: script) else { return nil }
+        guard let out = runProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240"]),
+              let line = out.split(separator: "\n").last,
+              let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let d = obj["default_seconds"] as? Double, let c = obj["channels_last_seconds"] as? Double
+        else { return nil }
+        return TorchFigures(version: obj["torch_version"] as? String ?? "?", defaultSeconds: d, channelsLastSeconds: c)
+    }
 }

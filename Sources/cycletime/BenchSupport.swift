@@ -72,3 +72,27 @@ func sgemmGFLOPs(n: Int = 2048) -> (gflops: Double, timing: Timing) {
     }
     return (2 * Double(n) * Double(n) * Double(n) / t.wall / 1e9, t)
 }
+
+/// Runs a program; its standard output when it exits 0, else nil.
+func runProcess(_ exe: String, _ args: [String]) -> String? {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe)
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = FileHandle.nullDevice
+    do { try p.run() } catch { return nil }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { return nil }
+    return String(data: data, encoding: .utf8)
+}
+
+/// A path inside the repository: relative to the working directory when it exists there, else
+/// relative to the executable's checkout (.build/<config>/cycletime).
+func repoPath(_ relative: String) -> String {
+    if FileManager.default.fileExists(atPath: relative) { return relative }
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.appendingPathComponent(relative).path
+}

@@ -47,6 +47,14 @@ final class PoolingTests: XCTestCase {
         check(fx, "adaptive3d", x3) { F.adaptiveAvgPool3d($0, outputSize: [2, 3, 4]) }
     }
 
+    func testMaxPoolPropagatesNaN() {
+        // As in PyTorch: a NaN in a window makes that output NaN.
+        let x = Tensor([1, .nan, 3, 4, 5, 6, 7, 8], shape: [1, 1, 2, 4])
+        let y = F.maxPool2d(x, kernel: [2, 2])
+        XCTAssertTrue(y.data[0].isNaN)
+        XCTAssertEqual(y.data[1], 8)
+    }
+
     func testOutputSizeRule() {
         // PyTorch: with ceil_mode the last window must start inside the input or left padding.
         XCTAssertEqual(poolOutputSize(6, kernel: 2, pad: 0, stride: 2, dilation: 1, ceilMode: true), 3)

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import CycleTimeCore
+import CycleTimeCore
 
 /// Root of the repository (from this file's location), so tests never depend on the working directory.
 public let repoRoot: String = {

@@ -1,3 +1,5 @@
+import Foundation
+
 // Convolutions (owner: convolution family). NCHW / NCDHW, weights [Cout, Cin/groups, k...].
 //
 // Forward: im2col of a chunk of images (whole batch when it fits ConvTuning.maxColumnBytes) into
@@ -188,7 +190,13 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
     let P = g.outPlane, kg = g.cinG * g.kernelSize
     let nbMax = chunkImages(g)
     let pointwise = g.isPointwise
-    let col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
+    let batchParallel = convUsesBatchParallel(g)
+    var col: Tensor? = nil
+    if batchParallel {
+        convForwardBatchParallel(x.data, weight.data, bias?.data, g, out.data)
+    } else {
+        col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
+    }
     let kept: Tensor? = (Tensor.needsGrad(weight) && ConvTuning.keepColumns) ? col : nil
 
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
@@ -200,7 +208,9 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
         let dX: Tensor? = needX ? Tensor(uninitialized: xShape) : nil
         var dB: Tensor? = nil
         if needB { dB = biasGradient(gy, n: g.n, c: g.cout, plane: P) }
-        if pointwise {
+        if batchParallel {
+            if needW || needX { convBackwardBatchParallel(x.data, weight.data, gy.data, g, dX: dX?.data, dW: dW?.data) }
+        } else if pointwise {
             for n in 0..<g.n {
                 let dy = gy.data + n * g.cout * P, xn = x.data + n * g.cin * P
                 for gi in 0..<g.groups {
@@ -339,5 +349,143 @@ func reflectPad2d(_ x: Tensor, ph: Int, pw: Int) -> Tensor {
             }
         }
         return [dx]
+    }
+}
+
+// MARK: batch-parallel scheme
+// Each of the Parallel.threadCount workers takes whole images: a serial im2col into its own
+// column buffer (which stays in cache) followed by a single-threaded sgemm. No fork/join per GEMM,
+// and no OpenBLAS worker spinning while our loops run. OpenBLAS is switched to one thread for the
+// duration (its single-threaded path is reentrant), then restored.
+
+/// Whether the batch is large enough to split evenly over the workers.
+func convUsesBatchParallel(_ g: ConvGeometry) -> Bool {
+    let T = Parallel.threadCount
+    guard ConvTuning.batchParallel && T > 1 && g.n >= T else { return false }
+    return g.n % T == 0 || g.n >= 4 * T
+}
+
+/// Calls body(worker, image) for every image; worker w always takes the same contiguous block of
+/// images, so per-worker partial sums (the weight gradient) are the same from run to run.
+private func forEachImage(_ n: Int, workers T: Int, _ body: (Int, Int) -> Void) {
+    let saved = BLAS.threads
+    BLAS.threads = 1
+    defer { BLAS.threads = saved }
+    withoutActuallyEscaping(body) { b in
+        let box = UnsafeSendableBox(b)
+        DispatchQueue.concurrentPerform(iterations: T) { w in
+            for i in (n * w / T)..<(n * (w + 1) / T) { box.value(w, i) }
+        }
+    }
+}
+
+func convForwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                              _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
+    let T = min(Parallel.threadCount, g.n), P = g.outPlane
+    let colSize = g.isPointwise ? 0 : g.rows * P
+    let cols = Tensor(uninitialized: [max(1, T * colSize)])
+    forEachImage(g.n, workers: T) { wk, n in
+        let yn = out + n * g.cout * P
+        let b: UnsafePointer<Float>
+        if g.isPointwise {
+            b = x + n * g.cin * g.inPlane
+        } else {
+            let col = cols.data + wk * colSize
+            im2col(x, g, n0: n, nb: 1, col, parallel: false)
+            b = UnsafePointer(col)
+        }
+        groupGemmForward(w, b, yn, g, L: P, ldc: P)
+        if let bias {
+            for co in 0..<g.cout {
+                let d = yn + co * P, bv = bias[co]
+                for i in 0..<P { d[i] += bv }
+            }
+        }
+    }
+}
+
+/// Geometry and flipped weight for dX of a stride-1 conv as a forward conv of dY (nil if impossible).
+private func transposedConvSetup(_ w: UnsafePointer<Float>, _ g: ConvGeometry) -> (ConvGeometry, Tensor)? {
+    guard g.st == 1 && g.sh == 1 && g.sw == 1 else { return nil }
+    let qt = g.dt * (g.kt - 1) - g.pt, qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw
+    guard qt >= 0 && qh >= 0 && qw >= 0 else { return nil }
+    var g2 = g
+    g2.cin = g.cout; g2.cout = g.cin
+    g2.t = g.to; g2.h = g.ho; g2.w = g.wo
+    g2.pt = qt; g2.ph = qh; g2.pw = qw
+    g2.to = g.t; g2.ho = g.h; g2.wo = g.w
+    let kk = g.kernelSize, cinG = g.cinG, coutG = g.coutG
+    let wt = Tensor(uninitialized: [g.cin * coutG * kk])
+    for c in 0..<g.cin {
+        let gi = c / cinG, ci = c % cinG
+        for co in 0..<coutG {
+            let src = w + ((gi * coutG + co) * cinG + ci) * kk
+            let dst = wt.data + (c * coutG + co) * kk
+            for k in 0..<kk { dst[k] = src[kk - 1 - k] }
+        }
+    }
+    return (g2, wt)
+}
+
+func convBackwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
+                               _ g: ConvGeometry, dX: UnsafeMutablePointer<Float>?, dW: UnsafeMutablePointer<Float>?) {
+    let T = min(Parallel.threadCount, g.n), P = g.outPlane, kg = g.cinG * g.kernelSize
+    let pointwise = g.isPointwise
+    let tconv = (dX != nil && !pointwise && ConvTuning.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
+    var colSize = 0
+    if dW != nil && !pointwise { colSize = g.rows * P }
+    if dX != nil && !pointwise { colSize = max(colSize, tconv.map { $0.0.rows * $0.0.outPlane } ?? g.rows * P) }
+    let cols = Tensor(uninitialized: [max(1, T * colSize)])
+    let wCount = g.cout * kg
+    let parts = dW != nil ? Tensor(uninitialized: [T * wCount]) : nil
+    let used = UnsafeMutablePointer<Bool>.allocate(capacity: T)
+    used.initialize(repeating: false, count: T)
+    defer { used.deallocate() }
+    forEachImage(g.n, workers: T) { wk, n in
+        let col = cols.data + wk * colSize
+        let dy = gy + n * g.cout * P
+        let xn = x + n * g.cin * g.inPlane
+        if let parts {
+            let part = parts.data + wk * wCount
+            let b: UnsafePointer<Float>
+            if pointwise { b = xn } else { im2col(x, g, n0: n, nb: 1, col, parallel: false); b = UnsafePointer(col) }
+            for gi in 0..<g.groups {
+                BLAS.sgemm(transA: false, transB: true, m: g.coutG, n: kg, k: P,
+                           a: dy + gi * g.coutG * P, lda: P, b: b + gi * kg * P, ldb: P,
+                           beta: used[wk] ? 1 : 0, c: part + gi * g.coutG * kg, ldc: kg)
+            }
+            used[wk] = true
+        }
+        if let dX {
+            let dxn = dX + n * g.cin * g.inPlane
+            if pointwise {
+                for gi in 0..<g.groups {
+                    BLAS.sgemm(transA: true, transB: false, m: kg, n: P, k: g.coutG,
+                               a: w + gi * g.coutG * kg, lda: kg, b: dy + gi * g.coutG * P, ldb: P,
+                               c: dxn + gi * kg * P, ldc: P)
+                }
+            } else if let (g2, wt) = tconv {
+                im2col(gy, g2, n0: n, nb: 1, col, parallel: false)
+                groupGemmForward(wt.data, col, dxn, g2, L: g2.outPlane, ldc: g2.outPlane)
+            } else {
+                for gi in 0..<g.groups {
+                    BLAS.sgemm(transA: true, transB: false, m: kg, n: P, k: g.coutG,
+                               a: w + gi * g.coutG * kg, lda: kg, b: dy + gi * g.coutG * P, ldb: P,
+                               c: col + gi * kg * P, ldc: P)
+                }
+                col2im(col, g, n0: n, nb: 1, dX, parallel: false)
+            }
+        }
+    }
+    if let dW, let parts {
+        let ps = SendablePointer(parts.data), ds = SendablePointer(dW)
+        let usedList = (0..<T).filter { used[$0] }
+        Parallel.chunks(wCount, costPerItem: T) { r in
+            for i in r {
+                var s: Float = 0
+                for k in usedList { s += ps[k * wCount + i] }
+                ds[i] = s
+            }
+        }
     }
 }

@@ -5,13 +5,16 @@
 public enum ConvTuning {
     /// Largest column matrix (bytes) built at once; the batch is processed in chunks of images
     /// whose column matrix fits (at least one image per chunk).
-    nonisolated(unsafe) public static var maxColumnBytes: Int = 320 << 20
+    nonisolated(unsafe) public static var maxColumnBytes: Int = 64 << 20
     /// Keep the forward column matrix for the weight gradient instead of recomputing it
     /// (only when the whole batch fits in one chunk).
     nonisolated(unsafe) public static var keepColumns: Bool = false
     /// Stride-1 convs compute dX as a convolution of dY with the flipped weight (instead of
     /// W^T x dY followed by col2im).
     nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = true
+    /// Split the batch over the worker threads (whole images per worker, single-threaded BLAS)
+    /// instead of parallelizing each GEMM.
+    nonisolated(unsafe) public static var batchParallel: Bool = true
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.
@@ -55,10 +58,18 @@ func convValidRange(_ k: Int, dil: Int, pad: Int, stride: Int, inSize: Int, outS
 
 /// Fills col[rows, nb * P] (row r = (c, it, ih, iw), column = (j, to, ho, wo)) for images
 /// n0 ..< n0 + nb of x [N, Cin, T, H, W].
-func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>) {
-    let P = g.outPlane, L = nb * P, kk = g.kernelSize
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>,
+            parallel: Bool = true) {
     let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), cs = SendablePointer(col)
-    Parallel.chunks(g.rows * nb, costPerItem: P) { range in
+    if !parallel { im2colItems(xs, g, n0: n0, nb: nb, cs, 0..<(g.rows * nb)); return }
+    Parallel.chunks(g.rows * nb, costPerItem: g.outPlane) { range in im2colItems(xs, g, n0: n0, nb: nb, cs, range) }
+}
+
+@inline(__always)
+private func im2colItems(_ xs: SendablePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ cs: SendablePointer<Float>,
+                         _ range: Range<Int>) {
+    let P = g.outPlane, L = nb * P, kk = g.kernelSize
+    do {
         for item in range {
             let r = item / nb, j = item % nb
             let c = r / kk, kidx = r % kk
@@ -95,10 +106,18 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ co
 
 /// dx[n0 + j, c] = sum over kernel offsets of the matching col entries (overwrites dx for the
 /// chunk's images). Parallel over (image, channel) planes so writes never collide.
-func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>) {
-    let P = g.outPlane, L = nb * P, kk = g.kernelSize
+func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>,
+            parallel: Bool = true) {
     let cs = SendablePointer(UnsafeMutablePointer(mutating: col)), xs = SendablePointer(dx)
-    Parallel.chunks(nb * g.cin, costPerItem: P * kk) { range in
+    if !parallel { col2imItems(cs, g, n0: n0, nb: nb, xs, 0..<(nb * g.cin)); return }
+    Parallel.chunks(nb * g.cin, costPerItem: g.outPlane * g.kernelSize) { range in col2imItems(cs, g, n0: n0, nb: nb, xs, range) }
+}
+
+@inline(__always)
+private func col2imItems(_ cs: SendablePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, _ xs: SendablePointer<Float>,
+                         _ range: Range<Int>) {
+    let P = g.outPlane, L = nb * P, kk = g.kernelSize
+    do {
         for item in range {
             let j = item / g.cin, c = item % g.cin
             let plane = xs.p + ((n0 + j) * g.cin + c) * g.inPlane

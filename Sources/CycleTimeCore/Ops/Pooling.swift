@@ -91,39 +91,57 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
     let P = g.outPlane, inP = g.inPlane
     let idx = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, g.n * P))
     let xs = SendablePointer(x.data), ys = SendablePointer(out.data), ids = SendablePointer(idx)
+    // Valid kernel offsets per output position along each axis, computed once: [lo, hi).
+    let ranges = UnsafeMutablePointer<Int>.allocate(capacity: 2 * (g.to + g.ho + g.wo))
+    defer { ranges.deallocate() }
+    func fill(_ base: Int, _ outSize: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int, _ size: Int) {
+        for o in 0..<outSize {
+            let (lo, hi) = poolKernelRange(o * s - p, k: k, dil: d, size: size)
+            ranges[base + 2 * o] = lo; ranges[base + 2 * o + 1] = hi
+        }
+    }
+    let tb = 0, hb = 2 * g.to, wb = 2 * (g.to + g.ho)
+    fill(tb, g.to, g.kt, g.st, g.pt, g.dt, g.t)
+    fill(hb, g.ho, g.kh, g.sh, g.ph, g.dh, g.h)
+    fill(wb, g.wo, g.kw, g.sw, g.pw, g.dw, g.w)
+    let rs = SendablePointer(ranges)
     Parallel.chunks(g.n, costPerItem: P * g.kernelSize) { r in
+        let T = g.to, Ho = g.ho, Wo = g.wo, H = g.h, W = g.w
+        let st = g.st, sh = g.sh, sw = g.sw, pt = g.pt, ph = g.ph, pw = g.pw, dt = g.dt, dh = g.dh, dw = g.dw
         for pl in r {
             let src = xs.p + pl * inP, dst = ys.p + pl * P, ix = ids.p + pl * P
             var o = 0
-            for ot in 0..<g.to {
-                let t0 = ot * g.st - g.pt
-                for oh in 0..<g.ho {
-                    let h0 = oh * g.sh - g.ph
-                    for ow in 0..<g.wo {
-                        let w0 = ow * g.sw - g.pw
+            for ot in 0..<T {
+                let t0 = ot * st - pt, alo = rs[tb + 2 * ot], ahi = rs[tb + 2 * ot + 1]
+                for oh in 0..<Ho {
+                    let h0 = oh * sh - ph, blo = rs[hb + 2 * oh], bhi = rs[hb + 2 * oh + 1]
+                    for ow in 0..<Wo {
+                        let w0 = ow * sw - pw, clo = rs[wb + 2 * ow], chi = rs[wb + 2 * ow + 1]
+                        // PyTorch's rule: take v when v > best or v is NaN; the index starts at the
+                        // first valid element (so an all -inf window points there).
                         var best = -Float.infinity
-                        var bi = -1
-                        for a in 0..<g.kt {
-                            let t = t0 + a * g.dt
-                            if t < 0 || t >= g.t { continue }
-                            for b in 0..<g.kh {
-                                let h = h0 + b * g.dh
-                                if h < 0 || h >= g.h { continue }
-                                let rowBase = (t * g.h + h) * g.w
-                                for c in 0..<g.kw {
-                                    let w = w0 + c * g.dw
-                                    if w < 0 || w >= g.w { continue }
-                                    let v = src[rowBase + w]
-                                    if v > best || v.isNaN || bi < 0 {
-                                        best = v; bi = rowBase + w
-                                        if v.isNaN { break }
-                                    }
+                        var bi = ((t0 + alo * dt) * H + h0 + blo * dh) * W + w0 + clo * dw
+                        var a = alo
+                        while a < ahi {
+                            var b = blo
+                            while b < bhi {
+                                let rowBase = ((t0 + a * dt) * H + h0 + b * dh) * W + w0
+                                var c = clo
+                                while c < chi {
+                                    let idx = rowBase &+ c &* dw
+                                    let v = src[idx]
+                                    let take = v > best || v.isNaN
+                                    best = take ? v : best
+                                    bi = take ? idx : bi
+                                    c &+= 1
                                 }
+                                b &+= 1
                             }
+                            a &+= 1
                         }
                         dst[o] = best
-                        ix[o] = Int32(bi)
-                        o += 1
+                        ix[o] = Int32(truncatingIfNeeded: bi)
+                        o &+= 1
                     }
                 }
             }
@@ -142,6 +160,14 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
         }
         return [dx]
     }
+}
+
+/// Kernel offsets j in [lo, hi) with 0 <= start + j*dil < size.
+@inline(__always)
+func poolKernelRange(_ start: Int, k: Int, dil: Int, size: Int) -> (Int, Int) {
+    let lo = start < 0 ? (-start + dil - 1) / dil : 0
+    let hi = size - 1 - start < 0 ? 0 : min(k, (size - 1 - start) / dil + 1)
+    return (min(lo, hi), hi)
 }
 
 /// Owns the argmax indices of a max pool for its backward.

@@ -1,0 +1,138 @@
+import CycleTimeCore
+import Foundation
+
+/// Prepares batches [B, ...sample shape] on background threads into a bounded queue, in a
+/// deterministic order for a seed. A sample that fails (corrupt or unreadable video) is skipped with
+/// a warning naming it, counted in `skipped`, and replaced by the next good sample.
+public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
+    public let source: Source
+    public let batchSize: Int
+    public let seed: UInt64
+    /// Batches per epoch (samples / batch size, last partial batch dropped).
+    public let batchesPerEpoch: Int
+    public let totalBatches: Int?
+
+    private let cond = NSCondition()
+    private var ready: [Int: Tensor] = [:]
+    private var nextToClaim = 0
+    private var nextToDeliver = 0
+    private var stopped = false
+    private var bad = Set<Int>()
+    private var skippedNames: [String] = []
+    private var activeWorkers = 0
+    private var orders: [Int: [Int]] = [:]
+    private let queueDepth: Int
+    private var threads: [Thread] = []
+    /// Where warnings go (stderr by default).
+    public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+
+    /// - Parameters: `epochs` nil = endless; `workers` background threads; `queueDepth` batches
+    ///   prepared ahead at most.
+    public init(source: Source, batchSize: Int, workers: Int = 2, queueDepth: Int = 4, seed: UInt64 = 0,
+                epochs: Int? = 1, shuffle: Bool = true) {
+        precondition(batchSize > 0 && workers > 0 && queueDepth > 0)
+        self.source = source
+        self.batchSize = batchSize
+        self.seed = seed
+        self.queueDepth = queueDepth
+        let perEpoch = source.count / batchSize
+        batchesPerEpoch = perEpoch
+        totalBatches = epochs.map { $0 * perEpoch }
+        self.shuffle = shuffle
+        activeWorkers = workers
+        for w in 0..<workers {
+            let t = Thread { self.work() }  // workers keep the loader alive until done or stop()
+            t.name = "cycletime-loader-\(w)"
+            t.stackSize = 1 << 22
+            threads.append(t)
+        }
+        for t in threads { t.start() }
+    }
+    private let shuffle: Bool
+
+    /// Number of samples skipped so far, and their names.
+    public var skipped: Int { cond.lock(); defer { cond.unlock() }; return skippedNames.count }
+    public var skippedSamples: [String] { cond.lock(); defer { cond.unlock() }; return skippedNames }
+
+    /// The next batch (in order), or nil when all epochs are done or no good sample is left.
+    public func next() -> Tensor? {
+        cond.lock()
+        defer { cond.unlock() }
+        while true {
+            if let t = totalBatches, nextToDeliver >= t { return nil }
+            if let b = ready.removeValue(forKey: nextToDeliver) {
+                nextToDeliver += 1
+                cond.broadcast()
+                return b
+            }
+            // Workers finish the batches they hold before exiting, so wait for all of them.
+            if activeWorkers == 0 || batchesPerEpoch == 0 { return nil }
+            cond.wait()
+        }
+    }
+
+    /// Stops the workers (needed for endless loaders; finite ones stop by themselves).
+    public func stop() {
+        cond.lock(); stopped = true; cond.broadcast(); cond.unlock()
+    }
+
+    private func order(epoch: Int) -> [Int] {
+        if let o = orders[epoch] { return o }
+        var o = Array(0..<source.count)
+        if shuffle {
+            var g = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x2545_F491_4F6C_DD1D)
+            g.shuffle(&o)
+        }
+        orders[epoch] = o
+        orders[epoch - 2] = nil
+        return o
+    }
+
+    private func work() {
+        while true {
+            cond.lock()
+            while !stopped && nextToClaim >= nextToDeliver + queueDepth { cond.wait() }
+            if stopped || batchesPerEpoch == 0 || (totalBatches.map { nextToClaim >= $0 } ?? false) {
+                activeWorkers -= 1; cond.broadcast(); cond.unlock(); return
+            }
+            let b = nextToClaim
+            nextToClaim += 1
+            let epoch = b / batchesPerEpoch
+            let ord = order(epoch: epoch)
+            cond.unlock()
+
+            var samples: [Tensor] = []
+            var k = 0
+            var cursor = (b % batchesPerEpoch) * batchSize
+            var failedAll = false
+            while samples.count < batchSize {
+                if k >= source.count { failedAll = true; break }  // every sample tried: nothing good left
+                let idx = ord[cursor % ord.count]
+                cursor += 1
+                k += 1
+                cond.lock(); let isBad = bad.contains(idx); cond.unlock()
+                if isBad { continue }
+                let sampleSeed = seed &+ UInt64(b) &* 1_000_003 &+ UInt64(samples.count)
+                do {
+                    samples.append(try source.sample(idx, seed: sampleSeed))
+                } catch {
+                    cond.lock()
+                    let first = bad.insert(idx).inserted
+                    if first { skippedNames.append(source.name(idx)) }
+                    cond.unlock()
+                    if first { warn("warning: skipping \(source.name(idx)): \(error)") }
+                }
+            }
+            cond.lock()
+            if failedAll {
+                stopped = true
+                activeWorkers -= 1
+                cond.broadcast(); cond.unlock()
+                return
+            }
+            ready[b] = stackFrames(samples)
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+}
