@@ -300,7 +300,14 @@ public final class TimeCycleModel: Module {
                 }
             }
         }
+        // (The original also sends the crops of the last backward chain back into the target
+        // image; that transform enters no loss and is not computed here.)
         return TimeCycleOutputs(cycleThetas: cycleThetas.map { $0! }, directThetas: theta2, directAffinity: a2,
                                 skipThetas: theta3, backCrops: backCrops, patchFeatures: pnorm)
+    }
+
+    /// Forward pass and every loss term against the ground-truth theta [B, 2, 3].
+    public func losses(clip: Tensor, patch: Tensor, image: Tensor, target: Tensor) -> TimeCycleLosses {
+        TimeCycleLoss.compute(self(clip: clip, patch: patch, image: image), target: target, config: config)
     }
 }
