@@ -38,6 +38,7 @@ let package = Package(
         .target(name: "CycleTimeData", dependencies: ["CycleTimeCore", "CycleTimeVideo"]),
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
+        .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
@@ -50,6 +51,7 @@ let package = Package(
         .testTarget(name: "CycleTimeModelsTests", dependencies: ["CycleTimeModels", "TestSupport"]),
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
