@@ -10,10 +10,14 @@ public final class Storage: @unchecked Sendable {
     public init(uninitializedCount count: Int) {
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        var raw: UnsafeMutableRawPointer? = nil
-        let rc = posix_memalign(&raw, 64, bytes)
-        precondition(rc == 0 && raw != nil, "CycleTime: out of memory allocating \(bytes) bytes")
-        pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        if let cached = StorageCache.take(bytes) {
+            pointer = cached.bindMemory(to: Float.self, capacity: max(count, 1))
+        } else {
+            var raw: UnsafeMutableRawPointer? = nil
+            let rc = posix_memalign(&raw, 64, bytes)
+            precondition(rc == 0 && raw != nil, "CycleTime: out of memory allocating \(bytes) bytes")
+            pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        }
         StorageStats.allocated(bytes)
     }
 
@@ -35,8 +39,9 @@ public final class Storage: @unchecked Sendable {
     }
 
     deinit {
-        StorageStats.freed(max(count, 1) * MemoryLayout<Float>.stride)
-        free(pointer)
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        StorageStats.freed(bytes)
+        if !StorageCache.put(UnsafeMutableRawPointer(pointer), bytes) { free(pointer) }
     }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: pointer, count: count) }
@@ -45,6 +50,59 @@ public final class Storage: @unchecked Sendable {
         let s = Storage(uninitializedCount: count)
         s.pointer.initialize(from: pointer, count: count)
         return s
+    }
+}
+
+/// Keeps freed large buffers by exact size for reuse, so that repeated training steps (which ask
+/// for the same sizes every step) reuse memory instead of going back to malloc: resident memory
+/// stays flat after the first step and large buffers are not page-faulted in again. Bounded by
+/// `limitBytes` (oldest sizes evicted first); `release()` frees everything it holds.
+public enum StorageCache {
+    /// Buffers smaller than this go straight back to malloc.
+    public static let minimumBytes = 64 * 1024
+    /// Upper bound on the bytes held by the cache (default 1 GiB; 0 disables caching).
+    nonisolated(unsafe) public static var limitBytes = 1 << 30
+    nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    nonisolated(unsafe) private static var order: [Int] = []   // sizes, least recently freed first
+    nonisolated(unsafe) private static var held = 0
+    private static let lock = NSLock()
+
+    static func take(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard bytes >= minimumBytes else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        guard var list = free[bytes], let p = list.popLast() else { return nil }
+        free[bytes] = list.isEmpty ? nil : list
+        held -= bytes
+        return p
+    }
+
+    static func put(_ p: UnsafeMutableRawPointer, _ bytes: Int) -> Bool {
+        guard bytes >= minimumBytes, bytes <= limitBytes else { return false }
+        lock.lock(); defer { lock.unlock() }
+        while held + bytes > limitBytes, !order.isEmpty {
+            let size = order.removeFirst()
+            if var list = free[size], let victim = list.popLast() {
+                Foundation.free(victim)
+                held -= size
+                free[size] = list.isEmpty ? nil : list
+                if !list.isEmpty { order.append(size) }
+            }
+        }
+        free[bytes, default: []].append(p)
+        held += bytes
+        if let i = order.firstIndex(of: bytes) { order.remove(at: i) }
+        order.append(bytes)
+        return true
+    }
+
+    /// Bytes currently held for reuse.
+    public static var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return held }
+
+    /// Frees every cached buffer.
+    public static func release() {
+        lock.lock(); defer { lock.unlock() }
+        for (_, list) in free { for p in list { Foundation.free(p) } }
+        free = [:]; order = []; held = 0
     }
 }
 
