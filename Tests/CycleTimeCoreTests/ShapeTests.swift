@@ -98,4 +98,11 @@ final class ShapeTests: XCTestCase {
         XCTAssertEqual(r[1, 4, h + 3, w + 3], x[1, 4, h - 3, w - 3])
         XCTAssertEqual(r.sliced(axis: 2, start: 2, end: h + 2).sliced(axis: 3, start: 2, end: w + 2).array, x.array)
     }
+
+    func testReshapeExpandFlattenGradients() {
+        gradcheck([randn([2, 3, 4], seed: 31)]) { $0[0].reshaped([4, -1]) * $0[0].reshaped([4, 6]) }
+        gradcheck([randn([3, 1], seed: 32)]) { $0[0].expanded(to: [2, 3, 5]) }
+        gradcheck([randn([2, 3, 4, 5], seed: 33)]) { $0[0].flattened(from: 1) }
+        gradcheck([randn([2, 3, 4], seed: 34)]) { $0[0].mean().reshaped([1]) }
+    }
 }
