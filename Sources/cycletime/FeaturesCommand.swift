@@ -88,7 +88,6 @@ struct FeaturesCommand: ParsableCommand {
         }
         model.eval()
         let (mean, std) = Self.normalization
-        var tensors: [String: Tensor] = [:]
         var meta: [String: String] = [
             "arch": arch, "layer": layer, "stride8": stride8 ? "true" : "false",
             "output_stride": String(model.outputStride), "source": image ?? video!,
@@ -104,20 +103,18 @@ struct FeaturesCommand: ParsableCommand {
             }
             meta["kind"] = "image"
             meta["input_size"] = "\(x.shape[2])x\(x.shape[3])"
-            tensors["features"] = noGrad { model(x) }
+            let features = noGrad { model(x) }
+            try Self.write(["features": features], metadata: meta, to: out)
+            print("features \(features.shape) written to \(out)")
         } else if let video {
             let reader = try VideoReader(video, fps: fps, resize: shortSide.map { .shortSide($0) } ?? .none)
-            let (features, times, indices) = try Self.videoFeatures(model, reader: reader, mean: mean, std: std,
-                                                                    maxFrames: maxFrames ?? Int.max, batchSize: batchSize)
-            tensors["features"] = features
-            tensors["timestamps"] = times
-            tensors["frame_indices"] = indices
             meta["kind"] = "video"
             meta["input_size"] = "\(reader.outputHeight)x\(reader.outputWidth)"
             meta["fps"] = fps.map { String($0) } ?? String(reader.metadata.fps)
+            let shape = try Self.videoFeatures(model, reader: reader, mean: mean, std: std, maxFrames: maxFrames ?? Int.max,
+                                               batchSize: batchSize, metadata: meta, to: out)
+            print("features \(shape) written to \(out)")
         }
-        try Self.write(tensors, metadata: meta, to: out)
-        print("features \(tensors["features"]!.shape) written to \(out)")
     }
 
     /// Fails early (before any computing) when the output cannot be written.
@@ -173,44 +170,46 @@ struct FeaturesCommand: ParsableCommand {
         for (k, t) in entries { if let src = dict[k] { t.assign(src) } }
     }
 
-    /// Features of every frame, `batchSize` frames per forward pass: [T, C, h, w], timestamps
-    /// (seconds) and frame indices [T]. Only one batch of frames is held at a time.
+    /// Features of every frame, `batchSize` frames per forward pass, streamed to `path` as they are
+    /// computed (memory is bounded by one batch, whatever the video's length): `features`
+    /// [T, C, h, w], `timestamps` (seconds) and `frame_indices` [T]. The file appears under its
+    /// name only when complete. Returns the shape of `features`.
     static func videoFeatures(_ model: ResNet, reader: VideoReader, mean: [Float], std: [Float], maxFrames: Int,
-                              batchSize: Int) throws -> (Tensor, Tensor, Tensor) {
+                              batchSize: Int, metadata: [String: String], to path: String) throws -> [Int] {
         let h = reader.outputHeight, w = reader.outputWidth, per = 3 * h * w
+        let fh = model.outputSize(h), fw = model.outputSize(w), c = model.outChannels
         let lut = ColorLUT(mean: mean, std: std)
-        var chunks: [Tensor?] = []
-        var times: [Float] = [], indices: [Float] = []
-        var done = false
-        while !done && times.count < maxFrames {
-            let n = min(batchSize, maxFrames - times.count)
-            let batch = Tensor(uninitialized: [n, 3, h, w])
-            var got = 0
-            while got < n {
-                guard let t = try reader.nextFrame(into: batch.data + got * per, lut: lut) else { done = true; break }
-                times.append(Float(t))
-                indices.append(Float(times.count - 1))
-                got += 1
+        let writer = try StreamingFeatureWriter(path: path, frameShape: [c, fh, fw], metadata: metadata)
+        InterruptCleanup.install(writer.tmp)
+        defer { InterruptCleanup.remove() }
+        do {
+            var times: [Float] = []
+            var done = false
+            let batch = Tensor(uninitialized: [min(batchSize, maxFrames), 3, h, w])
+            while !done && times.count < maxFrames {
+                let n = min(batch.shape[0], maxFrames - times.count)
+                var got = 0
+                while got < n {
+                    guard let t = try reader.nextFrame(into: batch.data + got * per, lut: lut) else { done = true; break }
+                    times.append(Float(t))
+                    got += 1
+                }
+                if got == 0 { break }
+                let x = got == batch.shape[0] ? batch : Tensor(shape: [got, 3, h, w], storage: Storage(Array(UnsafeBufferPointer(start: batch.data, count: got * per))))
+                let y = noGrad { model(x) }
+                precondition(y.shape == [got, c, fh, fw], "features: unexpected output shape \(y.shape)")
+                try writer.append(y)
+                // Give the freed activations back to the system: glibc's arenas otherwise keep
+                // growing with the number of batches (fragmentation), so memory would grow with T.
+                _ = glibcMallocTrim(0)
             }
-            if got == 0 { break }
-            let x = got == n ? batch : Tensor(shape: [got, 3, h, w], storage: Storage(Array(UnsafeBufferPointer(start: batch.data, count: got * per))))
-            chunks.append(noGrad { model(x) })
+            if times.isEmpty { throw FeaturesError("\(reader.path): no frames decoded") }
+            try writer.finish(timestamps: times, frameIndices: times.indices.map { Float($0) })
+            return [times.count, c, fh, fw]
+        } catch {
+            writer.abort()
+            throw error
         }
-        guard let first = chunks.first??.shape else {
-            throw FeaturesError("\(reader.path): no frames decoded")
-        }
-        let frame = first[1] * first[2] * first[3]
-        // Pages of the result are committed as chunks are copied in and released.
-        let features = Tensor(uninitialized: [times.count, first[1], first[2], first[3]])
-        var offset = 0
-        for i in chunks.indices {
-            let c = chunks[i]!
-            (features.data + offset).update(from: c.data, count: c.count)
-            offset += c.count
-            chunks[i] = nil
-        }
-        precondition(offset == times.count * frame)
-        return (features, Tensor(times, shape: [times.count]), Tensor(indices, shape: [indices.count]))
     }
 
     /// Writes atomically; an interrupt (SIGINT/SIGTERM) while writing removes the temporary file.
@@ -222,6 +221,104 @@ struct FeaturesCommand: ParsableCommand {
         do { try SafeTensors.write(tensors, metadata: metadata, to: path) }
         catch let e as SafeTensorsError { unlink(tmp); throw FeaturesError(e.description) }
     }
+}
+
+/// Writes a safetensors file with `features` [T, C, h, w] (appended batch by batch), then
+/// `frame_indices` and `timestamps` [T]: into a temporary file beside `path` whose header space is
+/// reserved up front and filled (space-padded, as the format allows) at the end, then renamed.
+final class StreamingFeatureWriter {
+    let path: String
+    let tmp: String
+    let frameShape: [Int]
+    let metadata: [String: String]
+    private var fd: Int32
+    private let reserved: Int
+    private(set) var frames = 0
+
+    init(path: String, frameShape: [Int], metadata: [String: String]) throws {
+        self.path = path
+        self.frameShape = frameShape
+        self.metadata = metadata
+        let url = URL(fileURLWithPath: path)
+        tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        // The header of 0 frames plus room for its 12 numbers to grow to 19 digits each.
+        let base = StreamingFeatureWriter.header(frames: 0, frameShape: frameShape, metadata: metadata).utf8.count
+        reserved = (base + 12 * 19 + 7) / 8 * 8
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))") }
+        do { try writeAll([UInt8](repeating: 0x20, count: 8 + reserved)) } catch { abort(); throw error }
+    }
+
+    /// The JSON header (keys sorted, offsets in that order).
+    static func header(frames t: Int, frameShape: [Int], metadata: [String: String]) -> String {
+        func q(_ s: String) -> String {
+            var o = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": o += "\\\""
+                case "\\": o += "\\\\"
+                default: if u.value < 0x20 { o += String(format: "\\u%04x", u.value) } else { o.unicodeScalars.append(u) }
+                }
+            }
+            return o + "\""
+        }
+        let fBytes = 4 * t * frameShape.reduce(1, *), tBytes = 4 * t
+        let meta = metadata.keys.sorted().map { "\(q($0)):\(q(metadata[$0]!))" }.joined(separator: ",")
+        let shape = ([t] + frameShape).map(String.init).joined(separator: ",")
+        return "{\"__metadata__\":{\(meta)},"
+            + "\"features\":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[0,\(fBytes)]},"
+            + "\"frame_indices\":{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(fBytes),\(fBytes + tBytes)]},"
+            + "\"timestamps\":{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(fBytes + tBytes),\(fBytes + 2 * tBytes)]}}"
+    }
+
+    private func writeAll(_ p: UnsafeRawPointer, _ count: Int) throws {
+        var done = 0
+        while done < count {
+            let r = Foundation.write(fd, p + done, count - done)
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))")
+            }
+            done += r
+        }
+    }
+    private func writeAll(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
+    private func writeAll(_ floats: [Float]) throws { try floats.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
+
+    /// Appends a batch [n, C, h, w] (little-endian F32, as the host).
+    func append(_ t: Tensor) throws {
+        precondition(Array(t.shape.dropFirst()) == frameShape)
+        try writeAll(UnsafeRawPointer(t.data), 4 * t.count)
+        frames += t.shape[0]
+    }
+
+    /// Writes the per-frame tensors and the header, then renames the file into place.
+    func finish(timestamps: [Float], frameIndices: [Float]) throws {
+        precondition(timestamps.count == frames && frameIndices.count == frames)
+        try writeAll(frameIndices)
+        try writeAll(timestamps)
+        let h = Array(StreamingFeatureWriter.header(frames: frames, frameShape: frameShape, metadata: metadata).utf8)
+        precondition(h.count <= reserved)
+        var len = UInt64(reserved).littleEndian
+        var head = withUnsafeBytes(of: &len) { Array($0) }
+        head += h + [UInt8](repeating: 0x20, count: reserved - h.count)
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw FeaturesError("\(path): cannot write: seek failed") }
+        try writeAll(head)
+        guard fsync(fd) == 0, close(fd) == 0 else {
+            fd = -1
+            throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))")
+        }
+        fd = -1
+        if rename(tmp, path) != 0 { throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Closes and removes the temporary file.
+    func abort() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(tmp)
+    }
+
+    deinit { if fd >= 0 { close(fd); unlink(tmp) } }
 }
 
 /// Removes a temporary file if the process is interrupted while it is being written.
@@ -247,3 +344,6 @@ enum InterruptCleanup {
         path = nil
     }
 }
+
+/// glibc's malloc_trim (not exported by the Glibc module): returns free arena memory to the system.
+@_silgen_name("malloc_trim") func glibcMallocTrim(_ pad: Int) -> Int32
