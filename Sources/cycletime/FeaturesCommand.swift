@@ -1,0 +1,349 @@
+import ArgumentParser
+import CycleTimeCore
+import CycleTimeData
+import CycleTimeModels
+import CycleTimeNN
+import CycleTimeVideo
+import Foundation
+
+/// A bad input of `cycletime features`: one readable line naming the file, key or field.
+struct FeaturesError: Error, CustomStringConvertible, LocalizedError {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+    var errorDescription: String? { message }
+}
+
+/// `cycletime features`: encoder features of an image or of each frame of a video, saved as a
+/// safetensors file (key `features`: [1, C, h, w] for an image, [T, C, h, w] for a video, plus
+/// `timestamps` and `frame_indices` [T] for a video; arch, layer, stride and source in the metadata).
+struct FeaturesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "features",
+        abstract: "Encoder features of an image or of each video frame, saved as safetensors.",
+        discussion: """
+            Frames are RGB, scaled to 0...1 and normalized with the ImageNet mean/std of the training \
+            data pipeline, then run through the ResNet truncated after --layer (eval mode, no grad). \
+            The checkpoint is a state dict with torchvision key names; keys under --prefix (default \
+            'encoder.', used when present) are taken with the prefix removed. Keys of later stages \
+            and fc are ignored; missing keys, unexpected keys of the used stages and shape \
+            mismatches are errors.
+            """)
+
+    @Option(help: "Checkpoint (safetensors state dict with torchvision key names)") var checkpoint: String?
+    @Flag(name: .customLong("random-init"), help: "Use a randomly initialized encoder (torchvision init) instead of a checkpoint") var randomInit = false
+    @Option(help: "Seed of --random-init") var seed: UInt64 = 0
+    @Option(help: "resnet18, resnet34, resnet50, resnet101 or resnet152") var arch: String = "resnet18"
+    @Option(help: "Last stage: layer1, layer2, layer3 or layer4") var layer: String = "layer3"
+    @Flag(help: "layer3 and layer4 at stride 1 (stage strides [1, 2, 1, 1]): output stride 8") var stride8 = false
+    @Option(help: "Key prefix of the encoder in the checkpoint (default: 'encoder.' when present, else none; '' for none)") var prefix: String?
+    @Option(help: "Input image (PNG or JPEG)") var image: String?
+    @Option(help: "Input video (any format FFmpeg reads)") var video: String?
+    @Option(help: "Output safetensors file (written atomically)") var out: String
+    @Option(name: .customLong("short-side"), help: "Resize so the shorter side has this many pixels (bilinear)") var shortSide: Int?
+    @Option(help: "Resample the video to this frame rate (default: every frame)") var fps: Double?
+    @Option(name: .customLong("max-frames"), help: "Use at most this many video frames") var maxFrames: Int?
+    @Option(name: .customLong("batch-size"), help: "Frames per forward pass (bounds memory)") var batchSize: Int = 8
+
+    static let layers = ["layer1", "layer2", "layer3", "layer4"]
+
+    func validate() throws {
+        if (image == nil) == (video == nil) { throw ValidationError("give exactly one of --image and --video") }
+        if randomInit == (checkpoint != nil) { throw ValidationError("give exactly one of --checkpoint and --random-init") }
+        guard ResNetConfig(name: arch) != nil else {
+            throw ValidationError("--arch: unknown architecture '\(arch)' (resnet18, resnet34, resnet50, resnet101, resnet152)")
+        }
+        guard Self.layers.contains(layer) else {
+            throw ValidationError("--layer: unknown layer '\(layer)' (\(Self.layers.joined(separator: ", ")))")
+        }
+        if let fps, !(fps > 0) { throw ValidationError("--fps must be positive") }
+        if let shortSide, shortSide <= 0 { throw ValidationError("--short-side must be positive") }
+        if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
+        if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
+        if image != nil && (fps != nil || maxFrames != nil) { throw ValidationError("--fps and --max-frames apply to --video only") }
+    }
+
+    /// The truncated encoder this command runs (weights not loaded yet).
+    func makeModel() -> ResNet {
+        let config = ResNetConfig(name: arch, lastStage: layer, strides: stride8 ? [1, 2, 1, 1] : [1, 2, 2, 2])!
+        if randomInit {
+            var g = RandomGenerator(seed: seed)
+            return ResNet(config: config, initialize: true, generator: &g)
+        }
+        var g = RandomGenerator(seed: 0)
+        return ResNet(config: config, initialize: false, generator: &g)
+    }
+
+    /// The ImageNet normalization of the training data pipeline.
+    static var normalization: (mean: [Float], std: [Float]) {
+        let o = ClipOptions()
+        return (o.mean!, o.std!)
+    }
+
+    func run() throws {
+        try checkOutputFolder()
+        let model = makeModel()
+        if let checkpoint {
+            try Self.loadEncoder(model, from: checkpoint, prefix: prefix, description: "\(arch) up to \(layer)")
+        }
+        model.eval()
+        let (mean, std) = Self.normalization
+        var meta: [String: String] = [
+            "arch": arch, "layer": layer, "stride8": stride8 ? "true" : "false",
+            "output_stride": String(model.outputStride), "source": image ?? video!,
+            "weights": checkpoint ?? "random-init seed \(seed)",
+            "normalization": "imagenet mean \(mean) std \(std)",
+        ]
+        if let image {
+            let img = try Image.read(image)
+            var x = img.tensor(mean: mean, std: std).unsqueezed(axis: 0)
+            if let s = shortSide {
+                let size = VideoResize.shortSide(s).outputSize(width: img.width, height: img.height)
+                x = F.interpolate(x, size: [size.height, size.width], mode: .bilinear, alignCorners: false)
+            }
+            meta["kind"] = "image"
+            meta["input_size"] = "\(x.shape[2])x\(x.shape[3])"
+            let features = noGrad { model(x) }
+            try Self.write(["features": features], metadata: meta, to: out)
+            print("features \(features.shape) written to \(out)")
+        } else if let video {
+            let reader = try VideoReader(video, fps: fps, resize: shortSide.map { .shortSide($0) } ?? .none)
+            meta["kind"] = "video"
+            meta["input_size"] = "\(reader.outputHeight)x\(reader.outputWidth)"
+            meta["fps"] = fps.map { String($0) } ?? String(reader.metadata.fps)
+            let shape = try Self.videoFeatures(model, reader: reader, mean: mean, std: std, maxFrames: maxFrames ?? Int.max,
+                                               batchSize: batchSize, metadata: meta, to: out)
+            print("features \(shape) written to \(out)")
+        }
+    }
+
+    /// Fails early (before any computing) when the output cannot be written.
+    func checkOutputFolder() throws {
+        let dir = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw FeaturesError("\(out): cannot write: folder \(dir) does not exist")
+        }
+        guard access(dir, W_OK) == 0 else { throw FeaturesError("\(out): cannot write: folder \(dir) is not writable") }
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), isDir.boolValue {
+            throw FeaturesError("\(out): cannot write: it is a folder")
+        }
+    }
+
+    /// Loads the encoder keys of a state dict into `model`: strict for the model's keys (missing
+    /// keys, shape mismatches and unexpected keys of the created stages are errors, each one line
+    /// naming the file and key); keys of later stages, avgpool and fc are ignored.
+    static func loadEncoder(_ model: ResNet, from path: String, prefix: String?, description: String) throws {
+        let all: [String: Tensor]
+        do { all = try SafeTensors.load(path) } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
+        if all.isEmpty { throw FeaturesError("\(path): checkpoint has no tensors") }
+        var dict: [String: Tensor] = [:]
+        let p = prefix ?? "encoder."
+        var used = ""  // the prefix actually stripped
+        if !p.isEmpty && all.keys.contains(where: { $0.hasPrefix(p) }) {
+            for (k, t) in all where k.hasPrefix(p) { dict[String(k.dropFirst(p.count))] = t }
+            used = p
+        } else if let prefix, !prefix.isEmpty {
+            throw FeaturesError("\(path): no key starts with the prefix '\(prefix)' (e.g. '\(all.keys.sorted()[0])')")
+        } else {
+            dict = all
+        }
+        let entries = model.namedStateEntries()
+        let stages = Set(entries.map { String($0.0.split(separator: ".")[0]) })
+        for (k, t) in entries {
+            guard let src = dict[k] else {
+                if k.hasSuffix("num_batches_tracked") { continue }
+                let missing = entries.filter { dict[$0.0] == nil && !$0.0.hasSuffix("num_batches_tracked") }.count
+                throw FeaturesError("\(path): missing key '\(used)\(k)' for \(description)"
+                                    + (missing > 1 ? " (\(missing) keys missing)" : "") + " (wrong --arch or --prefix?)")
+            }
+            if src.shape != t.shape {
+                throw FeaturesError("\(path): key '\(used)\(k)' has shape \(src.shape) in the checkpoint but \(t.shape) in \(description) (wrong --arch?)")
+            }
+        }
+        let modelKeys = Set(entries.map { $0.0 })
+        let unexpected = dict.keys.filter { !modelKeys.contains($0) && stages.contains(String($0.split(separator: ".")[0])) }.sorted()
+        if let first = unexpected.first {
+            throw FeaturesError("\(path): unexpected key '\(used)\(first)' for \(description)"
+                                + (unexpected.count > 1 ? " (\(unexpected.count) unexpected keys)" : "") + " (wrong --arch?)")
+        }
+        for (k, t) in entries { if let src = dict[k] { t.assign(src) } }
+    }
+
+    /// Features of every frame, `batchSize` frames per forward pass, streamed to `path` as they are
+    /// computed (memory is bounded by one batch, whatever the video's length): `features`
+    /// [T, C, h, w], `timestamps` (seconds) and `frame_indices` [T]. The file appears under its
+    /// name only when complete. Returns the shape of `features`.
+    static func videoFeatures(_ model: ResNet, reader: VideoReader, mean: [Float], std: [Float], maxFrames: Int,
+                              batchSize: Int, metadata: [String: String], to path: String) throws -> [Int] {
+        let h = reader.outputHeight, w = reader.outputWidth, per = 3 * h * w
+        let fh = model.outputSize(h), fw = model.outputSize(w), c = model.outChannels
+        let lut = ColorLUT(mean: mean, std: std)
+        let writer = try StreamingFeatureWriter(path: path, frameShape: [c, fh, fw], metadata: metadata)
+        InterruptCleanup.install(writer.tmp)
+        defer { InterruptCleanup.remove() }
+        do {
+            var times: [Float] = []
+            var done = false
+            let batch = Tensor(uninitialized: [min(batchSize, maxFrames), 3, h, w])
+            while !done && times.count < maxFrames {
+                let n = min(batch.shape[0], maxFrames - times.count)
+                var got = 0
+                while got < n {
+                    guard let t = try reader.nextFrame(into: batch.data + got * per, lut: lut) else { done = true; break }
+                    times.append(Float(t))
+                    got += 1
+                }
+                if got == 0 { break }
+                let x = got == batch.shape[0] ? batch : Tensor(shape: [got, 3, h, w], storage: Storage(Array(UnsafeBufferPointer(start: batch.data, count: got * per))))
+                let y = noGrad { model(x) }
+                precondition(y.shape == [got, c, fh, fw], "features: unexpected output shape \(y.shape)")
+                try writer.append(y)
+                // Give the freed activations back to the system: glibc's arenas otherwise keep
+                // growing with the number of batches (fragmentation), so memory would grow with T.
+                _ = glibcMallocTrim(0)
+            }
+            if times.isEmpty { throw FeaturesError("\(reader.path): no frames decoded") }
+            try writer.finish(timestamps: times, frameIndices: times.indices.map { Float($0) })
+            return [times.count, c, fh, fw]
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    /// Writes atomically; an interrupt (SIGINT/SIGTERM) while writing removes the temporary file.
+    static func write(_ tensors: [String: Tensor], metadata: [String: String], to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        InterruptCleanup.install(tmp)
+        defer { InterruptCleanup.remove() }
+        do { try SafeTensors.write(tensors, metadata: metadata, to: path) }
+        catch let e as SafeTensorsError { unlink(tmp); throw FeaturesError(e.description) }
+    }
+}
+
+/// Writes a safetensors file with `features` [T, C, h, w] (appended batch by batch), then
+/// `frame_indices` and `timestamps` [T]: into a temporary file beside `path` whose header space is
+/// reserved up front and filled (space-padded, as the format allows) at the end, then renamed.
+final class StreamingFeatureWriter {
+    let path: String
+    let tmp: String
+    let frameShape: [Int]
+    let metadata: [String: String]
+    private var fd: Int32
+    private let reserved: Int
+    private(set) var frames = 0
+
+    init(path: String, frameShape: [Int], metadata: [String: String]) throws {
+        self.path = path
+        self.frameShape = frameShape
+        self.metadata = metadata
+        let url = URL(fileURLWithPath: path)
+        tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        // The header of 0 frames plus room for its 12 numbers to grow to 19 digits each.
+        let base = StreamingFeatureWriter.header(frames: 0, frameShape: frameShape, metadata: metadata).utf8.count
+        reserved = (base + 12 * 19 + 7) / 8 * 8
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))") }
+        do { try writeAll([UInt8](repeating: 0x20, count: 8 + reserved)) } catch { abort(); throw error }
+    }
+
+    /// The JSON header (keys sorted, offsets in that order).
+    static func header(frames t: Int, frameShape: [Int], metadata: [String: String]) -> String {
+        func q(_ s: String) -> String {
+            var o = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": o += "\\\""
+                case "\\": o += "\\\\"
+                default: if u.value < 0x20 { o += String(format: "\\u%04x", u.value) } else { o.unicodeScalars.append(u) }
+                }
+            }
+            return o + "\""
+        }
+        let fBytes = 4 * t * frameShape.reduce(1, *), tBytes = 4 * t
+        let meta = metadata.keys.sorted().map { "\(q($0)):\(q(metadata[$0]!))" }.joined(separator: ",")
+        let shape = ([t] + frameShape).map(String.init).joined(separator: ",")
+        return "{\"__metadata__\":{\(meta)},"
+            + "\"features\":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[0,\(fBytes)]},"
+            + "\"frame_indices\":{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(fBytes),\(fBytes + tBytes)]},"
+            + "\"timestamps\":{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(fBytes + tBytes),\(fBytes + 2 * tBytes)]}}"
+    }
+
+    private func writeAll(_ p: UnsafeRawPointer, _ count: Int) throws {
+        var done = 0
+        while done < count {
+            let r = Foundation.write(fd, p + done, count - done)
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))")
+            }
+            done += r
+        }
+    }
+    private func writeAll(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
+    private func writeAll(_ floats: [Float]) throws { try floats.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
+
+    /// Appends a batch [n, C, h, w] (little-endian F32, as the host).
+    func append(_ t: Tensor) throws {
+        precondition(Array(t.shape.dropFirst()) == frameShape)
+        try writeAll(UnsafeRawPointer(t.data), 4 * t.count)
+        frames += t.shape[0]
+    }
+
+    /// Writes the per-frame tensors and the header, then renames the file into place.
+    func finish(timestamps: [Float], frameIndices: [Float]) throws {
+        precondition(timestamps.count == frames && frameIndices.count == frames)
+        try writeAll(frameIndices)
+        try writeAll(timestamps)
+        let h = Array(StreamingFeatureWriter.header(frames: frames, frameShape: frameShape, metadata: metadata).utf8)
+        precondition(h.count <= reserved)
+        var len = UInt64(reserved).littleEndian
+        var head = withUnsafeBytes(of: &len) { Array($0) }
+        head += h + [UInt8](repeating: 0x20, count: reserved - h.count)
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw FeaturesError("\(path): cannot write: seek failed") }
+        try writeAll(head)
+        guard fsync(fd) == 0, close(fd) == 0 else {
+            fd = -1
+            throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))")
+        }
+        fd = -1
+        if rename(tmp, path) != 0 { throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Closes and removes the temporary file.
+    func abort() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(tmp)
+    }
+
+    deinit { if fd >= 0 { close(fd); unlink(tmp) } }
+}
+
+/// Removes a temporary file if the process is interrupted while it is being written.
+enum InterruptCleanup {
+    nonisolated(unsafe) static var path: UnsafeMutablePointer<CChar>? = nil
+
+    static func install(_ p: String) {
+        path = strdup(p)
+        signal(SIGINT) { sig in
+            if let p = InterruptCleanup.path { unlink(p) }
+            _exit(128 + sig)
+        }
+        signal(SIGTERM) { sig in
+            if let p = InterruptCleanup.path { unlink(p) }
+            _exit(128 + sig)
+        }
+    }
+
+    static func remove() {
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+        free(path)
+        path = nil
+    }
+}
+
+/// glibc's malloc_trim (not exported by the Glibc module): returns free arena memory to the system.
+@_silgen_name("malloc_trim") func glibcMallocTrim(_ pad: Int) -> Int32
