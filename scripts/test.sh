@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift test -c release -Xswiftc -enable-testing "$@"
+swift test -c release -Xswiftc -enable-testing --disable-swift-testing "$@"
