@@ -51,13 +51,21 @@ struct BenchCore: ParsableCommand {
     @Option(help: "Batch size of the trunk benchmark.") var batch = 8
     @Option(help: "Training steps for the memory measurement.") var memorySteps = 50
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
+    @Flag(inversion: .prefixedNo, help: "Convolutions split the batch over the cores (else one multi-threaded GEMM per layer).")
+    var convBatchParallel = ConvTuning.batchParallel
+    @Flag(help: "Keep im2col columns from forward for the weight gradient (more memory, less work).")
+    var keepColumns = false
+    @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
 
     func run() throws {
+        ConvTuning.batchParallel = convBatchParallel
+        ConvTuning.keepColumns = keepColumns
         let r = BenchReport(json: json)
         r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
         let (gemm, gt) = sgemmGFLOPs()
         r.add("sgemm_2048_gflops", gemm, line: "sgemm 2048x2048x2048: \(fmt(gemm, 1)) GFLOP/s (cpu/wall \(fmt(gt.cpuRatio)))")
 
+        if trunkOnly { try benchTrunk(report: r, gemm: gemm); r.emitJSON(); return }
         // Per-convolution forward and backward.
         r.say("\nResNet-18 trunk convolutions, batch \(batch) (GFLOP/s, share of sgemm):")
         var convRows: [[String: Any]] = []
@@ -145,7 +153,7 @@ struct BenchCore: ParsableCommand {
         }
 
         // Memory over training steps (forward, backward, SGD update): flat after the first step.
-        if memorySteps > 0 {
+        if memorySteps > 0 && !trunkOnly {
             let opt = SGD(parameters: model.namedParameters().map { (name: $0.0, tensor: $0.1) }, learningRate: 0.01, momentum: 0.9)
             var rss: [Int] = [], live: [Int] = []
             r.say("\nResident memory over \(memorySteps) training steps (SGD, batch \(batch)):")
