@@ -115,7 +115,24 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
                 let t0 = ot * st - pt, alo = rs[tb + 2 * ot], ahi = rs[tb + 2 * ot + 1]
                 for oh in 0..<Ho {
                     let h0 = oh * sh - ph, blo = rs[hb + 2 * oh], bhi = rs[hb + 2 * oh + 1]
+                    // Fast path: 2-D 3x3 window, dilation 1, fully inside the input (same rule as below).
+                    let fast3 = T == 1 && g.kh == 3 && g.kw == 3 && dh == 1 && dw == 1 && blo == 0 && bhi == 3
                     for ow in 0..<Wo {
+                        if fast3 && rs[wb + 2 * ow] == 0 && rs[wb + 2 * ow + 1] == 3 {
+                            let base = h0 * W + ow * sw - pw
+                            var best = src[base], bi = base
+                            @inline(__always) func visit(_ i: Int) {
+                                let v = src[i]
+                                if v > best || v.isNaN { best = v; bi = i }
+                            }
+                            visit(base + 1); visit(base + 2)
+                            visit(base + W); visit(base + W + 1); visit(base + W + 2)
+                            visit(base + 2 * W); visit(base + 2 * W + 1); visit(base + 2 * W + 2)
+                            dst[o] = best
+                            ix[o] = Int32(truncatingIfNeeded: bi)
+                            o &+= 1
+                            continue
+                        }
                         let w0 = ow * sw - pw, clo = rs[wb + 2 * ow], chi = rs[wb + 2 * ow + 1]
                         // PyTorch's rule: take v when v > best or v is NaN; the index starts at the
                         // first valid element (so an all -inf window points there).
