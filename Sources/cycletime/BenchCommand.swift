@@ -56,6 +56,7 @@ struct BenchCore: ParsableCommand {
     @Flag(help: "Keep im2col columns from forward for the weight gradient (more memory, less work).")
     var keepColumns = false
     @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
+    @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
 
     func run() throws {
         ConvTuning.batchParallel = convBatchParallel
@@ -130,24 +131,47 @@ struct BenchCore: ParsableCommand {
         var gen = RandomGenerator(seed: 2)
         let x = Tensor.randn([batch, 3, 240, 240], generator: &gen)
         let flops = trunkConvFLOPs(batch: batch)
-        let step = medianTiming(warmup: 1, runs: 3) {
-            model.zeroGrad()
-            model(x).sum().backward()
-        }
-        let fwd = medianTiming(warmup: 0, runs: 3) { _ = noGrad { model(x) } }
-        let gflops = flops.total / step.wall / 1e9
-        r.say("\nResNet-18 trunk (conv1..layer3, layer3 stride 1), batch \(batch)x3x240x240, training mode:")
-        r.add("trunk_forward_seconds", fwd.wall, line: "  forward (no grad)     \(fmt(fwd.wall, 3)) s  \(fmt(flops.forward / fwd.wall / 1e9, 1)) GFLOP/s")
-        r.add("trunk_step_seconds", step.wall, line: "  forward+backward      \(fmt(step.wall, 3)) s  (cpu/wall \(fmt(step.cpuRatio)))")
-        r.add("trunk_step_gflops", gflops, line: "  convolution GFLOP/s   \(fmt(gflops, 1)) = \(fmt(100 * gflops / gemm, 1)) % of sgemm (target >= 75 %); \(fmt(flops.total / 1e9, 1)) GFLOP per step")
-        r.add("trunk_step_fraction_of_sgemm", gflops / gemm)
+        let fwd = medianTiming(warmup: 1, runs: 3) { _ = noGrad { model(x) } }
+        model.zeroGrad(); model(x).sum().backward()  // warm-up step
 
-        if !noTorch, let torch = runTorchReference() {
-            r.say("  PyTorch \(torch.version), same step, same run:")
-            r.add("torch_default_seconds", torch.defaultSeconds, line: "    default layout      \(fmt(torch.defaultSeconds, 3)) s  -> CycleTime is \(fmt(torch.defaultSeconds / step.wall, 2))x as fast")
-            r.add("torch_channels_last_seconds", torch.channelsLastSeconds, line: "    channels-last       \(fmt(torch.channelsLastSeconds, 3)) s  -> CycleTime is \(fmt(torch.channelsLastSeconds / step.wall, 2))x as fast")
-            r.add("speedup_vs_torch_default", torch.defaultSeconds / step.wall)
-            r.add("speedup_vs_torch_channels_last", torch.channelsLastSeconds / step.wall)
+        // The machine's speed drifts by tens of percent within a minute, so each round measures
+        // sgemm, our step and PyTorch's step back to back; ratios are taken within a round and the
+        // median round is reported.
+        let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
+        struct Round { var gemm: Double; var step: Timing; var torch: TorchFigures? }
+        var rounds: [Round] = []
+        r.say("\nResNet-18 trunk (conv1..layer3, layer3 stride 1), batch \(batch)x3x240x240, training mode, \(self.rounds) interleaved rounds:")
+        for i in 0..<self.rounds {
+            // PyTorch first (it warms up inside its own process), then ours after a warm-up step.
+            let torch = torchAvailable ? runTorchReference() : nil
+            let g = sgemmGFLOPs().gflops
+            let step = medianTiming(warmup: 1, runs: 2) { model.zeroGrad(); model(x).sum().backward() }
+            rounds.append(Round(gemm: g, step: step, torch: torch))
+            var line = "  round \(i + 1): sgemm \(fmt(g, 1)) GFLOP/s, step \(fmt(step.wall, 3)) s = \(fmt(100 * flops.total / step.wall / 1e9 / g, 1)) % of sgemm"
+            if let t = torch { line += ", PyTorch default \(fmt(t.defaultSeconds, 3)) s, channels-last \(fmt(t.channelsLastSeconds, 3)) s" }
+            r.say(line)
+        }
+        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        let stepSeconds = median(rounds.map { $0.step.wall })
+        let fraction = median(rounds.map { flops.total / $0.step.wall / 1e9 / $0.gemm })
+        let cpuRatio = median(rounds.map { $0.step.cpuRatio })
+        r.add("trunk_forward_seconds", fwd.wall, line: "  forward (no grad)     \(fmt(fwd.wall, 3)) s  \(fmt(flops.forward / fwd.wall / 1e9, 1)) GFLOP/s")
+        r.add("trunk_step_seconds", stepSeconds, line: "  forward+backward      \(fmt(stepSeconds, 3)) s median  (cpu/wall \(fmt(cpuRatio)))")
+        r.add("trunk_step_gflops", flops.total / stepSeconds / 1e9)
+        r.add("trunk_step_fraction_of_sgemm", fraction,
+              line: "  convolution GFLOP/s   \(fmt(flops.total / stepSeconds / 1e9, 1)); median of the rounds' ratios: \(fmt(100 * fraction, 1)) % of sgemm (target >= 75 %); \(fmt(flops.total / 1e9, 1)) GFLOP per step")
+        r.add("trunk_rounds", rounds.map { ["sgemm_gflops": $0.gemm, "step_seconds": $0.step.wall,
+                                            "torch_default_seconds": $0.torch?.defaultSeconds as Any,
+                                            "torch_channels_last_seconds": $0.torch?.channelsLastSeconds as Any] })
+
+        let withTorch = rounds.compactMap { rd in rd.torch.map { (rd.step.wall, $0) } }
+        if let version = withTorch.first?.1.version {
+            let sd = median(withTorch.map { $0.1.defaultSeconds / $0.0 })
+            let sc = median(withTorch.map { $0.1.channelsLastSeconds / $0.0 })
+            r.say("  PyTorch \(version), same step, same rounds (median of per-round ratios):")
+            r.add("speedup_vs_torch_default", sd, line: "    vs default layout:  CycleTime is \(fmt(sd, 2))x as fast")
+            r.add("speedup_vs_torch_channels_last", sc, line: "    vs channels-last:   CycleTime is \(fmt(sc, 2))x as fast")
+            r.add("torch_version", version)
         } else {
             r.say("  PyTorch reference skipped (python3 with torch and torchvision not found, or --no-torch)")
         }
