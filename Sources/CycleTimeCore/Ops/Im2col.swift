@@ -15,6 +15,11 @@ public enum ConvTuning {
     /// Split the batch over the worker threads (whole images per worker, single-threaded BLAS)
     /// instead of parallelizing each GEMM.
     nonisolated(unsafe) public static var batchParallel: Bool = true
+    /// 3x3 stride-1 convs (groups 1, dilation 1, zero padding <= 2) use Winograd F(2x2, 3x3),
+    /// in the forward and in the stride-1 input gradient.
+    nonisolated(unsafe) public static var winograd: Bool = true
+    /// Tiles per block of the Winograd path (its transformed tiles stay in cache).
+    nonisolated(unsafe) public static var winogradTileBlock: Int = 128
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.
