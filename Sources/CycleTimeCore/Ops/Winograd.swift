@@ -52,88 +52,85 @@ private func winogradWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int) -> 
     return u
 }
 
-/// V[k][c][j] (ld = ldv) for tiles t0 + j, j < nt, channels in `channels`, of one image x [Cin, H, W].
+/// V[k][c][j] (ld = ldv) for the tiles of tile rows ty0 ..< ty1 (j = (ty - ty0) * tilesW + tx), channels
+/// in `channels`, of one image x [Cin, H, W]. Vectorizes over the tiles of a row (contiguous stores).
 @inline(__always)
-private func winogradInputTransform(_ x: UnsafePointer<Float>, _ g: ConvGeometry, tilesW: Int, t0: Int, nt: Int,
+private func winogradInputTransform(_ x: UnsafePointer<Float>, _ g: ConvGeometry, tilesW: Int, ty0: Int, ty1: Int,
                                     channels: Range<Int>, _ v: UnsafeMutablePointer<Float>, ldv: Int) {
     let H = g.h, W = g.w, ph = g.ph, pw = g.pw
     let ks = g.cin * ldv
+    let Wp = 2 * tilesW + 2
+    // Input columns -pw ..< Wp - pw land in buf[0 ..< Wp].
+    let copyHi = min(W, Wp - pw)
+    let buf = UnsafeMutablePointer<Float>.allocate(capacity: 8 * Wp)
+    defer { buf.deallocate() }
+    let rr = buf + 4 * Wp
     for c in channels {
         let plane = x + c * H * W
-        let vc = v + c * ldv
-        for j in 0..<nt {
-            let t = t0 + j
-            let ty = t / tilesW, tx = t % tilesW
-            let y0 = 2 * ty - ph, x0 = 2 * tx - pw
-            var d0 = SIMD4<Float>(repeating: 0), d1 = d0, d2 = d0, d3 = d0
-            if y0 >= 0 && y0 + 4 <= H && x0 >= 0 && x0 + 4 <= W {
-                let raw = UnsafeRawPointer(plane + y0 * W + x0)
-                let rs = W * 4
-                d0 = raw.loadUnaligned(as: SIMD4<Float>.self)
-                d1 = raw.loadUnaligned(fromByteOffset: rs, as: SIMD4<Float>.self)
-                d2 = raw.loadUnaligned(fromByteOffset: 2 * rs, as: SIMD4<Float>.self)
-                d3 = raw.loadUnaligned(fromByteOffset: 3 * rs, as: SIMD4<Float>.self)
-            } else {
-                @inline(__always) func load(_ yy: Int) -> SIMD4<Float> {
-                    var r = SIMD4<Float>(repeating: 0)
-                    if yy < 0 || yy >= H { return r }
-                    let row = plane + yy * W
-                    for i in 0..<4 { let xx = x0 + i; if xx >= 0 && xx < W { r[i] = row[xx] } }
-                    return r
+        for ty in ty0..<ty1 {
+            for q in 0..<4 {
+                let d = buf + q * Wp
+                let yy = 2 * ty - ph + q
+                if yy < 0 || yy >= H || copyHi <= 0 {
+                    d.update(repeating: 0, count: Wp)
+                } else {
+                    if pw > 0 { d.update(repeating: 0, count: pw) }
+                    (d + pw).update(from: plane + yy * W, count: copyHi)
+                    let end = pw + copyHi
+                    if end < Wp { (d + end).update(repeating: 0, count: Wp - end) }
                 }
-                d0 = load(y0); d1 = load(y0 + 1); d2 = load(y0 + 2); d3 = load(y0 + 3)
             }
-            // B^T d (rows).
-            let r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3
-            // (.) B per row: (a, b, c, e) -> (a - c, b + c, c - b, b - e).
-            let dst = vc + j
-            @inline(__always) func put(_ i: Int, _ r: SIMD4<Float>) {
-                let p = dst + 4 * i * ks
-                p[0] = r[0] - r[2]
-                p[ks] = r[1] + r[2]
-                p[2 * ks] = r[2] - r[1]
-                p[3 * ks] = r[1] - r[3]
+            // B^T d over whole rows.
+            let b0 = buf, b1 = buf + Wp, b2 = buf + 2 * Wp, b3 = buf + 3 * Wp
+            let r0 = rr, r1 = rr + Wp, r2 = rr + 2 * Wp, r3 = rr + 3 * Wp
+            for i in 0..<Wp {
+                let x0 = b0[i], x1 = b1[i], x2 = b2[i], x3 = b3[i]
+                r0[i] = x0 - x2; r1[i] = x1 + x2; r2[i] = x2 - x1; r3[i] = x1 - x3
             }
-            put(0, r0); put(1, r1); put(2, r2); put(3, r3)
+            // (.) B per tile: (a, b, c, e) -> (a - c, b + c, c - b, b - e).
+            let jrow = (ty - ty0) * tilesW
+            for i in 0..<4 {
+                let r = rr + i * Wp
+                let o0 = v + 4 * i * ks + c * ldv + jrow, o1 = o0 + ks, o2 = o1 + ks, o3 = o2 + ks
+                for tx in 0..<tilesW {
+                    let a = r[2 * tx], b = r[2 * tx + 1], cc = r[2 * tx + 2], e = r[2 * tx + 3]
+                    o0[tx] = a - cc; o1[tx] = b + cc; o2[tx] = cc - b; o3[tx] = b - e
+                }
+            }
         }
     }
 }
 
-/// out[co] tiles t0 ..< t0 + nt from M[k][co][j] (ld = ldm), plus bias, for one image out [Cout, Ho, Wo].
+/// out[co] tile rows ty0 ..< ty1 from M[k][co][j] (ld = ldm), plus bias, for one image out [Cout, Ho, Wo].
 @inline(__always)
-private func winogradOutputTransform(_ m: UnsafePointer<Float>, ldm: Int, _ g: ConvGeometry, tilesW: Int, t0: Int, nt: Int,
+private func winogradOutputTransform(_ m: UnsafePointer<Float>, ldm: Int, _ g: ConvGeometry, tilesW: Int, ty0: Int, ty1: Int,
                                      channels: Range<Int>, _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>) {
     let Ho = g.ho, Wo = g.wo
     let ks = g.cout * ldm
+    let row0 = UnsafeMutablePointer<Float>.allocate(capacity: 4 * tilesW)
+    defer { row0.deallocate() }
+    let row1 = row0 + 2 * tilesW
     for co in channels {
         let plane = out + co * Ho * Wo
         let bv: Float = bias?[co] ?? 0
-        let mc = m + co * ldm
-        for j in 0..<nt {
-            let t = t0 + j
-            let ty = t / tilesW, tx = t % tilesW
-            let src = mc + j
-            @inline(__always) func row(_ i: Int) -> SIMD4<Float> {
-                let p = src + 4 * i * ks
-                return SIMD4(p[0], p[ks], p[2 * ks], p[3 * ks])
+        for ty in ty0..<ty1 {
+            let src = m + co * ldm + (ty - ty0) * tilesW
+            let p0 = src, p1 = p0 + ks, p2 = p1 + ks, p3 = p2 + ks, p4 = p3 + ks, p5 = p4 + ks, p6 = p5 + ks, p7 = p6 + ks
+            let p8 = p7 + ks, p9 = p8 + ks, p10 = p9 + ks, p11 = p10 + ks, p12 = p11 + ks, p13 = p12 + ks, p14 = p13 + ks
+            let p15 = p14 + ks
+            for tx in 0..<tilesW {
+                // A^T m: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 (rows of 4).
+                let a0 = p0[tx] + p4[tx] + p8[tx], a1 = p1[tx] + p5[tx] + p9[tx]
+                let a2 = p2[tx] + p6[tx] + p10[tx], a3 = p3[tx] + p7[tx] + p11[tx]
+                let c0 = p4[tx] - p8[tx] - p12[tx], c1 = p5[tx] - p9[tx] - p13[tx]
+                let c2 = p6[tx] - p10[tx] - p14[tx], c3 = p7[tx] - p11[tx] - p15[tx]
+                // (.) A: (a, b, c, e) -> (a + b + c, b - c - e).
+                row0[2 * tx] = a0 + a1 + a2 + bv; row0[2 * tx + 1] = a1 - a2 - a3 + bv
+                row1[2 * tx] = c0 + c1 + c2 + bv; row1[2 * tx + 1] = c1 - c2 - c3 + bv
             }
-            let m0 = row(0), m1 = row(1), m2 = row(2), m3 = row(3)
-            // A^T m (rows), then (.) A per row: (a, b, c, e) -> (a + b + c, b - c - e).
-            let s0 = m0 + m1 + m2, s1 = m1 - m2 - m3
-            let y00 = s0[0] + s0[1] + s0[2] + bv, y01 = s0[1] - s0[2] - s0[3] + bv
-            let y10 = s1[0] + s1[1] + s1[2] + bv, y11 = s1[1] - s1[2] - s1[3] + bv
-            let oy = 2 * ty, ox = 2 * tx
-            let p = plane + oy * Wo + ox
-            if oy + 1 < Ho && ox + 1 < Wo {
-                p[0] = y00; p[1] = y01; p[Wo] = y10; p[Wo + 1] = y11
-            } else {
-                p[0] = y00
-                if ox + 1 < Wo { p[1] = y01 }
-                if oy + 1 < Ho {
-                    p[Wo] = y10
-                    if ox + 1 < Wo { p[Wo + 1] = y11 }
-                }
-            }
+            let oy = 2 * ty
+            (plane + oy * Wo).update(from: row0, count: Wo)
+            if oy + 1 < Ho { (plane + (oy + 1) * Wo).update(from: row1, count: Wo) }
         }
     }
 }
@@ -153,8 +150,10 @@ private func winogradGemms(_ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
 func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                      _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
     let cin = g.cin, cout = g.cout
-    let tilesW = (g.wo + 1) / 2, tilesH = (g.ho + 1) / 2, tiles = tilesW * tilesH
-    let block = max(1, min(tiles, ConvTuning.winogradTileBlock))
+    let tilesW = (g.wo + 1) / 2, tilesH = (g.ho + 1) / 2
+    // Blocks of whole tile rows.
+    let rowsPerBlock = max(1, min(tilesH, ConvTuning.winogradTileBlock / tilesW))
+    let block = rowsPerBlock * tilesW
     let u = winogradWeights(w, cout: cout, cin: cin)
     let inPlane = cin * g.h * g.w, outPlane = cout * g.ho * g.wo
     let T = min(Parallel.threadCount, g.n)
@@ -162,7 +161,6 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
     let xs = SendablePointer(UnsafeMutablePointer(mutating: x)), ys = SendablePointer(out)
     let bs = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     let us = SendablePointer(u.data)
-
 
     if convUsesBatchParallel(g) {
         let bufs = Tensor(uninitialized: [T * (bufV + bufM)])
@@ -173,15 +171,15 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
         DispatchQueue.concurrentPerform(iterations: T) { wk in
             let v = bp.p + wk * (bufV + bufM), m = v + bufV
             for n in (g.n * wk / T)..<(g.n * (wk + 1) / T) {
-                var t0 = 0
-                while t0 < tiles {
-                    let nt = min(block, tiles - t0)
-                    winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, t0: t0, nt: nt,
+                var ty0 = 0
+                while ty0 < tilesH {
+                    let ty1 = min(tilesH, ty0 + rowsPerBlock), nt = (ty1 - ty0) * tilesW
+                    winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, ty0: ty0, ty1: ty1,
                                            channels: 0..<cin, v, ldv: block)
                     winogradGemms(us.p, v, m, cout: cout, cin: cin, nt: nt, ld: block)
-                    winogradOutputTransform(m, ldm: block, g, tilesW: tilesW, t0: t0, nt: nt, channels: 0..<cout,
+                    winogradOutputTransform(m, ldm: block, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: 0..<cout,
                                             bs.map { UnsafePointer($0.p) }, ys.p + n * outPlane)
-                    t0 += nt
+                    ty0 = ty1
                 }
             }
         }
@@ -189,18 +187,18 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
         let bufs = Tensor(uninitialized: [bufV + bufM])
         let v = SendablePointer(bufs.data), m = SendablePointer(bufs.data + bufV)
         for n in 0..<g.n {
-            var t0 = 0
-            while t0 < tiles {
-                let nt = min(block, tiles - t0)
+            var ty0 = 0
+            while ty0 < tilesH {
+                let ty1 = min(tilesH, ty0 + rowsPerBlock), nt = (ty1 - ty0) * tilesW
                 Parallel.chunks(cin, costPerItem: nt * 32) { r in
-                    winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, t0: t0, nt: nt, channels: r, v.p, ldv: block)
+                    winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: r, v.p, ldv: block)
                 }
                 winogradGemms(us.p, v.p, m.p, cout: cout, cin: cin, nt: nt, ld: block)
                 Parallel.chunks(cout, costPerItem: nt * 32) { r in
-                    winogradOutputTransform(m.p, ldm: block, g, tilesW: tilesW, t0: t0, nt: nt, channels: r,
+                    winogradOutputTransform(m.p, ldm: block, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: r,
                                             bs.map { UnsafePointer($0.p) }, ys.p + n * outPlane)
                 }
-                t0 += nt
+                ty0 = ty1
             }
         }
     }
