@@ -181,7 +181,7 @@ private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafeP
             }
         }
     }
-    if winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
+    if ConvTuning.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
     return true
 }
 
@@ -435,7 +435,7 @@ func convBackwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Flo
     let pointwise = g.isPointwise
     var tconv = (dX != nil && !pointwise && ConvTuning.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
     var dXLoop = dX
-    if let (g2, wt) = tconv, let dX, winogradApplies(g2) {
+    if let (g2, wt) = tconv, let dX, ConvTuning.winogradInputGradient && winogradApplies(g2) {
         // dX through Winograd (its own batch-parallel scheme), dW below.
         winogradForward(gy, wt.data, nil, g2, dX)
         tconv = nil
