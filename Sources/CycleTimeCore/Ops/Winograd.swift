@@ -14,7 +14,7 @@ import Foundation
 func winogradApplies(_ g: ConvGeometry) -> Bool {
     ConvTuning.winograd && g.groups == 1 && g.kt == 1 && g.t == 1 && g.to == 1 && g.kh == 3 && g.kw == 3
         && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.st == 1 && g.pt == 0
-        && g.ph <= 2 && g.pw <= 2 && g.cin >= 4 && g.cout >= 4
+        && g.ph <= 2 && g.pw <= 2
 }
 
 /// U[k][co][ci] = (G g G^T)[k] for w [Cout, Cin, 3, 3].
