@@ -53,6 +53,9 @@ struct BenchCore: ParsableCommand {
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Flag(inversion: .prefixedNo, help: "Convolutions split the batch over the cores (else one multi-threaded GEMM per layer).")
     var convBatchParallel = ConvTuning.batchParallel
+    @Flag(inversion: .prefixedNo, help: "3x3 stride-1 convolutions use Winograd F(2x2, 3x3).")
+    var winograd = ConvTuning.winograd
+    @Option(help: "Tiles per block of the Winograd path.") var winogradTileBlock = ConvTuning.winogradTileBlock
     @Flag(help: "Keep im2col columns from forward for the weight gradient (more memory, less work).")
     var keepColumns = false
     @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
@@ -61,6 +64,8 @@ struct BenchCore: ParsableCommand {
     func run() throws {
         ConvTuning.batchParallel = convBatchParallel
         ConvTuning.keepColumns = keepColumns
+        ConvTuning.winograd = winograd
+        ConvTuning.winogradTileBlock = winogradTileBlock
         let r = BenchReport(json: json)
         r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
         let (gemm, gt) = sgemmGFLOPs()

@@ -30,12 +30,16 @@ final class ConvolutionTests: XCTestCase {
         let fx = try Fixtures.load("conv")
         let savedBytes = ConvTuning.maxColumnBytes, savedKeep = ConvTuning.keepColumns
         let savedAsConv = ConvTuning.inputGradientAsConvolution, savedBP = ConvTuning.batchParallel
+        let savedWino = ConvTuning.winograd
         defer {
+            ConvTuning.winograd = savedWino
             ConvTuning.maxColumnBytes = savedBytes; ConvTuning.keepColumns = savedKeep
             ConvTuning.inputGradientAsConvolution = savedAsConv; ConvTuning.batchParallel = savedBP
         }
         let variants = [(savedBytes, false, true, true), (savedBytes, false, false, true), (1 << 30, true, false, false),
                         (1 << 30, false, true, false), (1, false, false, false)]
+        for wino in [true, false] {
+        ConvTuning.winograd = wino
         for (bytes, keep, asConv, bp) in variants {
             ConvTuning.maxColumnBytes = bytes; ConvTuning.keepColumns = keep; ConvTuning.inputGradientAsConvolution = asConv
             ConvTuning.batchParallel = bp
@@ -44,13 +48,97 @@ final class ConvolutionTests: XCTestCase {
                 let b = fx["\(c.name).b"]?.requiringGrad()
                 x.grad = nil; w.grad = nil; b?.grad = nil
                 let y = run(c, x, w, b)
-                let msg = "\(c.name) (column bytes \(bytes), keep \(keep), dx as conv \(asConv), batch-parallel \(bp))"
+                let msg = "\(c.name) (winograd \(wino), column bytes \(bytes), keep \(keep), dx as conv \(asConv), batch-parallel \(bp))"
                 assertClose(y, fx.t("\(c.name).y"), rtol: 1e-4, atol: 1e-5, msg)
                 y.backward(fx.t("\(c.name).gy"))
                 assertClose(x.grad!, fx.t("\(c.name).dx"), rtol: 1e-4, atol: 1e-5, "dx " + msg)
                 assertClose(w.grad!, fx.t("\(c.name).dw"), rtol: 1e-4, atol: 1e-5, "dw " + msg)
                 if let b { assertClose(b.grad!, fx.t("\(c.name).db"), rtol: 1e-4, atol: 1e-5, "db " + msg) }
             }
+        }
+        }
+    }
+
+    /// Winograd F(2x2, 3x3) against the im2col path (values, dX and dW) on random shapes: odd and
+    /// even sizes, padding 0/1/2, batch 1 and 8, both parallel schemes, several tile blocks.
+    func testWinogradMatchesIm2col() {
+        let savedWino = ConvTuning.winograd, savedBP = ConvTuning.batchParallel, savedBlock = ConvTuning.winogradTileBlock
+        defer { ConvTuning.winograd = savedWino; ConvTuning.batchParallel = savedBP; ConvTuning.winogradTileBlock = savedBlock }
+        // (n, cin, cout, h, w, padding [h, w], bias)
+        let shapes: [(Int, Int, Int, Int, Int, [Int], Bool)] = [
+            (1, 4, 5, 7, 9, [1, 1], true), (8, 6, 4, 8, 8, [1, 1], false), (2, 16, 8, 5, 6, [0, 0], true),
+            (8, 5, 7, 9, 7, [2, 2], true), (1, 32, 16, 11, 10, [2, 0], false), (3, 8, 12, 3, 3, [1, 2], true),
+            (8, 24, 32, 13, 12, [1, 1], true), (1, 7, 9, 4, 5, [0, 1], false),
+        ]
+        for (i, (n, cin, cout, h, w, pad, withBias)) in shapes.enumerated() {
+            let x = randn([n, cin, h, w], seed: UInt64(100 + i)), wt = randn([cout, cin, 3, 3], seed: UInt64(200 + i), scale: 0.3)
+            let b = withBias ? randn([cout], seed: UInt64(300 + i)) : nil
+            let gy = randn([n, cout, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2], seed: UInt64(400 + i), requiresGrad: false)
+            func run() -> ([Float], [Float], [Float]) {
+                x.grad = nil; wt.grad = nil; b?.grad = nil
+                let y = F.conv2d(x, weight: wt, bias: b, padding: pad)
+                y.backward(gy)
+                return (y.array, x.grad!.array, wt.grad!.array)
+            }
+            ConvTuning.winograd = false; ConvTuning.batchParallel = true
+            let ref = run()
+            for (bp, block) in [(true, 128), (false, 128), (true, 1), (false, 5)] {
+                ConvTuning.winograd = true; ConvTuning.batchParallel = bp; ConvTuning.winogradTileBlock = block
+                XCTAssertTrue(winogradApplies(ConvGeometry.conv2d3x3(n: n, cin: cin, cout: cout, h: h, w: w, pad: pad)))
+                let got = run()
+                let msg = "shape \(i) batch-parallel \(bp) block \(block)"
+                assertClose(Tensor(got.0, shape: [got.0.count]), Tensor(ref.0, shape: [ref.0.count]), rtol: 1e-4, atol: 1e-5, "y " + msg)
+                assertClose(Tensor(got.1, shape: [got.1.count]), Tensor(ref.1, shape: [ref.1.count]), rtol: 1e-4, atol: 1e-5, "dx " + msg)
+                assertClose(Tensor(got.2, shape: [got.2.count]), Tensor(ref.2, shape: [ref.2.count]), rtol: 1e-4, atol: 1e-5, "dw " + msg)
+            }
+        }
+    }
+
+    /// Rounding error of Winograd vs im2col against a float64 direct convolution (relative L2).
+    func testWinogradAccuracy() {
+        let saved = ConvTuning.winograd
+        defer { ConvTuning.winograd = saved }
+        let n = 2, cin = 256, cout = 16, h = 10, w = 9
+        let x = randn([n, cin, h, w], seed: 31, requiresGrad: false), wt = randn([cout, cin, 3, 3], seed: 32, requiresGrad: false, scale: 0.1)
+        // Post-ReLU-like input (non-negative, non-zero mean) as in a network.
+        let xa = x.array.map { Swift.abs($0) }, wa = wt.array
+        x.data.update(from: xa, count: xa.count)
+        var ref = [Double](repeating: 0, count: n * cout * h * w)
+        for b in 0..<n { for co in 0..<cout { for oy in 0..<h { for ox in 0..<w {
+            var acc = 0.0
+            for ci in 0..<cin { for ky in 0..<3 { for kx in 0..<3 {
+                let iy = oy + ky - 1, ix = ox + kx - 1
+                if iy < 0 || iy >= h || ix < 0 || ix >= w { continue }
+                acc += Double(xa[((b * cin + ci) * h + iy) * w + ix]) * Double(wa[((co * cin + ci) * 3 + ky) * 3 + kx])
+            } } }
+            ref[((b * cout + co) * h + oy) * w + ox] = acc
+        } } } }
+        func relErr(_ y: [Float]) -> Double {
+            var e = 0.0, r = 0.0
+            for i in 0..<ref.count {
+                let d = Double(y[i]) - ref[i]
+                e += d * d
+                r += ref[i] * ref[i]
+            }
+            return (e / r).squareRoot()
+        }
+        ConvTuning.winograd = false
+        let eIm2col = relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
+        ConvTuning.winograd = true
+        let eWino = relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
+        print("conv 3x3 256->16 relative L2 error vs float64: im2col \(eIm2col), winograd \(eWino)")
+        XCTAssertLessThan(eWino, 1e-6)
+    }
+
+    func testGradcheckWinograd() {
+        let saved = ConvTuning.winograd
+        defer { ConvTuning.winograd = saved }
+        ConvTuning.winograd = true
+        gradcheck([randn([2, 4, 5, 6], seed: 21), randn([5, 4, 3, 3], seed: 22, scale: 0.5), randn([5], seed: 23)]) { t in
+            F.conv2d(t[0], weight: t[1], bias: t[2], padding: [1, 1])
+        }
+        gradcheck([randn([1, 4, 6, 5], seed: 24), randn([4, 4, 3, 3], seed: 25, scale: 0.5)]) { t in
+            F.conv2d(t[0], weight: t[1], padding: [2, 0])
         }
     }
 
@@ -82,18 +170,35 @@ final class ConvolutionTests: XCTestCase {
 
     /// The batch-parallel path gives bitwise identical gradients from run to run (needed for exact resume).
     func testBackwardIsDeterministic() {
+        let saved = ConvTuning.winograd
+        defer { ConvTuning.winograd = saved }
+        for wino in [true, false] {
+        ConvTuning.winograd = wino
         let x = randn([8, 16, 12, 12], seed: 11)
         let w = randn([32, 16, 3, 3], seed: 12)
-        func grads() -> ([Float], [Float]) {
+        let gy = randn([8, 32, 12, 12], seed: 13, requiresGrad: false)
+        func grads() -> ([Float], [Float], [Float]) {
             x.grad = nil; w.grad = nil
-            F.conv2d(x, weight: w, padding: [1, 1]).sum().backward()
-            return (x.grad!.array, w.grad!.array)
+            let y = F.conv2d(x, weight: w, padding: [1, 1])
+            y.backward(gy)
+            return (x.grad!.array, w.grad!.array, y.array)
         }
         let first = grads()
         for _ in 0..<5 {
             let again = grads()
             XCTAssertEqual(again.0, first.0)
             XCTAssertEqual(again.1, first.1)
+            XCTAssertEqual(again.2, first.2)
         }
+        }
+    }
+}
+
+extension ConvGeometry {
+    static func conv2d3x3(n: Int, cin: Int, cout: Int, h: Int, w: Int, pad: [Int]) -> ConvGeometry {
+        var g = ConvGeometry()
+        g.n = n; g.cin = cin; g.cout = cout; g.h = h; g.w = w; g.kh = 3; g.kw = 3; g.ph = pad[0]; g.pw = pad[1]
+        g.computeOutput()
+        return g
     }
 }

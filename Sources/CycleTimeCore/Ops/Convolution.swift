@@ -181,7 +181,7 @@ private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafeP
             }
         }
     }
-    convForwardKernel(gy, wt.data, nil, g2, dx)
+    if ConvTuning.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
     return true
 }
 
@@ -192,7 +192,9 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
     let pointwise = g.isPointwise
     let batchParallel = convUsesBatchParallel(g)
     var col: Tensor? = nil
-    if batchParallel {
+    if winogradApplies(g) {
+        winogradForward(x.data, weight.data, bias?.data, g, out.data)
+    } else if batchParallel {
         convForwardBatchParallel(x.data, weight.data, bias?.data, g, out.data)
     } else {
         col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
@@ -431,10 +433,18 @@ func convBackwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Flo
                                _ g: ConvGeometry, dX: UnsafeMutablePointer<Float>?, dW: UnsafeMutablePointer<Float>?) {
     let T = min(Parallel.threadCount, g.n), P = g.outPlane, kg = g.cinG * g.kernelSize
     let pointwise = g.isPointwise
-    let tconv = (dX != nil && !pointwise && ConvTuning.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
+    var tconv = (dX != nil && !pointwise && ConvTuning.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
+    var dXLoop = dX
+    if let (g2, wt) = tconv, let dX, ConvTuning.winogradInputGradient && winogradApplies(g2) {
+        // dX through Winograd (its own batch-parallel scheme), dW below.
+        winogradForward(gy, wt.data, nil, g2, dX)
+        tconv = nil
+        dXLoop = nil
+        if dW == nil { return }
+    }
     var colSize = 0
     if dW != nil && !pointwise { colSize = g.rows * P }
-    if dX != nil && !pointwise { colSize = max(colSize, tconv.map { $0.0.rows * $0.0.outPlane } ?? g.rows * P) }
+    if dXLoop != nil && !pointwise { colSize = max(colSize, tconv.map { $0.0.rows * $0.0.outPlane } ?? g.rows * P) }
     let cols = Tensor(uninitialized: [max(1, T * colSize)])
     let wCount = g.cout * kg
     let parts = dW != nil ? Tensor(uninitialized: [T * wCount]) : nil
@@ -456,7 +466,7 @@ func convBackwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Flo
             }
             used[wk] = true
         }
-        if let dX {
+        if let dX = dXLoop {
             let dxn = dX + n * g.cin * g.inPlane
             if pointwise {
                 for gi in 0..<g.groups {

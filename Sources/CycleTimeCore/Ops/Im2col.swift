@@ -15,6 +15,15 @@ public enum ConvTuning {
     /// Split the batch over the worker threads (whole images per worker, single-threaded BLAS)
     /// instead of parallelizing each GEMM.
     nonisolated(unsafe) public static var batchParallel: Bool = true
+    /// 3x3 stride-1 convs (groups 1, dilation 1, zero padding <= 2) use Winograd F(2x2, 3x3),
+    /// in the forward and in the stride-1 input gradient. Faster (ResNet-18 trunk step ~20 % less
+    /// time) but off by default: its float32 rounding error (~3x im2col's) is amplified by
+    /// training-mode batch norms beyond the tolerance of TimeCycleModelTests' encoder gradients.
+    nonisolated(unsafe) public static var winograd: Bool = false
+    /// The stride-1 input gradient also goes through Winograd (when `winograd` is on).
+    nonisolated(unsafe) public static var winogradInputGradient: Bool = true
+    /// Tiles per block of the Winograd path (its transformed tiles stay in cache).
+    nonisolated(unsafe) public static var winogradTileBlock: Int = 128
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.
