@@ -159,28 +159,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b
 /// (a forward-shaped GEMM instead of W^T x dY + col2im). Nil when the padding does not allow it.
 private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
                                         _ dx: UnsafeMutablePointer<Float>) -> Bool {
-    guard g.st == 1 && g.sh == 1 && g.sw == 1 else { return false }
-    let qt = g.dt * (g.kt - 1) - g.pt, qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw
-    guard qt >= 0 && qh >= 0 && qw >= 0 else { return false }
-    var g2 = g
-    g2.cin = g.cout; g2.cout = g.cin
-    g2.t = g.to; g2.h = g.ho; g2.w = g.wo
-    g2.pt = qt; g2.ph = qh; g2.pw = qw
-    g2.to = g.t; g2.ho = g.h; g2.wo = g.w
-    // W'[gi*cinG + ci, co, flipped k] = W[gi*coutG + co, ci, k].
-    let kk = g.kernelSize, cinG = g.cinG, coutG = g.coutG
-    let wt = Tensor(uninitialized: [g.cin * coutG * kk])
-    let ws = SendablePointer(UnsafeMutablePointer(mutating: w)), ts = SendablePointer(wt.data)
-    Parallel.chunks(g.cin, costPerItem: coutG * kk) { r in
-        for c in r {
-            let gi = c / cinG, ci = c % cinG
-            for co in 0..<coutG {
-                let src = ws.p + ((gi * coutG + co) * cinG + ci) * kk
-                let dst = ts.p + (c * coutG + co) * kk
-                for k in 0..<kk { dst[k] = src[kk - 1 - k] }
-            }
-        }
-    }
+    guard let (g2, wt) = transposedConvSetup(w, g) else { return false }
     if ConvTuning.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
     return true
 }
@@ -417,13 +396,17 @@ private func transposedConvSetup(_ w: UnsafePointer<Float>, _ g: ConvGeometry) -
     g2.pt = qt; g2.ph = qh; g2.pw = qw
     g2.to = g.t; g2.ho = g.h; g2.wo = g.w
     let kk = g.kernelSize, cinG = g.cinG, coutG = g.coutG
+    // W'[gi*cinG + ci, co, flipped k] = W[gi*coutG + co, ci, k].
     let wt = Tensor(uninitialized: [g.cin * coutG * kk])
-    for c in 0..<g.cin {
-        let gi = c / cinG, ci = c % cinG
-        for co in 0..<coutG {
-            let src = w + ((gi * coutG + co) * cinG + ci) * kk
-            let dst = wt.data + (c * coutG + co) * kk
-            for k in 0..<kk { dst[k] = src[kk - 1 - k] }
+    let ws = SendablePointer(UnsafeMutablePointer(mutating: w)), ts = SendablePointer(wt.data)
+    Parallel.chunks(g.cin, costPerItem: coutG * kk) { r in
+        for c in r {
+            let gi = c / cinG, ci = c % cinG
+            for co in 0..<coutG {
+                let src = ws.p + ((gi * coutG + co) * cinG + ci) * kk
+                let dst = ts.p + (c * coutG + co) * kk
+                for k in 0..<kk { dst[k] = src[kk - 1 - k] }
+            }
         }
     }
     return (g2, wt)
