@@ -31,7 +31,7 @@ public enum Fixtures {
     public static let directory = repoRoot + "/Tests/Fixtures"
 
     /// All tensors of `Tests/Fixtures/NAME.safetensors`.
-    public static func load(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Tensor] {
+    public static func load(_ name: String) throws -> [String: Tensor] {
         let path = directory + "/" + name + ".safetensors"
         return try SafeTensors.load(path)
     }
