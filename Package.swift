@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -39,10 +40,15 @@ let package = Package(
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
         .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
+        // Training: YAML run configs, the training loop, run directories, checkpoints, resume.
+        .target(name: "CycleTimeTraining", dependencies: [
+            "CycleTimeTracking", "CycleTimeData", .product(name: "Yams", package: "Yams"),
+        ]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
+                "CycleTimeTracking", "CycleTimeTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
@@ -52,6 +58,7 @@ let package = Package(
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,7 +13,7 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
     public let totalBatches: Int?
 
     private let cond = NSCondition()
-    private var ready: [Int: Tensor] = [:]
+    private var ready: [Int: Source.Sample] = [:]
     private var nextToClaim = 0
     private var nextToDeliver = 0
     private var stopped = false
@@ -27,9 +27,10 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
     public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
     /// - Parameters: `epochs` nil = endless; `workers` background threads; `queueDepth` batches
-    ///   prepared ahead at most.
+    ///   prepared ahead at most; `startBatch` the index of the first batch delivered (to resume:
+    ///   batch b is the same whatever batch the loader started from).
     public init(source: Source, batchSize: Int, workers: Int = 2, queueDepth: Int = 4, seed: UInt64 = 0,
-                epochs: Int? = 1, shuffle: Bool = true) {
+                epochs: Int? = 1, shuffle: Bool = true, startBatch: Int = 0) {
         precondition(batchSize > 0 && workers > 0 && queueDepth > 0)
         self.source = source
         self.batchSize = batchSize
@@ -40,6 +41,8 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
         totalBatches = epochs.map { $0 * perEpoch }
         self.shuffle = shuffle
         activeWorkers = workers
+        nextToClaim = startBatch
+        nextToDeliver = startBatch
         for w in 0..<workers {
             let t = Thread { self.work() }  // workers keep the loader alive until done or stop()
             t.name = "cycletime-loader-\(w)"
@@ -53,9 +56,12 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
     /// Number of samples skipped so far, and their names.
     public var skipped: Int { cond.lock(); defer { cond.unlock() }; return skippedNames.count }
     public var skippedSamples: [String] { cond.lock(); defer { cond.unlock() }; return skippedNames }
+    /// The last sample failure ("name: error"), if any.
+    public var lastFailureMessage: String? { cond.lock(); defer { cond.unlock() }; return lastFailure }
+    private var lastFailure: String?
 
     /// The next batch (in order), or nil when all epochs are done or no good sample is left.
-    public func next() -> Tensor? {
+    public func next() -> Source.Sample? {
         cond.lock()
         defer { cond.unlock() }
         while true {
@@ -101,7 +107,7 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
             let ord = order(epoch: epoch)
             cond.unlock()
 
-            var samples: [Tensor] = []
+            var samples: [Source.Sample] = []
             var k = 0
             var cursor = (b % batchesPerEpoch) * batchSize
             var failedAll = false
@@ -116,11 +122,14 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
                 do {
                     samples.append(try source.sample(idx, seed: sampleSeed))
                 } catch {
+                    // Several indices may name one video (clips per video): warn once per name.
+                    let name = source.name(idx)
                     cond.lock()
-                    let first = bad.insert(idx).inserted
-                    if first { skippedNames.append(source.name(idx)) }
+                    let first = bad.insert(idx).inserted && !skippedNames.contains(name)
+                    if first { skippedNames.append(name) }
+                    lastFailure = "\(error)".contains(name) ? "\(error)" : "\(name): \(error)"
                     cond.unlock()
-                    if first { warn("warning: skipping \(source.name(idx)): \(error)") }
+                    if first { warn("warning: skipping \(name): \(error)") }
                 }
             }
             cond.lock()
@@ -130,7 +139,7 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
                 cond.broadcast(); cond.unlock()
                 return
             }
-            ready[b] = stackFrames(samples)
+            ready[b] = source.collate(samples)
             cond.broadcast()
             cond.unlock()
         }

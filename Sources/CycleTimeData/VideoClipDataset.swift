@@ -10,6 +10,9 @@ public struct ClipOptions: Sendable {
     public var fps: Double? = nil
     /// Distance between consecutive clip frames, in (resampled) frames.
     public var frameSpacing: Int = 1
+    /// Explicit frame offsets from the clip's start, in (resampled) frames, increasing (e.g.
+    /// TimeCycle's [0, 2, 4, 6, 15, 17]); when set, `clipLength` and `frameSpacing` are ignored.
+    public var frameOffsets: [Int]? = nil
     /// Side of the square output crop.
     public var outputSize: Int = 240
     /// Frames are decoded with their short side resized to this (nil: native size).
@@ -23,15 +26,26 @@ public struct ClipOptions: Sendable {
     /// FFmpeg decoding threads per clip (1 inside the multi-threaded loader).
     public var decoderThreads: Int = 1
     public init() {}
+
+    /// The clip's frame offsets from its start.
+    public var offsets: [Int] { frameOffsets ?? (0..<clipLength).map { $0 * frameSpacing } }
 }
 
 /// Something the prefetching loader can draw samples from.
 public protocol ClipSource: Sendable {
+    /// One sample; `collate` joins samples into a batch of the same type.
+    associatedtype Sample = Tensor
     var count: Int { get }
     /// A name for warnings (e.g. the file path).
     func name(_ index: Int) -> String
     /// Sample `index` with randomness from `seed` (the same seed gives the same sample).
-    func sample(_ index: Int, seed: UInt64) throws -> Tensor
+    func sample(_ index: Int, seed: UInt64) throws -> Sample
+    /// A batch from samples (for tensors: stacked along a new first axis).
+    func collate(_ samples: [Sample]) -> Sample
+}
+
+extension ClipSource where Sample == Tensor {
+    public func collate(_ samples: [Tensor]) -> Tensor { stackFrames(samples) }
 }
 
 /// Unlabeled videos: a folder (searched recursively) or a list file; each sample is a clip [T,3,S,S]
@@ -74,14 +88,20 @@ public struct VideoClipDataset: ClipSource {
     public func sample(_ index: Int, seed: UInt64) throws -> Tensor { try clip(index, seed: seed) }
 
     /// Clip [T,3,S,S] of video `index`.
-    public func clip(_ index: Int, seed: UInt64) throws -> Tensor {
+    public func clip(_ index: Int, seed: UInt64) throws -> Tensor { try clipAndFlip(index, seed: seed).clip }
+
+    /// Clip [T,3,S,S] of video `index` (T = number of offsets) and whether it was mirrored.
+    public func clipAndFlip(_ index: Int, seed: UInt64) throws -> (clip: Tensor, flipped: Bool) {
         let o = options
+        let offsets = o.offsets
+        precondition(!offsets.isEmpty && zip(offsets, offsets.dropFirst()).allSatisfy { $0 < $1 } && offsets[0] >= 0,
+                     "ClipOptions: frame offsets must be increasing and non-negative, got \(offsets)")
         var rng = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ 1)
         let resize: VideoResize = o.decodeShortSide.map { .shortSide($0) } ?? .none
         let reader = try VideoReader(paths[index], fps: o.fps, resize: resize, threads: o.decoderThreads)
         let rate = o.fps ?? reader.metadata.fps
         let total = o.fps == nil ? reader.metadata.frameCount : Int((reader.metadata.duration * rate).rounded(.down))
-        let span = (o.clipLength - 1) * o.frameSpacing + 1
+        let span = offsets.last! + 1
         let start = rng.int(below: max(1, total - span + 1))
         // Crop, scale and flip drawn once for the whole clip.
         let w = reader.outputWidth, h = reader.outputHeight
@@ -94,13 +114,14 @@ public struct VideoClipDataset: ClipSource {
         }
         let s = o.outputSize
         let per = 3 * s * s
-        let out = Tensor(uninitialized: [o.clipLength, 3, s, s])
+        let n = offsets.count
+        let out = Tensor(uninitialized: [n, 3, s, s])
         let lut = ColorLUT(mean: o.mean, std: o.std)
         var got = 0
         var i = 0
-        while got < o.clipLength {
+        while got < n {
             guard let f = try reader.nextFrame() else { break }
-            if i % o.frameSpacing == 0 {
+            if i == offsets[got] {
                 f.rgb.withUnsafeBufferPointer { src in
                     cropResizeBilinear(src.baseAddress!, width: f.width, height: f.height, cropX: cx, cropY: cy,
                                        cropWidth: side, cropHeight: side, outWidth: s, outHeight: s, flip: flip,
@@ -112,8 +133,8 @@ public struct VideoClipDataset: ClipSource {
         }
         if got == 0 { throw DatasetError(paths[index], "no frames decoded for a clip") }
         // A video shorter than the clip repeats its last frame.
-        for k in got..<o.clipLength { (out.data + k * per).update(from: out.data + (got - 1) * per, count: per) }
-        return out
+        for k in got..<n { (out.data + k * per).update(from: out.data + (got - 1) * per, count: per) }
+        return (out, flip)
     }
 }
 

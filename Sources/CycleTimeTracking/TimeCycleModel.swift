@@ -29,7 +29,7 @@ public enum TimeCycleObjective: String, Sendable, Codable {
     case inlier
     /// The paper's feature-similarity term: minus the Frobenius inner product between the
     /// normalized features of the patch and of the crops tracked back through the clip.
-    case featureSimilarity
+    case featureSimilarity = "feature_similarity"
 }
 
 /// Every setting of the TimeCycle model and losses (defaults as in the authors' code, with the
@@ -66,8 +66,6 @@ public struct TimeCycleConfig: Sendable, Equatable, Codable {
     public var longWeight: Float = 0.02
     public var inlierWeight: Float = 1.0
     public var skipWeight: Float = 0.1
-    /// Gradient-norm clip of the training step.
-    public var gradientClipNorm: Float = 10
 
     public init() {}
 

@@ -127,3 +127,49 @@ public func randn(_ shape: [Int], seed: UInt64, requiresGrad: Bool = true, scale
     let n = Tensor.count(of: shape)
     return Tensor((0..<n).map { _ in Float(rng.normal()) * scale }, shape: shape, requiresGrad: requiresGrad)
 }
+
+/// The built `cycletime` executable beside the test bundle (same build configuration).
+public func cycletimeExecutable() throws -> String {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<3 {
+        let p = dir.appendingPathComponent("cycletime").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+        dir.deleteLastPathComponent()
+    }
+    for b in Bundle.allBundles where b.bundlePath.hasSuffix(".xctest") {
+        let p = URL(fileURLWithPath: b.bundlePath).deletingLastPathComponent().appendingPathComponent("cycletime").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    throw XCTSkip("the cycletime executable was not found beside the test bundle")
+}
+
+/// Result of running a process to completion.
+public struct ProcessResult {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// Runs `executable` with `arguments`; `onStart` may act on the running process (e.g. signal it).
+@discardableResult
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                       onStart: ((Process) -> Void)? = nil) throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    if let e = environment { p.environment = ProcessInfo.processInfo.environment.merging(e) { $1 } }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    onStart?(p)
+    // Read both pipes concurrently so neither fills up.
+    nonisolated(unsafe) var errData = Data()
+    let t = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    t.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    while !t.isFinished { usleep(1000) }
+    return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}

@@ -1,0 +1,237 @@
+import Foundation
+import Yams
+
+/// A bad run configuration: names the file and the field.
+public struct ConfigError: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let file: String
+    public let message: String
+    public init(_ file: String, _ message: String) { self.file = file; self.message = message }
+    public var description: String { "\(file): \(message)" }
+    public var errorDescription: String? { description }
+}
+
+/// A configuration type: a Codable struct whose every field has a default (`init()`).
+public protocol RunConfiguration: Codable {
+    init()
+}
+
+/// Strict YAML configurations, as PyTorch research codebases write them: fields in snake_case
+/// (camelCase accepted), every field optional with its default from `T()`, unknown fields and
+/// ill-typed values are errors naming the field, and `key.path=value` overrides on the command line.
+public enum ConfigLoader {
+    /// Reads and decodes the YAML file at `path`, then applies `overrides` ("a.b=value", value in YAML).
+    public static func load<T: RunConfiguration>(_ type: T.Type, path: String, overrides: [String] = []) throws -> T {
+        guard FileManager.default.fileExists(atPath: path) else { throw ConfigError(path, "no such config file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(path, "cannot read the config file") }
+        guard let text = String(data: data, encoding: .utf8) else { throw ConfigError(path, "the config file is not UTF-8 text") }
+        return try decode(type, yaml: text, file: path, overrides: overrides)
+    }
+
+    /// Decodes `T` from YAML text (`file` names it in errors).
+    public static func decode<T: RunConfiguration>(_ type: T.Type, yaml: String, file: String, overrides: [String] = []) throws -> T {
+        var user: Node
+        do {
+            user = try Yams.compose(yaml: yaml) ?? Node([(Node, Node)]())
+        } catch {
+            throw ConfigError(file, "not valid YAML: " + "\(error)".split(separator: "\n").joined(separator: " "))
+        }
+        if case .scalar(let s) = user, s.string.isEmpty || s.tag.description.hasSuffix("null") { user = Node([(Node, Node)]()) }
+        guard user.mapping != nil else { throw ConfigError(file, "the top level must be a mapping of fields (key: value)") }
+        user = camelCased(user)
+        for o in overrides { user = try applyOverride(o, to: user, file: file) }
+        try checkFields(user, against: T(), path: "", file: file)
+
+        let defaults: Node
+        do {
+            defaults = try node(of: T())
+        } catch {
+            throw ConfigError(file, "cannot encode the default configuration: \(error)")
+        }
+        let merged = merge(user, over: defaults)
+        do {
+            return try YAMLDecoder().decode(T.self, from: Yams.serialize(node: merged))
+        } catch let e as DecodingError {
+            throw ConfigError(file, describe(e))
+        } catch {
+            throw ConfigError(file, "\(error)")
+        }
+    }
+
+    /// YAML text of a configuration, with snake_case field names (as `decode` reads them).
+    public static func encode<T: Encodable>(_ value: T) throws -> String {
+        try Yams.serialize(node: snakeCased(node(of: value)))
+    }
+
+    /// The node of a value, through JSON: JSONEncoder writes the shortest decimal that reads back
+    /// exactly (Float and Double alike), which Yams' emitter does not; JSON is YAML.
+    static func node<T: Encodable>(of value: T) throws -> Node {
+        let json = String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+        guard let n = try Yams.compose(yaml: json) else { return Node([(Node, Node)]()) }
+        return declarationOrder(blockStyle(n), like: value)
+    }
+
+    /// Mapping keys in the order the struct declares its fields (JSONEncoder's order is arbitrary).
+    static func declarationOrder(_ node: Node, like value: Any) -> Node {
+        guard let m = node.mapping else { return node }
+        let children = Mirror(reflecting: value).children.compactMap { c in c.label.map { ($0, c.value) } }
+        var pairs: [(Node, Node)] = []
+        var used = Set<String>()
+        for (label, child) in children {
+            if let v = m[label] { pairs.append((Node(label), declarationOrder(v, like: child))); used.insert(label) }
+        }
+        for (k, v) in m where !used.contains(k.scalar?.string ?? "") { pairs.append((k, v)) }
+        return Node(pairs)
+    }
+
+    /// Block-style mappings and lists, plain scalars wherever plain reads back as the same string.
+    static func blockStyle(_ node: Node) -> Node {
+        switch node {
+        case .mapping(let m):
+            return Node(m.map { (Node($0.0.scalar?.string ?? ""), blockStyle($0.1)) })
+        case .sequence(let s):
+            return Node(s.map { blockStyle($0) })
+        case .scalar(let sc):
+            if sc.style == .doubleQuoted || sc.style == .singleQuoted {
+                let t = sc.string
+                let special = CharacterSet(charactersIn: ":#{}[],&*!|>'\"%@`\\\n\t")
+                let lower = t.lowercased()
+                let ambiguous = t.isEmpty || Double(t) != nil || t.rangeOfCharacter(from: special) != nil
+                    || t.first == " " || t.last == " " || t.first == "-" || t.first == "?"
+                    || ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(lower)
+                return ambiguous ? Node(t, .implicit, .doubleQuoted) : Node(t)
+            }
+            return Node(sc.string, sc.tag, .plain)
+        default:
+            return node
+        }
+    }
+
+    // MARK: field names
+
+    static func camel(_ key: String) -> String {
+        guard key.contains("_") else { return key }
+        let parts = key.split(separator: "_", omittingEmptySubsequences: true)
+        guard let first = parts.first else { return key }
+        return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
+    static func snake(_ key: String) -> String {
+        var out = ""
+        for ch in key {
+            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+        }
+        return out
+    }
+
+    static func renamingKeys(_ node: Node, _ f: (String) -> String) -> Node {
+        switch node {
+        case .mapping(let m):
+            return Node(m.map { (k, v) in (k.scalar.map { Node(f($0.string)) } ?? k, renamingKeys(v, f)) })
+        case .sequence(let s):
+            return Node(s.map { renamingKeys($0, f) })
+        default:
+            return node
+        }
+    }
+
+    static func camelCased(_ node: Node) -> Node { renamingKeys(node, camel) }
+    static func snakeCased(_ node: Node) -> Node { renamingKeys(node, snake) }
+
+    // MARK: checking and merging
+
+    /// Every key of `node` must be a stored property of `value` (recursively for nested structs).
+    static func checkFields(_ node: Node, against value: Any, path: String, file: String) throws {
+        guard let m = node.mapping else { return }
+        let mirror = Mirror(reflecting: value)
+        guard mirror.displayStyle == .struct else { return }
+        var fields: [String: Any] = [:]
+        var order: [String] = []
+        for child in mirror.children {
+            if let l = child.label { fields[l] = child.value; order.append(l) }
+        }
+        var seen = Set<String>()
+        for (k, v) in m {
+            guard let key = k.scalar?.string else { throw ConfigError(file, "field names must be plain strings (in '\(path)')") }
+            let full = path.isEmpty ? snake(key) : path + "." + snake(key)
+            guard seen.insert(key).inserted else { throw ConfigError(file, "field '\(full)' is given twice") }
+            guard let child = fields[key] else {
+                let known = order.map(snake).joined(separator: ", ")
+                throw ConfigError(file, "unknown field '\(full)'" + (order.isEmpty ? "" : " (known fields\(path.isEmpty ? "" : " of '\(path)'"): \(known))"))
+            }
+            if v.mapping != nil {
+                let cm = Mirror(reflecting: child)
+                guard cm.displayStyle == .struct else {
+                    if cm.displayStyle == .optional { continue }
+                    throw ConfigError(file, "field '\(full)' must be a single value or a list, not a mapping")
+                }
+                try checkFields(v, against: child, path: full, file: file)
+            } else if Mirror(reflecting: child).displayStyle == .struct {
+                throw ConfigError(file, "field '\(full)' must be a mapping of fields")
+            }
+        }
+    }
+
+    /// `top` over `base`: mappings merge key by key, anything else replaces.
+    static func merge(_ top: Node, over base: Node) -> Node {
+        guard let tm = top.mapping, let bm = base.mapping else { return top }
+        var pairs: [(Node, Node)] = []
+        var used = Set<String>()
+        for (k, v) in bm {
+            let key = k.scalar?.string ?? ""
+            if let t = tm[key] { pairs.append((k, merge(t, over: v))); used.insert(key) } else { pairs.append((k, v)) }
+        }
+        for (k, v) in tm where !used.contains(k.scalar?.string ?? "") { pairs.append((k, v)) }
+        return Node(pairs)
+    }
+
+    /// "a.b.c=value": sets field a.b.c (snake or camel case) to the YAML value.
+    static func applyOverride(_ text: String, to node: Node, file: String) throws -> Node {
+        guard let eq = text.firstIndex(of: "=") else { throw ConfigError(file, "override '\(text)' must be key.path=value") }
+        let path = text[..<eq].split(separator: ".").map { camel(String($0)) }
+        guard !path.isEmpty, !path.contains(where: \.isEmpty) else { throw ConfigError(file, "override '\(text)' has an empty field name") }
+        let valueText = String(text[text.index(after: eq)...])
+        let value: Node
+        do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch {
+            throw ConfigError(file, "override '\(text)': the value is not valid YAML")
+        }
+        var nested = value
+        for key in path.reversed() { nested = Node([(Node(key), nested)]) }
+        return merge(nested, over: node)
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ ctx: DecodingError.Context) -> String {
+            ctx.codingPath.map { $0.intValue.map { "[\($0)]" } ?? snake($0.stringValue) }
+                .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        switch e {
+        case .typeMismatch(let type, let ctx):
+            return "field '\(path(ctx))' has the wrong type: expected \(typeName(type))"
+        case .valueNotFound(let type, let ctx):
+            return "field '\(path(ctx))' is empty: expected \(typeName(type))"
+        case .keyNotFound(let key, let ctx):
+            let p = path(ctx)
+            return "field '\(p.isEmpty ? "" : p + ".")\(snake(key.stringValue))' is missing"
+        case .dataCorrupted(let ctx):
+            let p = path(ctx)
+            if p.isEmpty { return "not a valid configuration: \(ctx.debugDescription)" }
+            return "field '\(p)' has an invalid value (\(ctx.debugDescription))"
+        @unknown default:
+            return "\(e)"
+        }
+    }
+
+    static func typeName(_ t: Any.Type) -> String {
+        switch t {
+        case is Int.Type, is UInt64.Type, is Int64.Type: return "an integer"
+        case is Float.Type, is Double.Type: return "a number"
+        case is Bool.Type: return "true or false"
+        case is String.Type: return "a string"
+        default:
+            let n = "\(t)"
+            if n.hasPrefix("Array") { return "a list" }
+            if n.hasPrefix("Dictionary") { return "a mapping" }
+            return "a value of type \(n)"
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+
+/// Progress of a long loop: on a terminal one line rewritten in place (step, rate, ETA, loss);
+/// otherwise a plain line every `every` steps. `update` returns the plain line when one is due,
+/// for the run's log.
+public final class ProgressReporter {
+    public let terminal: Bool
+    public let every: Int
+    public let unit: String
+    let write: (String) -> Void
+    var total = 0, first = 0
+    var start = DispatchTime.now().uptimeNanoseconds
+    var smoothed: Double? = nil
+
+    /// - Parameters: `terminal` nil = whether stderr is a terminal; `write` receives the text
+    ///   (stderr by default).
+    public init(every: Int, unit: String = "clips", terminal: Bool? = nil,
+                write: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) {
+        self.terminal = terminal ?? (isatty(STDERR_FILENO) == 1)
+        self.every = max(1, every)
+        self.unit = unit
+        self.write = write
+    }
+
+    public func start(step: Int, total: Int) {
+        first = step
+        self.total = total
+        start = DispatchTime.now().uptimeNanoseconds
+        let line = step > 0 ? "resuming at step \(step)/\(total)" : "training for \(total) steps"
+        write(line + "\n")
+    }
+
+    /// Reports a finished step; returns the plain line when one is due (every `every` steps and at the end).
+    @discardableResult
+    public func update(step: Int, stepSeconds: Double, clips: Double, dataWait: Double, terms: [(String, Double)]) -> String? {
+        // Smoothed step time for the rate and ETA (the first step, with warm-up, counts less).
+        smoothed = smoothed.map { 0.8 * $0 + 0.2 * stepSeconds } ?? stepSeconds
+        let s = smoothed!
+        let eta = Double(total - step) * s
+        let loss = terms.first.map { String(format: "%.4f", $0.1) } ?? "-"
+        let parts = terms.dropFirst().map { "\($0.0.replacingOccurrences(of: "loss_", with: "")) \(String(format: "%.4f", $0.1))" }
+        let line = String(format: "step %d/%d | %.2f %@/s | %.2f s/step | data wait %.0f%% | ETA %@ | loss %@",
+                          step, total, clips / s, unit, s, dataWait * 100, Self.duration(eta), loss)
+            + (parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")")
+        let due = step % every == 0 || step == total || step == first + 1
+        if terminal {
+            write("\r\u{1B}[2K" + line)
+        } else if due {
+            write(line + "\n")
+        }
+        return due ? line : nil
+    }
+
+    public func finish(message: String) {
+        write((terminal ? "\n" : "") + message + "\n")
+    }
+
+    /// "1h02m", "3m05s", "12s".
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "?" }
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
+        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return "\(s)s"
+    }
+}

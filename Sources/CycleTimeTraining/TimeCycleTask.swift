@@ -1,0 +1,37 @@
+import CycleTimeCore
+import CycleTimeNN
+import CycleTimeTracking
+import Foundation
+
+/// TimeCycle pretraining: the model of `CycleTimeTracking` on clips of `TimeCycleClipSource`.
+public final class TimeCycleTask: TrainingTask {
+    public let timeCycle: TimeCycleModel
+    public let source: TimeCycleClipSource
+    public var model: Module { timeCycle }
+    public var objectiveName: String { "timecycle" }
+
+    /// The model is initialized from the config's seed.
+    public init(config: TrainConfig, videos: [String]) {
+        var g = RandomGenerator(seed: UInt64(config.seed))
+        timeCycle = TimeCycleModel(config: config.timecycle, generator: &g)
+        source = TimeCycleClipSource(paths: videos, config: config)
+    }
+
+    public func losses(_ b: TimeCycleBatch, generator: inout RandomGenerator) -> [(String, Tensor)] {
+        let l = timeCycle.losses(clip: b.clip, patch: b.patch, image: b.image, target: b.theta)
+        let third = timeCycle.config.objective == .inlier ? "loss_inlier" : "loss_similarity"
+        return [("loss", l.total), ("loss_long", l.long), ("loss_skip", l.skip), (third, l.inlier)]
+    }
+
+    public func clipCount(_ b: TimeCycleBatch) -> Int { b.size }
+}
+
+/// Loads and checks a training config, resolves its videos and builds the task and trainer.
+public func makeTimeCycleTrainer(configPath: String, overrides: [String] = []) throws -> Trainer<TimeCycleTask> {
+    let config = try ConfigLoader.load(TrainConfig.self, path: configPath, overrides: overrides)
+    try config.validate(file: configPath)
+    let videos = try resolveVideos(config.data.videos, file: configPath)
+    let run = try RunDirectory(path: config.outputDir)
+    let task = TimeCycleTask(config: config, videos: videos)
+    return try Trainer(config: config, configFile: configPath, task: task, run: run)
+}

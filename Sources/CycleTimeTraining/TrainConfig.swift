@@ -1,0 +1,176 @@
+import CycleTimeData
+import CycleTimeModels
+import CycleTimeTracking
+import Foundation
+
+/// The pretraining objective.
+public enum TrainingObjective: String, Codable, Sendable {
+    /// Cycle-consistency tracking (Wang, Jabri & Efros, CVPR 2019).
+    case timecycle
+}
+
+/// Unlabeled video and how clips are cut from it (defaults: the TimeCycle recipe).
+public struct DataConfig: Codable, Equatable, Sendable {
+    /// Video files, folders (searched recursively for videos) or list files (.txt, one path per line,
+    /// relative to the list's folder). Relative paths are relative to the working directory.
+    public var videos: [String] = []
+    /// Frame rate the videos are resampled to (0: each video's own frames).
+    public var fps: Double = 12
+    /// Frames are decoded with their short side resized to this (0: native size).
+    public var shortSide: Int = 256
+    /// Side of the random square crop as a fraction of the short side, drawn uniformly in
+    /// [low, high] once per clip; [0.9375, 0.9375] is a 240 crop of a 256 short side, as the original.
+    public var cropScale: [Double] = [0.9375, 0.9375]
+    /// Horizontal flip of the whole clip with probability 1/2.
+    public var flip: Bool = true
+    /// Clip frames as offsets from the clip's start, in resampled frames (f0..f3).
+    public var clipOffsets: [Int] = [0, 2, 4, 6]
+    /// The target frame I the patch is cut from.
+    public var targetOffset: Int = 15
+    /// The frame whose difference from I locates the moving patch.
+    public var motionOffset: Int = 17
+    /// Clips drawn from each video per epoch.
+    public var clipsPerVideo: Int = 1
+    /// Background decoding threads and batches prepared ahead.
+    public var workers: Int = 2
+    public var prefetch: Int = 4
+    /// Per-channel normalization of RGB in [0, 1] (ImageNet's, the same as evaluation uses).
+    public var mean: [Float] = ClipOptions().mean ?? []
+    public var std: [Float] = ClipOptions().std ?? []
+    public init() {}
+}
+
+/// The optimizer (defaults: the original's Adam, lr 2e-4, betas 0.5/0.999).
+public struct OptimizerConfig: Codable, Equatable, Sendable {
+    /// adam, adamw or sgd.
+    public var name: String = "adam"
+    public var lr: Double = 2e-4
+    public var betas: [Double] = [0.5, 0.999]
+    public var eps: Double = 1e-8
+    public var weightDecay: Double = 0
+    /// SGD only.
+    public var momentum: Double = 0.9
+    public var nesterov: Bool = false
+    public init() {}
+}
+
+/// Learning-rate schedule over steps.
+public struct ScheduleConfig: Codable, Equatable, Sendable {
+    /// constant, step (x gamma every step_size), multistep (x gamma at each milestone) or cosine
+    /// (to min_lr at the last step).
+    public var name: String = "constant"
+    public var stepSize: Int = 0
+    public var milestones: [Int] = []
+    public var gamma: Double = 0.1
+    public var minLr: Double = 0
+    /// Linear warmup from warmup_factor x lr over this many steps (0: none).
+    public var warmupSteps: Int = 0
+    public var warmupFactor: Double = 1.0 / 3.0
+    public init() {}
+}
+
+/// The training loop.
+public struct LoopConfig: Codable, Equatable, Sendable {
+    public var batchSize: Int = 4
+    /// Number of steps; when 0, `epochs` passes over the data.
+    public var steps: Int = 0
+    public var epochs: Int = 0
+    /// Gradient-norm clip (0: none).
+    public var gradClip: Double = 10
+    /// A checkpoint every this many steps (and always at the end).
+    public var checkpointEvery: Int = 100
+    /// Periodic checkpoints kept (the newest ones; `latest` is always kept).
+    public var keepCheckpoints: Int = 3
+    /// A plain progress line (and the log) every this many steps.
+    public var logEvery: Int = 10
+    public init() {}
+}
+
+/// A pretraining run: everything `cycletime train` needs. Every random choice flows from `seed`.
+public struct TrainConfig: RunConfiguration, Equatable, Sendable {
+    public var seed: Int = 0
+    /// The run directory (config, metrics.jsonl, train.log, checkpoints/).
+    public var outputDir: String = "runs/timecycle"
+    public var objective: TrainingObjective = .timecycle
+    public var data = DataConfig()
+    /// The TimeCycle model and loss weights.
+    public var timecycle = TimeCycleConfig()
+    /// The ground-truth patch recipe (TimeCycle); its patch_size is timecycle.patch_size.
+    public var patch = GroundTruthPatchConfig()
+    public var optimizer = OptimizerConfig()
+    public var schedule = ScheduleConfig()
+    public var train = LoopConfig()
+    public init() {}
+
+    /// Checks values that decode but make no sense; errors name the field.
+    public func validate(file: String) throws {
+        func fail(_ field: String, _ why: String) -> ConfigError { ConfigError(file, "field '\(field)' \(why)") }
+        if seed < 0 { throw fail("seed", "must be >= 0") }
+        if outputDir.isEmpty { throw fail("output_dir", "must name a directory") }
+        if data.videos.isEmpty { throw fail("data.videos", "must list at least one video, folder or list file") }
+        if data.fps < 0 { throw fail("data.fps", "must be >= 0") }
+        if data.shortSide < 0 { throw fail("data.short_side", "must be >= 0") }
+        if data.cropScale.count != 2 || !(data.cropScale[0] > 0 && data.cropScale[0] <= data.cropScale[1] && data.cropScale[1] <= 1) {
+            throw fail("data.crop_scale", "must be [low, high] with 0 < low <= high <= 1")
+        }
+        if data.clipOffsets.isEmpty || data.clipOffsets[0] < 0 || !zip(data.clipOffsets, data.clipOffsets.dropFirst()).allSatisfy({ $0 < $1 }) {
+            throw fail("data.clip_offsets", "must be increasing offsets >= 0")
+        }
+        if data.targetOffset <= data.clipOffsets.last! { throw fail("data.target_offset", "must come after the last clip frame") }
+        if data.motionOffset == data.targetOffset || data.motionOffset < 0 { throw fail("data.motion_offset", "must differ from target_offset") }
+        if data.clipsPerVideo < 1 { throw fail("data.clips_per_video", "must be >= 1") }
+        if data.workers < 1 { throw fail("data.workers", "must be >= 1") }
+        if data.prefetch < 1 { throw fail("data.prefetch", "must be >= 1") }
+        if data.mean.count != 3 { throw fail("data.mean", "must hold 3 values (R, G, B)") }
+        if data.std.count != 3 || data.std.contains(where: { $0 <= 0 }) { throw fail("data.std", "must hold 3 positive values") }
+        if timecycle.frameSize < 32 { throw fail("timecycle.frame_size", "must be >= 32") }
+        if timecycle.patchSize < 16 || timecycle.patchSize > timecycle.frameSize { throw fail("timecycle.patch_size", "must be in 16...frame_size") }
+        if timecycle.encoderStrides.count != 4 || timecycle.encoderStrides.contains(where: { $0 != 1 && $0 != 2 }) {
+            throw fail("timecycle.encoder_strides", "must be 4 strides (layer1..layer4), each 1 or 2")
+        }
+        if ResNetConfig(name: timecycle.encoder, lastStage: "layer3", strides: timecycle.encoderStrides) == nil {
+            throw fail("timecycle.encoder", "'\(timecycle.encoder)' is not a torchvision ResNet name (resnet18, resnet34, resnet50, ...)")
+        }
+        if timecycle.localizerWidths.count != 2 { throw fail("timecycle.localizer_widths", "must hold 2 widths") }
+        if timecycle.localizerKernels.count != 2 { throw fail("timecycle.localizer_kernels", "must hold 2 kernel sizes") }
+        if timecycle.localizerOutGrid < 1 {
+            throw fail("timecycle.localizer_kernels", "are too large for the \(timecycle.patchGrid)x\(timecycle.patchGrid) patch map")
+        }
+        if timecycle.featureDim < 1 { throw fail("timecycle.feature_dim", "must be >= 1") }
+        if patch.patchSize != timecycle.patchSize {
+            throw fail("patch.patch_size", "(\(patch.patchSize)) must equal timecycle.patch_size (\(timecycle.patchSize))")
+        }
+        if patch.gridSize < 3 { throw fail("patch.grid_size", "must be >= 3") }
+        if patch.topK < 1 { throw fail("patch.top_k", "must be >= 1") }
+        if !["adam", "adamw", "sgd"].contains(optimizer.name) { throw fail("optimizer.name", "'\(optimizer.name)' is not adam, adamw or sgd") }
+        if optimizer.lr < 0 { throw fail("optimizer.lr", "must be >= 0") }
+        if optimizer.betas.count != 2 || optimizer.betas.contains(where: { $0 < 0 || $0 >= 1 }) { throw fail("optimizer.betas", "must be [beta1, beta2] in [0, 1)") }
+        if !["constant", "step", "multistep", "cosine"].contains(schedule.name) {
+            throw fail("schedule.name", "'\(schedule.name)' is not constant, step, multistep or cosine")
+        }
+        if schedule.name == "step" && schedule.stepSize < 1 { throw fail("schedule.step_size", "must be >= 1 for the step schedule") }
+        if schedule.warmupSteps < 0 { throw fail("schedule.warmup_steps", "must be >= 0") }
+        if train.batchSize < 1 { throw fail("train.batch_size", "must be >= 1") }
+        if train.steps < 0 { throw fail("train.steps", "must be >= 0") }
+        if train.epochs < 0 { throw fail("train.epochs", "must be >= 0") }
+        if train.steps == 0 && train.epochs == 0 { throw fail("train.steps", "or train.epochs must be set") }
+        if train.checkpointEvery < 1 { throw fail("train.checkpoint_every", "must be >= 1") }
+        if train.keepCheckpoints < 1 { throw fail("train.keep_checkpoints", "must be >= 1") }
+        if train.logEvery < 1 { throw fail("train.log_every", "must be >= 1") }
+        if train.gradClip < 0 { throw fail("train.grad_clip", "must be >= 0") }
+    }
+
+    /// The clip options of the data section (frames: clip offsets, then target and motion).
+    public var clipOptions: ClipOptions {
+        var o = ClipOptions()
+        o.frameOffsets = data.clipOffsets + [data.targetOffset, data.motionOffset].sorted()
+        o.fps = data.fps > 0 ? data.fps : nil
+        o.decodeShortSide = data.shortSide > 0 ? data.shortSide : nil
+        o.outputSize = timecycle.frameSize
+        o.scaleRange = data.cropScale[0]...data.cropScale[1]
+        o.horizontalFlip = data.flip
+        o.mean = data.mean
+        o.std = data.std
+        return o
+    }
+}

@@ -1,0 +1,265 @@
+import CycleTimeCore
+import CycleTimeData
+import CycleTimeNN
+import Foundation
+
+/// What an objective gives the training loop.
+public protocol TrainingTask: AnyObject {
+    associatedtype Source: ClipSource
+    /// The model; its state_dict is the checkpoint's model part.
+    var model: Module { get }
+    /// The data the loop draws batches from.
+    var source: Source { get }
+    /// Name stored in checkpoints (e.g. "timecycle").
+    var objectiveName: String { get }
+    /// The loss terms of a batch; the first is the total that is minimized ("loss"). Randomness
+    /// (e.g. dropout) must come from `generator`.
+    func losses(_ batch: Source.Sample, generator: inout RandomGenerator) -> [(String, Tensor)]
+    /// Number of clips in a batch.
+    func clipCount(_ batch: Source.Sample) -> Int
+}
+
+/// Why training stopped.
+public enum TrainOutcome: Equatable, Sendable {
+    case finished(step: Int)
+    case interrupted(step: Int)
+}
+
+/// An error during training: names what failed.
+public struct TrainingError: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
+/// Wall-clock seconds of the phases of one training step.
+public struct StepTimings: Sendable {
+    public var forward = 0.0, backward = 0.0, clip = 0.0, optimizer = 0.0
+    public var total: Double { forward + backward + clip + optimizer }
+}
+
+/// The optimizer named by the config over `parameters`.
+public func makeOptimizer(_ c: OptimizerConfig, parameters: [(name: String, tensor: Tensor)]) -> Optimizer {
+    let lr = Float(c.lr)
+    switch c.name {
+    case "sgd":
+        return SGD(parameters: parameters, learningRate: lr, momentum: c.momentum, weightDecay: c.weightDecay,
+                   nesterov: c.nesterov)
+    case "adamw":
+        return AdamW(parameters: parameters, learningRate: lr, betas: (c.betas[0], c.betas[1]), eps: c.eps, weightDecay: c.weightDecay)
+    default:
+        return Adam(parameters: parameters, learningRate: lr, betas: (c.betas[0], c.betas[1]), eps: c.eps, weightDecay: c.weightDecay)
+    }
+}
+
+/// The learning-rate schedule named by the config, over `totalSteps` steps.
+public func makeSchedule(_ s: ScheduleConfig, lr: Double, totalSteps: Int) -> any LRSchedule {
+    let base = Float(lr)
+    let main: any LRSchedule
+    switch s.name {
+    case "step": main = StepLR(baseLR: base, stepSize: s.stepSize, gamma: Float(s.gamma))
+    case "multistep": main = MultiStepLR(baseLR: base, milestones: s.milestones, gamma: Float(s.gamma))
+    case "cosine": main = CosineAnnealingLR(baseLR: base, tMax: max(1, totalSteps), etaMin: Float(s.minLr))
+    default: main = ConstantLR(baseLR: base)
+    }
+    return s.warmupSteps > 0 ? LinearWarmup(warmupSteps: s.warmupSteps, startFactor: Float(s.warmupFactor), then: main) : main
+}
+
+/// One optimization step: forward, backward, gradient-norm clipping, optimizer update.
+/// Returns the loss terms' values, the total gradient norm before clipping and the timings.
+public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, optimizer: Optimizer, gradClip: Double,
+                                          generator: inout RandomGenerator) -> (terms: [(String, Double)], gradNorm: Double, timings: StepTimings) {
+    var tm = StepTimings()
+    var t0 = DispatchTime.now().uptimeNanoseconds
+    func lap() -> Double {
+        let t = DispatchTime.now().uptimeNanoseconds
+        defer { t0 = t }
+        return Double(t - t0) / 1e9
+    }
+    optimizer.zeroGrad()
+    let terms = task.losses(batch, generator: &generator)
+    let values = terms.map { ($0.0, Double($0.1.item())) }
+    tm.forward = lap()
+    terms[0].1.backward()
+    tm.backward = lap()
+    let params = optimizer.parameters.map(\.tensor)
+    let norm = gradClip > 0 ? clipGradNorm(params, maxNorm: Float(gradClip)) : clipGradNorm(params, maxNorm: .infinity)
+    tm.clip = lap()
+    optimizer.step()
+    tm.optimizer = lap()
+    return (values, Double(norm), tm)
+}
+
+/// The training loop: batches from a prefetching loader, steps, metrics, progress, checkpoints,
+/// resume and clean interruption. Every random choice flows from the config's seed: batch b's
+/// samples are drawn from (seed, b) and step s's generator from (seed, s), so a resumed run
+/// continues exactly as an uninterrupted one.
+public final class Trainer<Task: TrainingTask> {
+    public let config: TrainConfig
+    public let configFile: String
+    public let task: Task
+    public let run: RunDirectory
+    public let optimizer: Optimizer
+    public let totalSteps: Int
+    public private(set) var step = 0
+    /// Where progress goes (a terminal line, or plain lines).
+    public var progress: ProgressReporter?
+    /// Polled after each step; true makes the loop write a checkpoint and return `.interrupted`.
+    public var shouldStop: () -> Bool = { false }
+    /// Warnings (skipped videos, config changes on resume).
+    public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
+
+    public init(config: TrainConfig, configFile: String, task: Task, run: RunDirectory) throws {
+        self.config = config
+        self.configFile = configFile
+        self.task = task
+        self.run = run
+        let perEpoch = task.source.count / config.train.batchSize
+        if perEpoch == 0 {
+            throw ConfigError(configFile, "field 'train.batch_size' (\(config.train.batchSize)) is larger than the clips per epoch (\(task.source.count) = videos x data.clips_per_video); raise data.clips_per_video or lower the batch size")
+        }
+        totalSteps = config.train.steps > 0 ? config.train.steps : config.train.epochs * perEpoch
+        optimizer = makeOptimizer(config.optimizer, parameters: task.model.namedParameters().filter { $0.1.requiresGrad }.map { (name: $0.0, tensor: $0.1) })
+    }
+
+    /// Generator of step `s` (0-based), derived from the seed only.
+    public static func stepGenerator(seed: Int, step: Int) -> RandomGenerator {
+        RandomGenerator(seed: UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 ^ (UInt64(step) &+ 1) &* 0xD1B5_4A32_D192_ED03)
+    }
+
+    // MARK: checkpoints
+
+    func checkpointTensors() -> [String: Tensor] {
+        var t = task.model.stateDict()
+        for (k, v) in optimizer.stateDict() { t["optimizer." + k] = v }
+        return t
+    }
+
+    func checkpointMetadata(configYAML: String) -> [String: String] {
+        let next = Self.stepGenerator(seed: config.seed, step: step)
+        return [
+            "format": "cycletime-checkpoint-1",
+            "objective": task.objectiveName,
+            "step": String(step),
+            "seed": String(config.seed),
+            "data_next_batch": String(step),
+            "rng_next_step_state": next.stateArray.map { String(format: "%016llx", $0) }.joined(separator: " "),
+            "rng_scheme": "batch b is sampled from (seed, b); step s uses a generator derived from (seed, s)",
+            "config": configYAML,
+        ]
+    }
+
+    @discardableResult
+    func saveCheckpoint(configYAML: String) throws -> String {
+        try run.saveCheckpoint(step: step, tensors: checkpointTensors(), metadata: checkpointMetadata(configYAML: configYAML),
+                               keep: config.train.keepCheckpoints)
+    }
+
+    /// Restores model, optimizer and step from the run's latest checkpoint.
+    func restore() throws {
+        let path = run.latestCheckpointPath
+        let file = try SafeTensors.read(path)
+        guard let s = file.metadata["step"].flatMap(Int.init) else {
+            throw TrainingError("\(path): not a CycleTime training checkpoint (no 'step' in its metadata)")
+        }
+        if let o = file.metadata["objective"], o != task.objectiveName {
+            throw TrainingError("\(path): the checkpoint is of objective '\(o)', the config trains '\(task.objectiveName)'")
+        }
+        var modelPart: [String: Tensor] = [:], optPart: [String: Tensor] = [:]
+        for (k, v) in file.tensors {
+            if k.hasPrefix("optimizer.") { optPart[String(k.dropFirst(10))] = v } else { modelPart[k] = v }
+        }
+        do {
+            try task.model.loadStateDict(modelPart, strict: true)
+        } catch {
+            throw TrainingError("\(path): the checkpoint does not fit the configured model: \(error)")
+        }
+        do {
+            try optimizer.loadStateDict(optPart)
+        } catch {
+            throw TrainingError("\(path): optimizer state: \(error) (key prefix 'optimizer.')")
+        }
+        step = s
+    }
+
+    // MARK: the loop
+
+    /// Trains to `totalSteps` (or until `shouldStop`, or `stopAfter` more steps for tests).
+    public func train(resume: Bool, stopAfter: Int? = nil) throws -> TrainOutcome {
+        let configYAML = try ConfigLoader.encode(config)
+        if resume {
+            guard run.hasCheckpoint else {
+                throw TrainingError("\(run.path): --resume given but the run has no checkpoint (checkpoints/latest.safetensors)")
+            }
+            if let old = try? String(contentsOfFile: run.configPath, encoding: .utf8), old != configYAML {
+                warn("the configuration differs from the one the run started with (\(run.configPath)); continuing with the new one")
+            }
+            try restore()
+            try run.truncateMetrics(afterStep: step)
+            run.log("resumed from step \(step)")
+        } else if run.hasCheckpoint {
+            throw TrainingError("\(run.path) already holds a run (checkpoints/latest.safetensors); pass --resume to continue it, or choose another output_dir")
+        }
+        try run.writeConfig(configYAML)
+        task.model.train()
+        let scheduler = LRScheduler(optimizer, schedule: makeSchedule(config.schedule, lr: config.optimizer.lr, totalSteps: totalSteps),
+                                    lastStep: step)
+        if step >= totalSteps {
+            return .finished(step: step)
+        }
+        let loader = PrefetchLoader(source: task.source, batchSize: config.train.batchSize, workers: config.data.workers,
+                                    queueDepth: config.data.prefetch, seed: UInt64(config.seed), epochs: nil, startBatch: step)
+        loader.warn = { [warn] in warn($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
+        defer { loader.stop() }
+        let startStep = step
+        var started = false
+        let wallStart = DispatchTime.now().uptimeNanoseconds
+        var lastSaved = step
+        while step < totalSteps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            guard let batch = loader.next() else {
+                let why = loader.lastFailureMessage.map { " (last error: \($0))" } ?? ""
+                throw TrainingError("no readable video in data.videos: all \(task.source.count) clips failed to decode\(why)")
+            }
+            if !started {
+                progress?.start(step: step, total: totalSteps)
+                started = true
+            }
+            let wait = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let lr = Double(optimizer.learningRate)
+            var g = Self.stepGenerator(seed: config.seed, step: step)
+            DefaultRandom.generator = Self.stepGenerator(seed: config.seed &+ 1, step: step)
+            let (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: config.train.gradClip, generator: &g)
+            scheduler.step()
+            guard terms[0].1.isFinite else {
+                throw TrainingError("the loss is not finite at step \(step + 1) (\(terms.map { "\($0.0) \($0.1)" }.joined(separator: ", "))); the last checkpoint (step \(lastSaved)) is intact")
+            }
+            step += 1
+            let stepSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let clips = Double(task.clipCount(batch))
+            var fields: [(String, Double)] = [("step", Double(step))]
+            fields += terms
+            fields += [("lr", lr), ("grad_norm", norm), ("clips_per_s", clips / stepSeconds),
+                       ("data_wait", wait / stepSeconds), ("step_s", stepSeconds),
+                       ("forward_s", tm.forward), ("backward_s", tm.backward),
+                       ("elapsed_s", Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9)]
+            try run.appendMetrics(fields)
+            if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {
+                run.log(line)
+            }
+            let stop = shouldStop() || (stopAfter.map { step - startStep >= $0 } ?? false)
+            if step % config.train.checkpointEvery == 0 || step == totalSteps || stop {
+                let p = try saveCheckpoint(configYAML: configYAML)
+                lastSaved = step
+                run.log("checkpoint step \(step): \(p)")
+            }
+            if stop && step < totalSteps {
+                progress?.finish(message: "interrupted at step \(step)/\(totalSteps); checkpoint written to \(run.latestCheckpointPath)")
+                return .interrupted(step: step)
+            }
+        }
+        progress?.finish(message: "finished \(totalSteps) steps; checkpoint \(run.latestCheckpointPath), metrics \(run.metricsPath)")
+        return .finished(step: step)
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import CycleTimeCore
+import CycleTimeTraining
+import Dispatch
+import Foundation
+
+/// `cycletime train --config experiments/NAME.yaml [--resume] [--set key=value ...]`
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Pretrain an encoder on unlabeled video (TimeCycle) from a YAML config.",
+        discussion: """
+            The run directory (the config's output_dir) receives config.yaml (the resolved config), \
+            metrics.jsonl (one JSON object per step), train.log and checkpoints/ (safetensors: model \
+            state_dict with torchvision encoder keys under 'encoder.', optimizer state under \
+            'optimizer.', step and RNG in the metadata; latest.safetensors is the newest). Ctrl-C \
+            finishes the current step, writes a checkpoint and exits with status 130; --resume \
+            continues from the latest checkpoint exactly as an uninterrupted run would.
+            """)
+
+    @Option(help: "The run config (YAML).") var config: String
+    @Flag(help: "Continue the run in output_dir from its latest checkpoint.") var resume = false
+    @Option(name: .customLong("set"), help: "Override a config field, e.g. --set train.steps=500 (repeatable).")
+    var overrides: [String] = []
+
+    func run() throws {
+        let trainer = try makeTimeCycleTrainer(configPath: config, overrides: overrides)
+        trainer.progress = ProgressReporter(every: trainer.config.train.logEvery)
+        let interrupt = Interrupt.install()
+        trainer.shouldStop = { interrupt.requested }
+        let outcome = try trainer.train(resume: resume)
+        if case .interrupted = outcome { throw ExitCode(130) }
+    }
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM: the first asks the loop to stop after the current step; a second
+/// one exits at once (the last checkpoint stays valid: checkpoints are written atomically).
+final class Interrupt: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    private var sources: [DispatchSourceSignal] = []
+
+    var requested: Bool { lock.lock(); defer { lock.unlock() }; return flag }
+
+    static func install() -> Interrupt {
+        let i = Interrupt()
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [i] in
+                i.lock.lock()
+                let again = i.flag
+                i.flag = true
+                i.lock.unlock()
+                if again {
+                    FileHandle.standardError.write(Data("\ninterrupted again: exiting now; the last checkpoint is kept\n".utf8))
+                    _exit(128 + sig)
+                }
+                FileHandle.standardError.write(Data("\ninterrupt: finishing the current step and writing a checkpoint (again to abort)\n".utf8))
+            }
+            s.resume()
+            i.sources.append(s)
+        }
+        return i
+    }
+}

@@ -1,0 +1,94 @@
+import CycleTimeCore
+import CycleTimeNN
+import Foundation
+import TestSupport
+import XCTest
+@testable import CycleTimeTraining
+
+final class TrainerTests: XCTestCase {
+    func makeTrainer(_ config: String) throws -> Trainer<TimeCycleTask> {
+        let t = try makeTimeCycleTrainer(configPath: config)
+        t.warn = { _ in }
+        return t
+    }
+
+    func metrics(_ run: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    /// Acceptance 3: N steps, stop, resume, N more = an uninterrupted 2N-step run.
+    func testResumeEqualsUninterruptedRun() throws {
+        let dir = freshDir("resume")
+        let straight = try writeTinyConfig(dir, output: dir + "/straight", steps: 6)
+        let a = try makeTrainer(straight)
+        XCTAssertEqual(try a.train(resume: false), .finished(step: 6))
+
+        let cfgB = dir + "/b.yaml"
+        try String(contentsOfFile: straight, encoding: .utf8).replacingOccurrences(of: dir + "/straight", with: dir + "/split")
+            .write(toFile: cfgB, atomically: true, encoding: .utf8)
+        let b1 = try makeTrainer(cfgB)
+        XCTAssertEqual(try b1.train(resume: false, stopAfter: 3), .interrupted(step: 3))
+        XCTAssertEqual(try metrics(dir + "/split").count, 3)
+        // Without --resume an existing run is refused; with it the run continues.
+        XCTAssertThrowsError(try makeTrainer(cfgB).train(resume: false)) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
+        let b2 = try makeTrainer(cfgB)
+        XCTAssertEqual(try b2.train(resume: true), .finished(step: 6))
+
+        let wa = a.task.model.stateDict(), wb = b2.task.model.stateDict()
+        XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+        for (k, t) in wa { assertClose(wb[k]!, t, rtol: 1e-5, atol: 1e-7, k) }
+        let ma = try metrics(dir + "/straight"), mb = try metrics(dir + "/split")
+        XCTAssertEqual(mb.count, 6)
+        for (x, y) in zip(ma, mb) {
+            XCTAssertEqual(x["step"] as? Int, y["step"] as? Int)
+            XCTAssertEqual((x["loss"] as! Double), (y["loss"] as! Double), accuracy: 1e-6)
+        }
+    }
+
+    func testCheckpointHoldsTorchvisionEncoderKeysOptimizerStepAndRNG() throws {
+        let dir = freshDir("ckpt")
+        let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 4)
+        let t = try makeTrainer(cfg)
+        XCTAssertEqual(try t.train(resume: false), .finished(step: 4))
+        let file = try SafeTensors.read(dir + "/run/checkpoints/latest.safetensors")
+        XCTAssertNotNil(file.tensors["encoder.conv1.weight"])
+        XCTAssertNotNil(file.tensors["encoder.layer1.0.bn1.running_mean"])
+        XCTAssertNotNil(file.tensors["encoder.layer3.1.conv2.weight"])
+        XCTAssertNotNil(file.tensors["head.weight"])
+        XCTAssertNotNil(file.tensors["optimizer.exp_avg.encoder.conv1.weight"])
+        XCTAssertEqual(file.tensors["optimizer.step"]?.item(), 4)
+        XCTAssertEqual(file.metadata["step"], "4")
+        XCTAssertEqual(file.metadata["objective"], "timecycle")
+        XCTAssertEqual(file.metadata["rng_next_step_state"]?.split(separator: " ").count, 4)
+        XCTAssertNotNil(file.metadata["config"])
+        // Periodic checkpoints every 2 steps, the newest kept, latest = the last one.
+        let periodic = RunDirectory.periodicSteps(dir + "/run")
+        XCTAssertEqual(periodic, [2, 4])
+        // The metrics line has every field the issue lists.
+        let m = try metrics(dir + "/run")
+        XCTAssertEqual(m.count, 4)
+        for key in ["step", "loss", "loss_long", "loss_skip", "loss_inlier", "lr", "grad_norm", "clips_per_s", "data_wait"] {
+            XCTAssertNotNil(m[0][key], key)
+        }
+        XCTAssertEqual(m[0]["lr"] as? Double ?? 0, 2e-4, accuracy: 1e-12)
+        // The resolved config is written and reads back.
+        let back = try ConfigLoader.load(TrainConfig.self, path: dir + "/run/config.yaml")
+        XCTAssertEqual(back.train.steps, 4)
+        XCTAssertEqual(back.timecycle.featureDim, 32)
+    }
+
+    func testAFolderWithNoReadableVideoIsAnError() throws {
+        let dir = freshDir("noread")
+        try FileManager.default.createDirectory(atPath: dir + "/videos", withIntermediateDirectories: true)
+        try Data("this is not a video".utf8).write(to: URL(fileURLWithPath: dir + "/videos/broken.mp4"))
+        let cfg = dir + "/c.yaml"
+        try tinyConfigYAML(output: dir + "/run", videos: dir + "/videos").write(toFile: cfg, atomically: true, encoding: .utf8)
+        let t = try makeTrainer(cfg)
+        XCTAssertThrowsError(try t.train(resume: false)) { e in
+            XCTAssertTrue("\(e)".contains("no readable video"), "\(e)")
+            XCTAssertTrue("\(e)".contains("broken.mp4"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/checkpoints/latest.safetensors"))
+    }
+}
