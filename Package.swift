@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
-        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeVideo", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
