@@ -166,13 +166,22 @@ final class TimeCycleModelTests: XCTestCase {
     /// reference (scripts/fixtures/timecycle.py, float64, stored rounded to float32) within 1e-4
     /// relative, with the im2col convolutions.
     func testLossesAndGradientsMatchPyTorch() throws {
-        try checkAgainstPyTorch(winograd: false)
+        try checkAgainstPyTorch("timecycle", winograd: false)
     }
 
     /// The same with Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions (forward and input
     /// gradient).
     func testLossesAndGradientsMatchPyTorchWinograd() throws {
-        try checkAgainstPyTorch(winograd: true)
+        try checkAgainstPyTorch("timecycle", winograd: true)
+    }
+
+    /// The plain hash weights, whose ReLU masks are mixed within every channel (the conditioned
+    /// fixture passes or cuts whole trunk channels): ill-conditioned (see below), so the gradients
+    /// are held to 3x PyTorch float32's own worst deviation from float64 there (6.4e-3 relative
+    /// L2), the loss terms and thetas to 1e-4.
+    func testPlainWeightsWithinPyTorchFloat32Deviation() throws {
+        try checkAgainstPyTorch("timecycle_plain", winograd: false)
+        try checkAgainstPyTorch("timecycle_plain", winograd: true)
     }
 
     /// Tolerances: loss terms and thetas elementwise |a - b| <= 1e-4 |b| (+ a tiny atol); every
@@ -181,27 +190,32 @@ final class TimeCycleModelTests: XCTestCase {
     /// indices (checked as above), the float64 L2 norm (relative error <= 1e-4) and the projection
     /// on a hash vector p (error <= 1e-4 |p| |g|, implied by (a) on the whole tensor).
     ///
-    /// The fixture is well-conditioned by construction (see the script's docstring): batch-norm
-    /// biases +-3.5 x weight keep every ReLU input and max-pool top-2 gap away from its kink (a
-    /// float32 forward otherwise flips a few of ~8e6 pre-activations, and each flip moves the
-    /// encoder's gradients by 1e-3 .. 9e-3 relative L2, PyTorch float32 included). There PyTorch
-    /// float32 is within 3.4e-5 relative L2 of float64 on every gradient (median 8e-6).
-    func checkAgainstPyTorch(winograd: Bool) throws {
+    /// "timecycle" is well-conditioned by construction (see the script's docstring): batch-norm
+    /// biases +-3.5 x weight keep every ReLU input and max-pool top-2 gap away from its kink. With
+    /// the plain hash weights ("timecycle_plain") a float32 forward flips the sign of a few of the
+    /// ~8e6 ReLU inputs, and each flip moves the encoder's gradients by up to ~1/sqrt(elements of
+    /// that layer) (one flip in the patch call's 12800-element layer3 output: ~9e-3): PyTorch
+    /// float32 deviates from float64 by 3.1e-4 .. 6.4e-3 relative L2 there, but by <= 3.4e-5
+    /// (median 8e-6) on the conditioned fixture. In the plain case only (a), the norm and the
+    /// projection are checked, with 3x PyTorch's worst deviation in place of 1e-4.
+    func checkAgainstPyTorch(_ fixture: String, winograd: Bool) throws {
         let saved = (ConvTuning.winograd, ConvTuning.winogradInputGradient)
         ConvTuning.winograd = winograd
         ConvTuning.winogradInputGradient = winograd
         defer { (ConvTuning.winograd, ConvTuning.winogradInputGradient) = saved }
 
-        let fx = try Fixtures.load("timecycle")
+        let fx = try Fixtures.load(fixture)
+        let patchFx = try Fixtures.load("timecycle")
+        let gradTolerance: Double = fx["pt32_worst_grad_relative_l2"].map { 3 * Double($0.array[0]) } ?? 1e-4
         let model = try fixtureModel(fx)
         model.train()
         let c = model.config
         let clip = hashTensor(k: 900, shape: [2, 4, 3, 120, 120], offset: 0, scale: 1.0 / 577.0)
         let image = hashTensor(k: 901, shape: [2, 3, 120, 120], offset: 0, scale: 1.0 / 577.0)
-        let theta = fx.t("theta_gt")
+        let theta = patchFx.t("theta_gt")
         // The model runs on PyTorch's patch (cut in float64, rounded) so both sides see identical
         // inputs; the cut itself is checked in GroundTruthPatchTests.
-        let patch = fx.t("patch")
+        let patch = patchFx.t("patch")
 
         let out = model(clip: clip, patch: patch, image: image)
         assertClose(out.directThetas, fx.t("out.theta2"), rtol: 1e-4, atol: 1e-6)
@@ -236,25 +250,26 @@ final class TimeCycleModelTests: XCTestCase {
                 (mine, ref) = (idx.map { g[$0] }, fx.t(key).array)
                 let norm = l2Norm(g)
                 let refNorm = Double(fx.t("gnorm." + refName).array[0])
-                XCTAssertLessThan(Swift.abs(norm - refNorm), 1e-4 * refNorm, "L2 norm of the gradient of \(name)")
+                XCTAssertLessThan(Swift.abs(norm - refNorm), gradTolerance * refNorm, "L2 norm of the gradient of \(name)")
                 let h = hashTensor(k: 2000, shape: [g.count], offset: 0, scale: 1e-3).array
                 let proj = zip(g, h).map { Double($0) * Double($1) }.reduce(0, +)
-                let hNorm = l2Norm(h)
-                XCTAssertLessThan(Swift.abs(proj - Double(fx.t("gproj." + refName).array[0])), 1e-4 * hNorm * refNorm,
+                XCTAssertLessThan(Swift.abs(proj - Double(fx.t("gproj." + refName).array[0])), gradTolerance * l2Norm(h) * refNorm,
                                   "hash projection of the gradient of \(name)")
             }
             let err = relativeL2(mine, ref)
             if err > worst.0 { worst = (err, name) }
-            XCTAssertLessThan(err, 1e-4, "relative L2 error of the gradient of \(name)")
-            let scale = ref.map { Swift.abs($0) }.max() ?? 0
-            assertClose(Tensor(mine, shape: [mine.count]), Tensor(ref, shape: [ref.count]), rtol: 1e-4, atol: 1e-4 * scale, name)
+            XCTAssertLessThan(err, gradTolerance, "relative L2 error of the gradient of \(name)")
+            if gradTolerance <= 1e-4 {
+                let scale = ref.map { Swift.abs($0) }.max() ?? 0
+                assertClose(Tensor(mine, shape: [mine.count]), Tensor(ref, shape: [ref.count]), rtol: 1e-4, atol: 1e-4 * scale, name)
+            }
         }
-        print(String(format: "TimeCycle vs PyTorch (winograd %@): worst gradient relative L2 %.2e (%@)",
-                     winograd ? "on" : "off", worst.0, worst.1))
+        print(String(format: "TimeCycle vs PyTorch, %@, winograd %@: worst gradient relative L2 %.2e (%@), bound %.1e",
+                     fixture, winograd ? "on" : "off", worst.0, worst.1, gradTolerance))
         // every parameter received a gradient, and every one was compared
         for (k, t) in model.namedParameters() {
             XCTAssertNotNil(t.grad, "no gradient for \(k)")
-            XCTAssertTrue(checked.contains(k), "the fixture has no gradient of \(k)")
+            XCTAssertTrue(checked.contains(k), "\(fixture) has no gradient of \(k)")
         }
     }
 }
