@@ -38,8 +38,10 @@ func fixtureConfig() -> TimeCycleConfig {
     return c
 }
 
-/// A model whose every weight comes from the hash formula of the fixture script.
-func fixtureModel() throws -> TimeCycleModel {
+/// A model whose every weight comes from the hash formula of the fixture script, then the tensors
+/// the script changed to keep the comparison well-conditioned ("init.<key>": batch-norm biases,
+/// head.weight) when a fixture is given.
+func fixtureModel(_ fx: [String: Tensor] = [:]) throws -> TimeCycleModel {
     var g = RandomGenerator(seed: 0)
     let model = TimeCycleModel(config: fixtureConfig(), generator: &g)
     var sd: [String: Tensor] = [:]
@@ -54,8 +56,40 @@ func fixtureModel() throws -> TimeCycleModel {
     }
     model.localizer.fc.weight.assign(hashTensor(k: 503, shape: model.localizer.fc.weight.shape, offset: 0, scale: 0.01 * 3.0.squareRoot() / 1000))
     model.localizer.fc.bias!.assign(hashTensor(k: 504, shape: [3], offset: 0, scale: 1e-4))
+    var params: [String: Tensor] = [:]
+    for (k, t) in model.namedParameters() { params[k] = t }
+    for (key, value) in fx where key.hasPrefix("init.") {
+        let name = String(key.dropFirst(5))
+        guard let p = params[name] else { throw FixtureKeyError(key: key) }
+        p.assign(value)
+    }
     return model
 }
+
+struct FixtureKeyError: Error, CustomStringConvertible {
+    let key: String
+    var description: String { "fixture entry \(key) names no parameter of the model" }
+}
+
+/// The fixture script's parameter names (PyTorch reference module) -> this model's.
+func referenceName(_ name: String) -> String {
+    for (a, b) in [("loc1.", "localizer.conv1."), ("loc2.", "localizer.conv2."), ("fc.", "localizer.fc.")] where name.hasPrefix(a) {
+        return b + name.dropFirst(a.count)
+    }
+    return name
+}
+
+/// Relative L2 distance ||a - ref|| / ||ref|| (double accumulation).
+func relativeL2(_ a: [Float], _ ref: [Float]) -> Double {
+    var err = 0.0, norm = 0.0
+    for (x, y) in zip(a, ref) {
+        err += Double(x - y) * Double(x - y)
+        norm += Double(y) * Double(y)
+    }
+    return (err / norm).squareRoot()
+}
+
+func l2Norm(_ a: [Float]) -> Double { a.map { Double($0) * Double($0) }.reduce(0, +).squareRoot() }
 
 final class TimeCycleModelTests: XCTestCase {
     func testDefaultConfigSizes() {
@@ -128,20 +162,60 @@ final class TimeCycleModelTests: XCTestCase {
         assertClose(a.sum(axis: 1), Tensor.ones([1, 1, 2]), rtol: 1e-6, atol: 1e-6)
     }
 
-    /// Acceptance 1: every loss term and the gradients of conv1, BN, layer1/2/3 convs, the head and
-    /// every localizer parameter match the PyTorch reference (scripts/fixtures/timecycle.py).
+    /// Acceptance 1 (issue #4): every loss term and every parameter's gradient match the PyTorch
+    /// reference (scripts/fixtures/timecycle.py, float64, stored rounded to float32) within 1e-4
+    /// relative, with the im2col convolutions.
     func testLossesAndGradientsMatchPyTorch() throws {
-        let fx = try Fixtures.load("timecycle")
-        let model = try fixtureModel()
+        try checkAgainstPyTorch("timecycle", winograd: false)
+    }
+
+    /// The same with Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions (forward and input
+    /// gradient).
+    func testLossesAndGradientsMatchPyTorchWinograd() throws {
+        try checkAgainstPyTorch("timecycle", winograd: true)
+    }
+
+    /// The plain hash weights, whose ReLU masks are mixed within every channel (the conditioned
+    /// fixture passes or cuts whole trunk channels): ill-conditioned (see below), so the gradients
+    /// are held to 3x PyTorch float32's own worst deviation from float64 there (6.4e-3 relative
+    /// L2), the loss terms and thetas to 1e-4.
+    func testPlainWeightsWithinPyTorchFloat32Deviation() throws {
+        try checkAgainstPyTorch("timecycle_plain", winograd: false)
+        try checkAgainstPyTorch("timecycle_plain", winograd: true)
+    }
+
+    /// Tolerances: loss terms and thetas elementwise |a - b| <= 1e-4 |b| (+ a tiny atol); every
+    /// gradient (a) per-tensor relative L2 error <= 1e-4 and (b) elementwise |a - b| <= 1e-4 |b| +
+    /// 1e-4 max|b|. Gradients of more than 10000 elements are stored as 1024 elements at random
+    /// indices (checked as above), the float64 L2 norm (relative error <= 1e-4) and the projection
+    /// on a hash vector p (error <= 1e-4 |p| |g|, implied by (a) on the whole tensor).
+    ///
+    /// "timecycle" is well-conditioned by construction (see the script's docstring): batch-norm
+    /// biases +-3.5 x weight keep every ReLU input and max-pool top-2 gap away from its kink. With
+    /// the plain hash weights ("timecycle_plain") a float32 forward flips the sign of a few of the
+    /// ~8e6 ReLU inputs, and each flip moves the encoder's gradients by up to ~1/sqrt(elements of
+    /// that layer) (one flip in the patch call's 12800-element layer3 output: ~9e-3): PyTorch
+    /// float32 deviates from float64 by 3.1e-4 .. 6.4e-3 relative L2 there, but by <= 3.4e-5
+    /// (median 8e-6) on the conditioned fixture. In the plain case only (a), the norm and the
+    /// projection are checked, with 3x PyTorch's worst deviation in place of 1e-4.
+    func checkAgainstPyTorch(_ fixture: String, winograd: Bool) throws {
+        let saved = (ConvTuning.winograd, ConvTuning.winogradInputGradient)
+        ConvTuning.winograd = winograd
+        ConvTuning.winogradInputGradient = winograd
+        defer { (ConvTuning.winograd, ConvTuning.winogradInputGradient) = saved }
+
+        let fx = try Fixtures.load(fixture)
+        let patchFx = try Fixtures.load("timecycle")
+        let gradTolerance: Double = fx["pt32_worst_grad_relative_l2"].map { 3 * Double($0.array[0]) } ?? 1e-4
+        let model = try fixtureModel(fx)
         model.train()
         let c = model.config
         let clip = hashTensor(k: 900, shape: [2, 4, 3, 120, 120], offset: 0, scale: 1.0 / 577.0)
         let image = hashTensor(k: 901, shape: [2, 3, 120, 120], offset: 0, scale: 1.0 / 577.0)
-        let theta = fx.t("theta_gt")
-        // The cut (differences of O(1) noise values) is compared with an absolute tolerance; the
-        // model then runs on PyTorch's patch so both sides see identical inputs.
-        assertClose(GroundTruthPatch.cut(image, theta: theta, size: c.patchSize), fx.t("patch"), rtol: 1e-5, atol: 5e-5)
-        let patch = fx.t("patch")
+        let theta = patchFx.t("theta_gt")
+        // The model runs on PyTorch's patch (cut in float64, rounded) so both sides see identical
+        // inputs; the cut itself is checked in GroundTruthPatchTests.
+        let patch = patchFx.t("patch")
 
         let out = model(clip: clip, patch: patch, image: image)
         assertClose(out.directThetas, fx.t("out.theta2"), rtol: 1e-4, atol: 1e-6)
@@ -160,37 +234,42 @@ final class TimeCycleModelTests: XCTestCase {
         losses.total.backward()
         var params: [String: Tensor] = [:]
         for (k, t) in model.namedParameters() { params[k] = t }
-        let names: [(String, String)] = [
-            ("encoder.conv1.weight", "encoder.conv1.weight"), ("encoder.bn1.weight", "encoder.bn1.weight"),
-            ("encoder.bn1.bias", "encoder.bn1.bias"), ("encoder.layer1.0.conv1.weight", "encoder.layer1.0.conv1.weight"),
-            ("encoder.layer2.0.downsample.0.weight", "encoder.layer2.0.downsample.0.weight"),
-            ("encoder.layer3.0.downsample.0.weight", "encoder.layer3.0.downsample.0.weight"),
-            ("encoder.layer3.1.bn2.weight", "encoder.layer3.1.bn2.weight"), ("encoder.layer3.1.bn2.bias", "encoder.layer3.1.bn2.bias"),
-            ("head.weight", "head.weight"), ("loc1.weight", "localizer.conv1.weight"), ("loc2.weight", "localizer.conv2.weight"),
-            ("fc.weight", "localizer.fc.weight"), ("fc.bias", "localizer.fc.bias"),
-        ]
-        // The reference is PyTorch in float64 (stored rounded to float32). Loss terms, thetas, the head
-        // and the localizer agree within 1e-4 relative (measured: <= 1.5e-5 of each tensor's largest
-        // element). The encoder's gradients pass back through batch norms in training mode, which
-        // cancels most of each gradient: in float32 they carry an error of ~1e-3 of the largest
-        // element whatever the implementation (PyTorch float32 vs float64 on this trunk with a
-        // random linear loss: 1.2e-3 .. 9e-3; this implementation: 1.4e-3 .. 3e-3; here <= 3.8e-3,
-        // relative L2 error <= 1.3e-3), so they are held to an absolute tolerance of 6e-3 of
-        // their largest element and a relative L2 error of 3e-3.
-        for (fxName, name) in names {
-            guard let p = params[name], let g = p.grad else { XCTFail("no gradient for \(name)"); continue }
-            let ref = fx.t("grad." + fxName)
-            let scale = ref.array.map { Swift.abs($0) }.max() ?? 0
-            if name.hasPrefix("encoder.") {
-                assertClose(g, ref, rtol: 1e-4, atol: 6e-3 * scale)
-                let err = zip(g.array, ref.array).map { Double(($0 - $1) * ($0 - $1)) }.reduce(0, +).squareRoot()
-                let norm = ref.array.map { Double($0 * $0) }.reduce(0, +).squareRoot()
-                XCTAssertLessThan(err / norm, 3e-3, "relative L2 error of the gradient of \(name)")
+        var checked = Set<String>()
+        var worst = (0.0, "")
+        for key in fx.keys.sorted() where key.hasPrefix("grad.") || key.hasPrefix("gsub.") {
+            let refName = String(key.dropFirst(5)), name = referenceName(refName)
+            guard let p = params[name], let grad = p.grad else { XCTFail("no gradient for \(name)"); continue }
+            checked.insert(name)
+            let g = grad.array
+            let (mine, ref): ([Float], [Float])
+            if key.hasPrefix("grad.") {
+                XCTAssertEqual(grad.shape, fx.t(key).shape, name)
+                (mine, ref) = (g, fx.t(key).array)
             } else {
-                assertClose(g, ref, rtol: 1e-4, atol: 1e-4 * scale)
+                let idx = fx.t("gidx." + refName).array.map { Int($0) }
+                (mine, ref) = (idx.map { g[$0] }, fx.t(key).array)
+                let norm = l2Norm(g)
+                let refNorm = Double(fx.t("gnorm." + refName).array[0])
+                XCTAssertLessThan(Swift.abs(norm - refNorm), gradTolerance * refNorm, "L2 norm of the gradient of \(name)")
+                let h = hashTensor(k: 2000, shape: [g.count], offset: 0, scale: 1e-3).array
+                let proj = zip(g, h).map { Double($0) * Double($1) }.reduce(0, +)
+                XCTAssertLessThan(Swift.abs(proj - Double(fx.t("gproj." + refName).array[0])), gradTolerance * l2Norm(h) * refNorm,
+                                  "hash projection of the gradient of \(name)")
+            }
+            let err = relativeL2(mine, ref)
+            if err > worst.0 { worst = (err, name) }
+            XCTAssertLessThan(err, gradTolerance, "relative L2 error of the gradient of \(name)")
+            if gradTolerance <= 1e-4 {
+                let scale = ref.map { Swift.abs($0) }.max() ?? 0
+                assertClose(Tensor(mine, shape: [mine.count]), Tensor(ref, shape: [ref.count]), rtol: 1e-4, atol: 1e-4 * scale, name)
             }
         }
-        // every parameter received a gradient
-        for (k, t) in model.namedParameters() { XCTAssertNotNil(t.grad, "no gradient for \(k)") }
+        print(String(format: "TimeCycle vs PyTorch, %@, winograd %@: worst gradient relative L2 %.2e (%@), bound %.1e",
+                     fixture, winograd ? "on" : "off", worst.0, worst.1, gradTolerance))
+        // every parameter received a gradient, and every one was compared
+        for (k, t) in model.namedParameters() {
+            XCTAssertNotNil(t.grad, "no gradient for \(k)")
+            XCTAssertTrue(checked.contains(k), "\(fixture) has no gradient of \(k)")
+        }
     }
 }
