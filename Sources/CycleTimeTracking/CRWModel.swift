@@ -22,10 +22,12 @@ public struct CRWConfig: Sendable, Equatable, Codable {
     public var encoder: String = "resnet18"
     /// Strides of layer1..layer4: layer3 and layer4 at stride 1 (total stride 8, 8x8 maps of 64x64 patches).
     public var encoderStrides: [Int] = [1, 2, 1, 1]
+    /// The last ResNet stage used ("layer4"; earlier stages as the released `remove_layers`).
+    public var encoderLastStage: String = "layer4"
     /// Reflect padding in every padded convolution (the released 'scratch' model); false: zeros
     /// ('scratch_zeropad').
     public var reflectPadding: Bool = true
-    /// Output of the Linear head (the released `selfsim_fc`, head depth 0).
+    /// Output of the Linear head (the released `selfsim_fc`, head depth 0; its input is the last stage's channels).
     public var featureDim: Int = 128
     /// Softmax temperature (the released default flag is 0.07; its training command and the issue use 0.05).
     public var temperature: Float = 0.05
@@ -70,7 +72,7 @@ public struct CRWConfig: Sendable, Equatable, Codable {
         func get<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
         }
-        try get(.encoder, &encoder); try get(.encoderStrides, &encoderStrides); try get(.reflectPadding, &reflectPadding)
+        try get(.encoder, &encoder); try get(.encoderStrides, &encoderStrides); try get(.encoderLastStage, &encoderLastStage); try get(.reflectPadding, &reflectPadding)
         try get(.featureDim, &featureDim); try get(.temperature, &temperature); try get(.edgeDropout, &edgeDropout)
         try get(.dropValue, &dropValue); try get(.featureDropout, &featureDropout); try get(.logEpsilon, &logEpsilon)
         try get(.clipLength, &clipLength); try get(.imageSize, &imageSize); try get(.frameCropScale, &frameCropScale)
@@ -88,6 +90,8 @@ public struct CRWConfig: Sendable, Equatable, Codable {
         }
         try check(ResNetConfig(name: encoder) != nil, "encoder", "'\(encoder)' is not a torchvision ResNet name")
         try check(encoderStrides.count == 4 && encoderStrides.allSatisfy { $0 >= 1 }, "encoderStrides", "needs 4 positive values, got \(encoderStrides)")
+        try check(["layer1", "layer2", "layer3", "layer4"].contains(encoderLastStage), "encoderLastStage",
+                  "must be one of layer1 ... layer4, got '\(encoderLastStage)'")
         try check(featureDim >= 1, "featureDim", "must be positive, got \(featureDim)")
         try check(temperature > 0, "temperature", "must be positive, got \(temperature)")
         try check(edgeDropout >= 0 && edgeDropout < 1, "edgeDropout", "must be in [0, 1), got \(edgeDropout)")
@@ -108,7 +112,7 @@ public struct CRWConfig: Sendable, Equatable, Codable {
     }
 
     public var resnetConfig: ResNetConfig {
-        guard let rc = ResNetConfig(name: encoder, lastStage: "layer4", strides: encoderStrides,
+        guard let rc = ResNetConfig(name: encoder, lastStage: encoderLastStage, strides: encoderStrides,
                                     paddingMode: reflectPadding ? .reflect : .zeros) else {
             preconditionFailure("CRWConfig: unknown encoder '\(encoder)'")
         }
