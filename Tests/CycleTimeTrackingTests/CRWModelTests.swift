@@ -11,12 +11,7 @@ import TestSupport
 func crwFixtureModel() throws -> CRWModel {
     var g = RandomGenerator(seed: 0)
     let model = CRWModel(config: CRWConfig(), generator: &g)
-    var sd: [String: Tensor] = [:]
-    for (k, (key, t)) in model.encoder.namedStateEntries().enumerated() {
-        let (o, s) = resnetOffsetScale(key, t.shape)
-        sd[key] = hashTensor(k: k, shape: t.shape, offset: o, scale: s)
-    }
-    try model.encoder.loadStateDict(sd)
+    try loadHashWeights(model.encoder)
     model.head.weight.assign(hashTensor(k: 500, shape: [128, 512], offset: 0, scale: (1.0 / 512).squareRoot() / 577.0))
     model.head.bias?.assign(hashTensor(k: 501, shape: [128], offset: 0, scale: 1e-3))
     return model
