@@ -238,7 +238,7 @@ public final class CRWModel: Module {
                          "CRWModel.walk: masks must be \(t - 1) forward and \(t - 1) backward tensors [\(b), \(n), \(n)]")
         }
         var forward: [Tensor] = [], backward: [Tensor] = []
-        var frames: [Tensor] = (0..<t).map { q.sliced(axis: 1, start: $0, end: $0 + 1).reshaped([b, n, d]) }
+        let frames: [Tensor] = (0..<t).map { q.sliced(axis: 1, start: $0, end: $0 + 1).reshaped([b, n, d]) }
         for i in 0..<(t - 1) {
             var a = frames[i].matmul(frames[i + 1].transposed(1, 2))                     // [B, N, N]
             if let masks { a = a.maskedFill(masks.forward[i], config.dropValue) }
@@ -247,7 +247,6 @@ public final class CRWModel: Module {
             if let masks { at = at.maskedFill(masks.backward[i], config.dropValue) }
             backward.append(stochastic(at))
         }
-        frames.removeAll()
         let target = Tensor((0..<(b * n)).map { Float($0 % n) }, shape: [b * n])
         var losses: [Tensor] = [], accuracies: [Float] = []
         var out = forward[0]
