@@ -27,6 +27,16 @@ func resnetOffsetScale(_ key: String, _ shape: [Int]) -> (Double, Double) {
     return (0, 1e-4)
 }
 
+/// Fills every state-dict entry k of a ResNet with the hash formula (resnet.py's fill_hash).
+func loadHashWeights(_ encoder: ResNet) throws {
+    var sd: [String: Tensor] = [:]
+    for (k, (key, t)) in encoder.namedStateEntries().enumerated() {
+        let (o, s) = resnetOffsetScale(key, t.shape)
+        sd[key] = hashTensor(k: k, shape: t.shape, offset: o, scale: s)
+    }
+    try encoder.loadStateDict(sd)
+}
+
 /// The fixture's small configuration: 120x120 frames, 40x40 patch, D 32, localizer 32/16 with 3x3 kernels.
 func fixtureConfig() -> TimeCycleConfig {
     var c = TimeCycleConfig()
@@ -44,12 +54,7 @@ func fixtureConfig() -> TimeCycleConfig {
 func fixtureModel(_ fx: [String: Tensor] = [:]) throws -> TimeCycleModel {
     var g = RandomGenerator(seed: 0)
     let model = TimeCycleModel(config: fixtureConfig(), generator: &g)
-    var sd: [String: Tensor] = [:]
-    for (k, (key, t)) in model.encoder.namedStateEntries().enumerated() {
-        let (o, s) = resnetOffsetScale(key, t.shape)
-        sd[key] = hashTensor(k: k, shape: t.shape, offset: o, scale: s)
-    }
-    try model.encoder.loadStateDict(sd)
+    try loadHashWeights(model.encoder)
     for (k, w) in [(500, model.head.weight), (501, model.localizer.conv1.weight), (502, model.localizer.conv2.weight)] {
         let fanIn = w.shape[1] * w.shape[2] * w.shape[3]
         w.assign(hashTensor(k: k, shape: w.shape, offset: 0, scale: (2.0 / Double(fanIn)).squareRoot() / 577.0))
