@@ -39,10 +39,11 @@ let package = Package(
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
         .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
+        .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
-                "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
+                "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData", "CycleTimeDetection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
+        .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
