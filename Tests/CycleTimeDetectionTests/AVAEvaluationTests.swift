@@ -57,31 +57,28 @@ final class AVAEvaluationTests: XCTestCase {
         return (gt, det)
     }
 
+    /// Per-class APs and mAP of `protocolCase` under a protocol.
+    func checkProtocol(_ p: AVAEvalProtocol, aps: [Double?], mAP: Double, file: StaticString = #filePath, line: UInt = #line) {
+        let (gt, det) = protocolCase()
+        let r = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: p)
+        XCTAssertEqual(r.classes.map(\.ap), aps, file: file, line: line)
+        XCTAssertEqual(r.mAP, mAP, file: file, line: line)
+        XCTAssertEqual(r.framesWithoutGroundTruth, 1, file: file, line: line)
+    }
+
+    /// Official: class 1's only counted detection is a TP -> AP 1; class 2 (GT, no detection) -> 0.
     func testOfficialIgnoresFramesWithoutGTAndScoresMissingClassZero() {
-        let (gt, det) = protocolCase()
-        let r = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: .official)
-        // Class 1: its only counted detection is a TP -> AP 1; class 2: GT, no detection -> 0.
-        XCTAssertEqual(r.classes[0].ap, 1)
-        XCTAssertEqual(r.classes[1].ap, 0)
-        XCTAssertEqual(r.mAP, 0.5)
-        XCTAssertEqual(r.framesWithoutGroundTruth, 1)
+        checkProtocol(.official, aps: [1, 0], mAP: 0.5)
     }
 
+    /// mmaction2 0.x: class 1 = 0.9 FP (frame without GT) then 0.5 TP, 1 GT -> precision 1/2 at recall 1.
     func testMMAction2v0CountsFramesWithoutGT() {
-        let (gt, det) = protocolCase()
-        let r = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: .mmaction2v0)
-        // Class 1: 0.9 FP (frame without GT) then 0.5 TP, 1 GT -> precision 1/2 at recall 1 -> AP 0.5.
-        XCTAssertEqual(r.classes[0].ap, 0.5)
-        XCTAssertEqual(r.classes[1].ap, 0)
-        XCTAssertEqual(r.mAP, 0.25)
+        checkProtocol(.mmaction2v0, aps: [0.5, 0], mAP: 0.25)
     }
 
+    /// mmaction2 1.x: class 2 has no detection and leaves the mean.
     func testMMAction2v1DropsClassesWithoutDetections() {
-        let (gt, det) = protocolCase()
-        let r = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: .mmaction2v1)
-        XCTAssertEqual(r.classes[0].ap, 1)
-        XCTAssertNil(r.classes[1].ap)
-        XCTAssertEqual(r.mAP, 1)
+        checkProtocol(.mmaction2v1, aps: [1, nil], mAP: 1)
     }
 
     /// The cap keeps the 50 highest-scoring detections of a keyframe across classes: 50 class-2 FPs at
