@@ -44,11 +44,12 @@ let package = Package(
         .target(name: "CycleTimeTraining", dependencies: [
             "CycleTimeTracking", "CycleTimeData", .product(name: "Yams", package: "Yams"),
         ]),
+        .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
-                "CycleTimeTracking", "CycleTimeTraining",
+                "CycleTimeTracking", "CycleTimeTraining", "CycleTimeDetection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
@@ -59,6 +60,7 @@ let package = Package(
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeVideo", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,152 @@
+import CycleTimeNN
+import Foundation
+
+/// Action classes <-> output slots: slot 0 is unused (mmaction2's background slot), class i of the
+/// list is slot i + 1. The list is the label map's ids, or a custom subset (mmaction2's
+/// `custom_classes`).
+public struct AVAClassIndex: Sendable, Equatable {
+    public let ids: [Int]
+    private let slotOf: [Int: Int]
+    public init(ids: [Int]) {
+        self.ids = ids
+        slotOf = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0 + 1) })
+    }
+    /// Outputs of the classifier: classes + 1.
+    public var outputs: Int { ids.count + 1 }
+    public func slot(of id: Int) -> Int? { slotOf[id] }
+    public func id(ofSlot s: Int) -> Int { ids[s - 1] }
+
+    /// Multi-hot targets [K, classes + 1] (slot 0 stays 0); actions outside the class list are ignored.
+    public func targets(_ actions: [[Int]]) -> Tensor {
+        let t = Tensor.zeros([actions.count, outputs])
+        for (k, a) in actions.enumerated() { for id in a { if let s = slot(of: id) { t.data[k * outputs + s] = 1 } } }
+        return t
+    }
+}
+
+/// A region the RoI head is trained on: a ground-truth box, or a proposal that took a
+/// ground-truth box's labels.
+public struct TrainingRegion: Sendable, Equatable {
+    public var box: AVABox
+    public var actions: [Int]
+    public var fromProposal: Bool
+}
+
+/// Training regions of a keyframe: every ground-truth box, plus each proposal scoring at least
+/// `minScore` whose best-overlapping ground-truth box (first on ties) has IoU >= `minIoU`, with
+/// that box's actions. Other proposals are not used.
+public func trainingRegions(groundTruth: [LabeledBox], proposals: [ScoredBox], minScore: Double = 0.9, minIoU: Double = 0.9) -> [TrainingRegion] {
+    var out = groundTruth.map { TrainingRegion(box: $0.box, actions: $0.actions, fromProposal: false) }
+    guard !groundTruth.isEmpty else { return out }
+    for p in proposals where p.score >= minScore {
+        var best = 0, bestIoU = -1.0
+        for (j, g) in groundTruth.enumerated() { let v = p.box.iou(g.box); if v > bestIoU { bestIoU = v; best = j } }
+        if bestIoU >= minIoU { out.append(TrainingRegion(box: p.box, actions: groundTruth[best].actions, fromProposal: true)) }
+    }
+    return out
+}
+
+/// mmaction2's AVA RoI head (SingleRoIExtractor3D + BBoxHeadAVA): the feature averaged over time,
+/// RoIAlign (output `roiSize`, aligned, adaptive sampling, scale 1 / `featureStride`), spatial max
+/// pool, dropout, Linear to classes + 1. Key names: `fc_cls.weight`, `fc_cls.bias`.
+public final class AVARoIHead: Module {
+    public let fc_cls: Linear
+    public let dropout: Dropout
+    public let roiSize: Int
+    public let featureStride: Int
+
+    public init(inChannels: Int, classes: Int, dropout p: Float = 0.5, roiSize: Int = 8, featureStride: Int = 16, generator: inout RandomGenerator) {
+        // mmaction2 BBoxHeadAVA: normal(0, 0.01) weight, zero bias.
+        fc_cls = Linear(inChannels, classes + 1, initialize: false, generator: &generator)
+        for i in 0..<fc_cls.weight.count { fc_cls.weight.data[i] = Float(generator.normal()) * 0.01 }
+        fc_cls.bias?.fill(0)
+        dropout = Dropout(p, seed: generator.next())
+        self.roiSize = roiSize; self.featureStride = featureStride
+        super.init()
+    }
+
+    /// RoIs [K, 5] in input pixels from normalized boxes per clip of the batch.
+    public static func rois(_ boxes: [[AVABox]], imageHeight: Int, imageWidth: Int) -> Tensor {
+        var v: [Float] = []
+        for (b, list) in boxes.enumerated() {
+            for x in list {
+                v += [Float(b), Float(x.x1 * Double(imageWidth)), Float(x.y1 * Double(imageHeight)),
+                      Float(x.x2 * Double(imageWidth)), Float(x.y2 * Double(imageHeight))]
+            }
+        }
+        return Tensor(v, shape: [v.count / 5, 5])
+    }
+
+    /// Logits [K, classes + 1] of `features` [N, C, T, h, w] (or [N, C, h, w]) at `rois` [K, 5].
+    public func logits(_ features: Tensor, rois: Tensor) -> Tensor {
+        let f = features.rank == 5 ? features.mean(axis: 2) : features
+        precondition(f.rank == 4, "AVARoIHead: features must be [N, C, T, h, w] or [N, C, h, w], got \(features.shape)")
+        let r = F.roiAlign(f, rois: rois, outputSize: [roiSize, roiSize], spatialScale: 1 / Float(featureStride),
+                           samplingRatio: 0, aligned: true)
+        let pooled = r.reshaped([r.shape[0], r.shape[1], roiSize * roiSize]).max(axis: 2)
+        return fc_cls(dropout(pooled))
+    }
+
+    /// mmaction2's loss: binary cross-entropy with logits over slots 1... (slot 0 ignored) of the
+    /// regions with at least one positive label, mean over elements; with `focal` (alpha, gamma),
+    /// each term is weighted alpha (1 - p_t)^gamma. nil when no region has a positive label.
+    public static func loss(_ logits: Tensor, targets: Tensor, focal: (alpha: Float, gamma: Float)? = nil) -> Tensor? {
+        precondition(logits.shape == targets.shape && logits.rank == 2, "AVARoIHead.loss: logits \(logits.shape) vs targets \(targets.shape)")
+        let k = logits.shape[0], n = logits.shape[1]
+        let positive = (0..<k).filter { r in (1..<n).contains { targets.data[r * n + $0] > 0 } }
+        if positive.isEmpty { return nil }
+        let l = logits.indexSelect(axis: 0, indices: positive).sliced(axis: 1, start: 1, end: n)
+        let t = targets.indexSelect(axis: 0, indices: positive).sliced(axis: 1, start: 1, end: n)
+        return F.binaryCrossEntropyWithLogits(l, t, focalAlpha: focal?.alpha, focalGamma: focal?.gamma)
+    }
+}
+
+/// One detection row of the AVA results CSV.
+public struct AVADetection: Sendable, Equatable {
+    public var key: AVAKey
+    public var box: AVABox
+    public var actionID: Int
+    public var score: Double
+    public init(key: AVAKey, box: AVABox, actionID: Int, score: Double) {
+        self.key = key; self.box = box; self.actionID = actionID; self.score = score
+    }
+}
+
+/// Detection rows of one keyframe from sigmoid probabilities [K, classes + 1] of its boxes.
+public func avaDetections(key: AVAKey, boxes: [AVABox], probabilities p: Tensor, classes: AVAClassIndex) -> [AVADetection] {
+    precondition(p.rank == 2 && p.shape[0] == boxes.count && p.shape[1] == classes.outputs,
+                 "avaDetections: probabilities \(p.shape) for \(boxes.count) boxes and \(classes.outputs) outputs")
+    var out: [AVADetection] = []
+    for (k, b) in boxes.enumerated() {
+        for s in 1..<classes.outputs { out.append(AVADetection(key: key, box: b, actionID: classes.id(ofSlot: s), score: Double(p.data[k * classes.outputs + s]))) }
+    }
+    return out
+}
+
+/// Writes the AVA results CSV (video_id, timestamp (%04d), x1, y1, x2, y2 (3 decimals), action_id,
+/// score (4 decimals)), dropping scores below `threshold`, atomically (temporary file, then rename).
+/// Returns the number of rows written.
+@discardableResult
+public func writeAVAResults(_ detections: [AVADetection], to path: String, threshold: Double = 0.002) throws -> Int {
+    var text = ""
+    var n = 0
+    for d in detections where d.score >= threshold {
+        text += "\(d.key.videoID),\(String(format: "%04d", d.key.timestamp)),"
+            + String(format: "%.3f,%.3f,%.3f,%.3f,%d,%.4f\n", d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.actionID, d.score)
+        n += 1
+    }
+    let url = URL(fileURLWithPath: path)
+    let tmp = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp-\(getpid())")
+    do {
+        try Data(text.utf8).write(to: tmp)
+    } catch {
+        try? FileManager.default.removeItem(at: tmp)
+        throw AVAError(path, "cannot write results: \(error.localizedDescription)")
+    }
+    if rename(tmp.path, path) != 0 {
+        let reason = String(cString: strerror(errno))
+        try? FileManager.default.removeItem(at: tmp)
+        throw AVAError(path, "cannot write results: \(reason)")
+    }
+    return n
+}

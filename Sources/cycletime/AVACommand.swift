@@ -1,0 +1,99 @@
+import ArgumentParser
+import CycleTimeDetection
+import Foundation
+
+/// `cycletime ava`: the AVA action detector's commands.
+struct AVACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ava",
+        abstract: "AVA spatio-temporal action detection.",
+        subcommands: [AVAEvalCommand.self])
+}
+
+/// `cycletime ava eval`: frame-mAP at IoU 0.5 and per-class AP of an AVA results CSV.
+struct AVAEvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Frame-mAP@0.5 and per-class AP of AVA detections against ground truth.",
+        discussion: """
+            Protocols: official (ActivityNet: at most 50 detections per keyframe, keyframes without \
+            ground truth and excluded keyframes ignored, a class with ground truth and no detection \
+            scores AP 0, mean over the label map's classes with ground truth); mmaction2-0.x and \
+            pyslowfast (no cap, detections at keyframes without ground truth are false positives); \
+            mmaction2-1.x (no cap, keyframes without ground truth ignored, classes without detections \
+            dropped from the mean). The options below override single choices of the protocol. Rows \
+            whose action is not in the label map are skipped and reported on stderr.
+            """)
+
+    @Option(help: "Ground-truth CSV (video_id, timestamp, x1, y1, x2, y2, action_id[, person_id])") var gt: String
+    @Option(help: "Detections CSV (video_id, timestamp, x1, y1, x2, y2, action_id, score)") var detections: String
+    @Option(help: "Label map: pbtxt (item/label blocks) or 'id: name' lines") var labelmap: String
+    @Option(help: "Excluded timestamps CSV (video_id, timestamp)") var excluded: String?
+    @Option(help: "official, mmaction2-0.x, pyslowfast or mmaction2-1.x") var `protocol`: String = "official"
+    @Option(name: .customLong("max-detections"), help: "Detections kept per keyframe (0 = no cap); overrides the protocol") var maxDetections: Int?
+    @Option(name: .customLong("frames-without-gt"), help: "'ignore' or 'count' (as false positives); overrides the protocol") var framesWithoutGT: String?
+    @Option(name: .customLong("classes-without-detections"), help: "'zero' (AP 0) or 'drop' (left out of the mean); overrides the protocol") var classesWithoutDetections: String?
+    @Flag(help: "Print the result as JSON") var json = false
+
+    func resolvedProtocol() throws -> AVAEvalProtocol {
+        guard var p = AVAEvalProtocol.named(`protocol`) else {
+            throw ValidationError("--protocol: unknown protocol '\(`protocol`)' (\(AVAEvalProtocol.named.map(\.name).joined(separator: ", ")))")
+        }
+        if let m = maxDetections {
+            guard m >= 0 else { throw ValidationError("--max-detections must be >= 0") }
+            p.maxDetectionsPerFrame = m
+        }
+        switch framesWithoutGT {
+        case nil: break
+        case "ignore": p.countFramesWithoutGroundTruth = false
+        case "count": p.countFramesWithoutGroundTruth = true
+        case let s?: throw ValidationError("--frames-without-gt: '\(s)' is not 'ignore' or 'count'")
+        }
+        switch classesWithoutDetections {
+        case nil: break
+        case "zero": p.dropClassesWithoutDetections = false
+        case "drop": p.dropClassesWithoutDetections = true
+        case let s?: throw ValidationError("--classes-without-detections: '\(s)' is not 'zero' or 'drop'")
+        }
+        return p
+    }
+
+    func validate() throws { _ = try resolvedProtocol() }
+
+    /// Reads the files and evaluates; skip reports go to `report`.
+    func evaluate(report: (String) -> Void) throws -> AVAEvalResult {
+        let p = try resolvedProtocol()
+        let labels = try AVALabelMap.read(labelmap)
+        let g = try AVACSV.read(gt, labelMap: labels)
+        let d = try AVACSV.read(detections, labelMap: labels, scoreColumn: true)
+        for r in [g.skipReport, d.skipReport] where !r.isEmpty { report(r) }
+        if g.rows.isEmpty { throw AVAError(gt, "no ground-truth rows with a class of the label map \(labelmap)") }
+        let ex = try excluded.map(readAVAExcluded) ?? []
+        return evaluateAVA(groundTruth: g.rows, detections: d.rows, labelMap: labels, excluded: ex, protocol: p)
+    }
+
+    static func format(_ v: Double?) -> String { v.map { String(format: "%.8f", $0) } ?? "n/a" }
+
+    func run() throws {
+        let r = try evaluate { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        if json {
+            var classes: [[String: Any]] = []
+            for c in r.classes {
+                var o: [String: Any] = ["id": c.id, "name": c.name, "ground_truth": c.groundTruth, "detections": c.detections]
+                o["ap"] = c.ap ?? NSNull()
+                classes.append(o)
+            }
+            let obj: [String: Any] = ["mAP": r.mAP ?? NSNull(), "classes": classes, "evaluated_frames": r.evaluatedFrames,
+                                      "excluded_frames": r.excludedFrames, "frames_without_gt": r.framesWithoutGroundTruth,
+                                      "protocol": `protocol`]
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("frame-mAP@0.5IOU: \(Self.format(r.mAP))  (protocol \(`protocol`), \(r.evaluatedFrames) keyframes evaluated, \(r.excludedFrames) excluded, \(r.framesWithoutGroundTruth) with detections but no ground truth)")
+            for c in r.classes where c.groundTruth > 0 {
+                print("AP@0.5IOU \(c.id) \(c.name): \(Self.format(c.ap))  (gt \(c.groundTruth), detections \(c.detections))")
+            }
+        }
+    }
+}
+

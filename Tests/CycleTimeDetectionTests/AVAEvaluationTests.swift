@@ -1,0 +1,153 @@
+import Foundation
+import XCTest
+@testable import CycleTimeDetection
+@testable import cycletime
+import TestSupport
+
+final class AVAEvaluationTests: XCTestCase {
+    func row(_ v: String, _ t: Int, _ b: AVABox, _ a: Int, _ s: Double? = nil) -> AVARow {
+        AVARow(key: AVAKey(v, t), box: b, actionID: a, extra: s, line: 0)
+    }
+    let A = AVABox(0.0, 0.0, 0.5, 0.5), B = AVABox(0.5, 0.5, 1.0, 1.0)
+    /// IoU with A: 0.25*0.5 / (0.25 + 0.125 - 0.125)... = 0.5 exactly (box half of A's area inside A).
+    let Ahalf = AVABox(0.0, 0.0, 0.5, 0.25)
+    let labels2 = AVALabelMap([.init(id: 1, name: "one"), .init(id: 2, name: "two")])
+
+    /// The acceptance figure: mAP 0.09385522 and per-class APs of ../shared/data/README.md.
+    func testGoldenOfficialProtocol() throws {
+        let dir = try requireSharedData("ava-mini/eval-golden")
+        var c = try CycleTimeCommand.parseAsRoot(["ava", "eval", "--gt", dir + "/gt.csv", "--detections", dir + "/pred.csv",
+                                                  "--labelmap", dir + "/action_list.txt"])
+        let cmd = try XCTUnwrap(c as? AVAEvalCommand)
+        let r = try cmd.evaluate { XCTFail("unexpected report \($0)") }
+        XCTAssertEqual(try XCTUnwrap(r.mAP), 0.09385522, accuracy: 5e-9)
+        let aps = r.classes.map { $0.ap ?? -1 }
+        XCTAssertEqual(aps[0], 0.170455, accuracy: 5e-7)
+        XCTAssertEqual(aps[1], 0.0, accuracy: 5e-7)
+        XCTAssertEqual(aps[2], 0.111111, accuracy: 5e-7)
+        XCTAssertEqual(r.evaluatedFrames, 3)
+        try c.run()
+    }
+
+    /// VOC all-point AP by hand: scores 0.9 TP, 0.8 FP, 0.7 TP with 3 GT ->
+    /// precision envelope [1, 2/3, 2/3], recall steps 1/3, 1/3 -> 1/3 + 2/9 = 5/9.
+    func testVOCAllPointAP() {
+        XCTAssertEqual(vocAveragePrecision([(0.8, false), (0.9, true), (0.7, true)], numGT: 3), 5.0 / 9, accuracy: 1e-12)
+        // A later higher precision lifts the earlier one (the envelope): FP, TP, TP with 2 GT ->
+        // precisions 0, 1/2, 2/3 -> envelope 2/3 at both recall steps -> AP 2/3.
+        XCTAssertEqual(vocAveragePrecision([(0.9, false), (0.8, true), (0.7, true)], numGT: 2), 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(vocAveragePrecision([], numGT: 2), 0)
+    }
+
+    /// Greedy matching: the second detection whose best box is already taken is a false positive even
+    /// though another box overlaps it; IoU exactly 0.5 matches.
+    func testGreedyMatchingTakenBoxIsFalsePositive() {
+        let near = AVABox(0.0, 0.0, 0.5, 0.45) // IoU with A 0.9, with Ahalf 0.25/0.45*... best A
+        XCTAssertEqual(A.iou(Ahalf), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(matchDetections([A, near], to: [A, Ahalf], iouThreshold: 0.5), [true, false])
+        XCTAssertEqual(matchDetections([Ahalf], to: [A], iouThreshold: 0.5), [true])
+        XCTAssertEqual(matchDetections([B], to: [A], iouThreshold: 0.5), [false])
+    }
+
+    /// Frames: k1 has GT (class 1 at A, class 2 at B); k2 has no GT but a high-scoring class-1
+    /// detection; class 2 has no detection.
+    func protocolCase() -> (gt: [AVARow], det: [AVARow]) {
+        let gt = [row("v", 902, A, 1), row("v", 902, B, 2)]
+        let det = [row("v", 902, A, 1, 0.5), row("v", 903, A, 1, 0.9)]
+        return (gt, det)
+    }
+
+    /// Per-class APs and mAP of `protocolCase` under a protocol.
+    func checkProtocol(_ p: AVAEvalProtocol, aps: [Double?], mAP: Double, file: StaticString = #filePath, line: UInt = #line) {
+        let (gt, det) = protocolCase()
+        let r = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: p)
+        XCTAssertEqual(r.classes.map(\.ap), aps, file: file, line: line)
+        XCTAssertEqual(r.mAP, mAP, file: file, line: line)
+        XCTAssertEqual(r.framesWithoutGroundTruth, 1, file: file, line: line)
+    }
+
+    /// Official: class 1's only counted detection is a TP -> AP 1; class 2 (GT, no detection) -> 0.
+    func testOfficialIgnoresFramesWithoutGTAndScoresMissingClassZero() {
+        checkProtocol(.official, aps: [1, 0], mAP: 0.5)
+    }
+
+    /// mmaction2 0.x: class 1 = 0.9 FP (frame without GT) then 0.5 TP, 1 GT -> precision 1/2 at recall 1.
+    func testMMAction2v0CountsFramesWithoutGT() {
+        checkProtocol(.mmaction2v0, aps: [0.5, 0], mAP: 0.25)
+    }
+
+    /// mmaction2 1.x: class 2 has no detection and leaves the mean.
+    func testMMAction2v1DropsClassesWithoutDetections() {
+        checkProtocol(.mmaction2v1, aps: [1, nil], mAP: 1)
+    }
+
+    /// The cap keeps the 50 highest-scoring detections of a keyframe across classes: 50 class-2 FPs at
+    /// B scoring above the class-1 TP push it out (AP 0); without the cap it counts (AP 1).
+    func testCapOf50PerKeyframe() {
+        let gt = [row("v", 902, A, 1), row("v", 902, AVABox(0.6, 0.0, 0.9, 0.3), 2)]
+        var det = [row("v", 902, A, 1, 0.1)]
+        for i in 0..<50 { det.append(row("v", 902, B, 2, 0.5 + Double(i) * 0.001)) }
+        let capped = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: .official)
+        XCTAssertEqual(capped.classes[0].ap, 0)
+        XCTAssertEqual(capped.classes[0].detections, 0)
+        XCTAssertEqual(capped.classes[1].detections, 50)
+        var p = AVAEvalProtocol.official
+        p.maxDetectionsPerFrame = 0
+        let uncapped = evaluateAVA(groundTruth: gt, detections: det, labelMap: labels2, protocol: p)
+        XCTAssertEqual(uncapped.classes[0].ap, 1)
+        // 51 detections: the 51st (lowest) is dropped, so with 49 class-2 ones the TP survives.
+        let r49 = evaluateAVA(groundTruth: gt, detections: Array(det.prefix(50)), labelMap: labels2, protocol: .official)
+        XCTAssertEqual(r49.classes[0].ap, 1)
+    }
+
+    /// Excluded keyframes drop both their ground truth and their detections; timestamps compare as
+    /// numbers ("0902" in one file, 902 in another).
+    func testExcludedAndNumericTimestamps() throws {
+        let dir = tempDir()
+        try "v,0902,0,0,0.5,0.5,1,0\nv,903,0,0,0.5,0.5,1,0\n".write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
+        try "v,902,0,0,0.5,0.5,1,0.9\nv,0903,0.5,0.5,1,1,1,0.8\n".write(toFile: dir + "/det.csv", atomically: true, encoding: .utf8)
+        try "v,903\n".write(toFile: dir + "/ex.csv", atomically: true, encoding: .utf8)
+        try "1: one\n2: two\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+        let base = ["ava", "eval", "--gt", dir + "/gt.csv", "--detections", dir + "/det.csv", "--labelmap", dir + "/labels.txt"]
+        let withEx = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base + ["--excluded", dir + "/ex.csv"]) as? AVAEvalCommand)
+        let r = try withEx.evaluate { _ in }
+        XCTAssertEqual(r.classes[0].ap, 1)
+        XCTAssertEqual(r.excludedFrames, 1)
+        XCTAssertNil(r.classes[1].ap) // no ground truth: not in the mean
+        XCTAssertEqual(r.mAP, 1)
+        let without = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base) as? AVAEvalCommand)
+        // 903's detection misses its GT: class 1 = TP 0.9, FP 0.8 with 2 GT -> AP 0.5.
+        XCTAssertEqual(try without.evaluate { _ in }.classes[0].ap, 0.5)
+    }
+
+    /// CLI option overrides and errors.
+    func testProtocolOptions() throws {
+        let base = ["ava", "eval", "--gt", "g", "--detections", "d", "--labelmap", "l"]
+        let c = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base + ["--protocol", "mmaction2-1.x", "--max-detections", "50", "--frames-without-gt", "count"]) as? AVAEvalCommand)
+        XCTAssertEqual(try c.resolvedProtocol(), AVAEvalProtocol(maxDetectionsPerFrame: 50, countFramesWithoutGroundTruth: true, dropClassesWithoutDetections: true))
+        XCTAssertEqual(try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base + ["--protocol", "pyslowfast"]) as? AVAEvalCommand).resolvedProtocol(), .mmaction2v0)
+        XCTAssertThrowsError(try CycleTimeCommand.parseAsRoot(base + ["--protocol", "voc"]))
+        XCTAssertThrowsError(try CycleTimeCommand.parseAsRoot(base + ["--classes-without-detections", "maybe"]))
+        let missing = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base) as? AVAEvalCommand)
+        XCTAssertThrowsError(try missing.evaluate { _ in }) { XCTAssert("\($0)".contains("l: no such label map file"), "\($0)") }
+    }
+
+    /// Ties at the cap follow Python's heapq: with equal scores, a new detection does not replace the
+    /// smallest kept one (strictly greater score needed).
+    func testHeapTiesKeepEarlierDetections() {
+        var h = PyHeap(capacity: 2)
+        h.offer(FrameDetection(score: 0.5, action: 3, box: A))
+        h.offer(FrameDetection(score: 0.5, action: 1, box: A))
+        h.offer(FrameDetection(score: 0.5, action: 2, box: A))
+        XCTAssertEqual(Set(h.items.map(\.action)), [1, 3])
+        h.offer(FrameDetection(score: 0.6, action: 2, box: A))
+        // heapreplace pops the smallest tuple (0.5, 1, ...).
+        XCTAssertEqual(h.sortedDescending().map(\.action), [2, 3])
+    }
+}
+
+func tempDir() -> String {
+    let p = NSTemporaryDirectory() + "cycletime-ava-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+    return p
+}

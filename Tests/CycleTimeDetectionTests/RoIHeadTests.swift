@@ -1,0 +1,68 @@
+import Foundation
+import XCTest
+@testable import CycleTimeDetection
+import CycleTimeNN
+import TestSupport
+
+final class RoIHeadTests: XCTestCase {
+    /// Logits, focal loss and gradients vs the PyTorch head of scripts/fixtures/ava.py.
+    func testHeadMatchesPyTorch() throws {
+        let fx = try Fixtures.load("ava")
+        var g = RandomGenerator(seed: 1)
+        let head = AVARoIHead(inChannels: 16, classes: 4, generator: &g)
+        try head.loadStateDict(["fc_cls.weight": fx.t("head.weight"), "fc_cls.bias": fx.t("head.bias")])
+        head.eval()
+        let boxes = [[AVABox(0.1, 0.2, 0.6, 0.9), AVABox(0.5, 0.0, 1.0, 0.7)], [AVABox(0.05, 0.1, 0.4, 0.5)]]
+        let rois = AVARoIHead.rois(boxes, imageHeight: 96, imageWidth: 112)
+        let feats = fx.t("head.features").clone().requiringGrad()
+        let logits = head.logits(feats, rois: rois)
+        assertClose(logits, fx.t("head.logits"), rtol: 1e-4, atol: 1e-5)
+        let loss = try XCTUnwrap(AVARoIHead.loss(logits, targets: fx.t("head.targets"), focal: (3, 1)))
+        assertClose(loss.reshaped([1]), fx.t("head.loss"), rtol: 1e-5)
+        loss.backward()
+        assertClose(feats.grad!, fx.t("head.dfeatures"), rtol: 1e-4, atol: 1e-6)
+        assertClose(head.fc_cls.weight.grad!, fx.t("head.dweight"), rtol: 1e-4, atol: 1e-6)
+        XCTAssertNil(AVARoIHead.loss(logits, targets: Tensor.zeros(logits.shape)))
+    }
+
+    /// Slot 0 unused; custom subsets map ids to slots 1...; unknown ids are ignored in targets.
+    func testClassIndexTargets() {
+        let c = AVAClassIndex(ids: [12, 17, 80])
+        XCTAssertEqual(c.outputs, 4)
+        XCTAssertEqual(c.slot(of: 80), 3)
+        XCTAssertEqual(c.id(ofSlot: 1), 12)
+        XCTAssertEqual(c.targets([[17, 80], [74]]).array, [0, 0, 1, 1, 0, 0, 0, 0])
+    }
+
+    /// GT boxes always; a proposal >= 0.9 with IoU >= 0.9 to a GT takes its labels; a low-scoring or
+    /// poorly overlapping one is not used.
+    func testTrainingRegions() {
+        let gtA = LabeledBox(box: AVABox(0, 0, 0.5, 1), personID: 0, actions: [12, 17])
+        let gtB = LabeledBox(box: AVABox(0.5, 0, 1, 1), personID: 1, actions: [80])
+        let near = AVABox(0.5, 0, 0.98, 1)      // IoU with B = 0.96
+        let lowIoU = AVABox(0.5, 0, 0.9, 1)     // IoU with B = 0.8
+        let r = trainingRegions(groundTruth: [gtA, gtB], proposals: [ScoredBox(near, score: 0.95), ScoredBox(near, score: 0.85), ScoredBox(lowIoU, score: 0.99)])
+        XCTAssertEqual(r, [TrainingRegion(box: gtA.box, actions: [12, 17], fromProposal: false),
+                           TrainingRegion(box: gtB.box, actions: [80], fromProposal: false),
+                           TrainingRegion(box: near, actions: [80], fromProposal: true)])
+        XCTAssertEqual(trainingRegions(groundTruth: [], proposals: [ScoredBox(near, score: 1)]), [])
+    }
+
+    /// The results CSV: %04d timestamps, 3-decimal boxes, 4-decimal scores, threshold 0.002 (kept at
+    /// equality), readable back by the evaluator's reader.
+    func testResultsWriter() throws {
+        let dir = tempDir()
+        let path = dir + "/results.csv"
+        let key = AVAKey("vid", 902)
+        let probs = Tensor([0, 0.51234, 0.0019, 0, 0.002, 0.9], shape: [2, 3])
+        let dets = avaDetections(key: key, boxes: [AVABox(0.1, 0.2, 0.3, 0.4), AVABox(0.5, 0.5, 1, 1)], probabilities: probs, classes: AVAClassIndex(ids: [12, 79]))
+        XCTAssertEqual(try writeAVAResults(dets, to: path), 3)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertEqual(text, "vid,0902,0.100,0.200,0.300,0.400,12,0.5123\nvid,0902,0.500,0.500,1.000,1.000,12,0.0020\nvid,0902,0.500,0.500,1.000,1.000,79,0.9000\n")
+        XCTAssertEqual(try AVACSV.read(path, scoreColumn: true).rows.count, 3)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["results.csv"])
+        // Overwrites atomically; an unwritable destination is an error naming it.
+        XCTAssertEqual(try writeAVAResults(dets, to: path, threshold: 0.6), 1)
+        XCTAssertThrowsError(try writeAVAResults(dets, to: dir + "/missing/r.csv")) { XCTAssert("\($0)".contains("missing/r.csv"), "\($0)") }
+    }
+}
