@@ -1,3 +1,4 @@
+import CycleTimeTracking
 import Foundation
 import Yams
 
@@ -39,14 +40,13 @@ public enum ConfigLoader {
         guard user.mapping != nil else { throw ConfigError(file, "the top level must be a mapping of fields (key: value)") }
         user = camelCased(user)
         for o in overrides { user = try applyOverride(o, to: user, file: file) }
-        try checkFields(user, against: T(), path: "", file: file)
-
         let defaults: Node
         do {
             defaults = try node(of: T())
         } catch {
             throw ConfigError(file, "cannot encode the default configuration: \(error)")
         }
+        try checkFields(user, against: T(), defaults: defaults, path: "", file: file)
         let merged = merge(user, over: defaults)
         do {
             return try YAMLDecoder().decode(T.self, from: Yams.serialize(node: merged))
@@ -139,11 +139,11 @@ public enum ConfigLoader {
 
     // MARK: checking and merging
 
-    /// Every key of `node` must be a stored property of `value` (recursively for nested structs).
-    static func checkFields(_ node: Node, against value: Any, path: String, file: String) throws {
+    /// Every key of `node` must be a stored property of `value`; where the default is a mapping
+    /// (a nested section) the value must be one too, checked recursively.
+    static func checkFields(_ node: Node, against value: Any, defaults: Node?, path: String, file: String) throws {
         guard let m = node.mapping else { return }
         let mirror = Mirror(reflecting: value)
-        guard mirror.displayStyle == .struct else { return }
         var fields: [String: Any] = [:]
         var order: [String] = []
         for child in mirror.children {
@@ -158,15 +158,12 @@ public enum ConfigLoader {
                 let known = order.map(snake).joined(separator: ", ")
                 throw ConfigError(file, "unknown field '\(full)'" + (order.isEmpty ? "" : " (known fields\(path.isEmpty ? "" : " of '\(path)'"): \(known))"))
             }
-            if v.mapping != nil {
-                let cm = Mirror(reflecting: child)
-                guard cm.displayStyle == .struct else {
-                    if cm.displayStyle == .optional { continue }
-                    throw ConfigError(file, "field '\(full)' must be a single value or a list, not a mapping")
-                }
-                try checkFields(v, against: child, path: full, file: file)
-            } else if Mirror(reflecting: child).displayStyle == .struct {
-                throw ConfigError(file, "field '\(full)' must be a mapping of fields")
+            let section = defaults?.mapping?[key]
+            if section?.mapping != nil {
+                guard v.mapping != nil else { throw ConfigError(file, "field '\(full)' must be a mapping of fields") }
+                try checkFields(v, against: child, defaults: section, path: full, file: file)
+            } else if v.mapping != nil && section != nil {
+                throw ConfigError(file, "field '\(full)' must be a single value or a list, not a mapping")
             }
         }
     }
@@ -213,6 +210,8 @@ public enum ConfigLoader {
             let p = path(ctx)
             return "field '\(p.isEmpty ? "" : p + ".")\(snake(key.stringValue))' is missing"
         case .dataCorrupted(let ctx):
+            if let u = ctx.underlyingError as? CRWConfigError { return "field '\(path(ctx).isEmpty ? "crw" : path(ctx)).\(snake(u.field))' \(u.message)" }
+            if let u = ctx.underlyingError { return "\(u)" }
             let p = path(ctx)
             if p.isEmpty { return "not a valid configuration: \(ctx.debugDescription)" }
             return "field '\(p)' has an invalid value (\(ctx.debugDescription))"

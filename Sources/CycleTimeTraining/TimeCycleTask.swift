@@ -26,12 +26,35 @@ public final class TimeCycleTask: TrainingTask {
     public func clipCount(_ b: TimeCycleBatch) -> Int { b.size }
 }
 
-/// Loads and checks a training config, resolves its videos and builds the task and trainer.
-public func makeTimeCycleTrainer(configPath: String, overrides: [String] = []) throws -> Trainer<TimeCycleTask> {
+/// A trainer of any objective (what the command line drives).
+public protocol AnyTrainer: AnyObject {
+    var config: TrainConfig { get }
+    var progress: ProgressReporter? { get set }
+    var shouldStop: () -> Bool { get set }
+    var warn: @Sendable (String) -> Void { get set }
+    func train(resume: Bool, stopAfter: Int?) throws -> TrainOutcome
+}
+
+extension Trainer: AnyTrainer {}
+
+/// Loads and checks a training config, resolves its videos and builds the objective's task and trainer.
+public func makeTrainer(configPath: String, overrides: [String] = []) throws -> any AnyTrainer {
     let config = try ConfigLoader.load(TrainConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
     let videos = try resolveVideos(config.data.videos, file: configPath)
     let run = try RunDirectory(path: config.outputDir)
-    let task = TimeCycleTask(config: config, videos: videos)
-    return try Trainer(config: config, configFile: configPath, task: task, run: run)
+    switch config.objective {
+    case .timecycle:
+        return try Trainer(config: config, configFile: configPath, task: TimeCycleTask(config: config, videos: videos), run: run)
+    case .crw:
+        return try Trainer(config: config, configFile: configPath, task: CRWTask(config: config, videos: videos), run: run)
+    }
+}
+
+/// `makeTrainer` for a TimeCycle config (tests reach the typed task through it).
+public func makeTimeCycleTrainer(configPath: String, overrides: [String] = []) throws -> Trainer<TimeCycleTask> {
+    guard let t = try makeTrainer(configPath: configPath, overrides: overrides) as? Trainer<TimeCycleTask> else {
+        throw ConfigError(configPath, "field 'objective' is not timecycle")
+    }
+    return t
 }

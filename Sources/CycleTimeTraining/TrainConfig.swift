@@ -7,9 +7,13 @@ import Foundation
 public enum TrainingObjective: String, Codable, Sendable {
     /// Cycle-consistency tracking (Wang, Jabri & Efros, CVPR 2019).
     case timecycle
+    /// Contrastive random walk (Jabri, Owens & Efros, NeurIPS 2020).
+    case crw
 }
 
-/// Unlabeled video and how clips are cut from it (defaults: the TimeCycle recipe).
+/// Unlabeled video and how clips are cut from it (defaults: the TimeCycle recipe). The crw
+/// objective reads only videos, clips_per_video, workers and prefetch from here; its frame rate,
+/// sizes and normalization are in the crw section.
 public struct DataConfig: Codable, Equatable, Sendable {
     /// Video files, folders (searched recursively for videos) or list files (.txt, one path per line,
     /// relative to the list's folder). Relative paths are relative to the working directory.
@@ -97,6 +101,10 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var timecycle = TimeCycleConfig()
     /// The ground-truth patch recipe (TimeCycle); its patch_size is timecycle.patch_size.
     public var patch = GroundTruthPatchConfig()
+    /// The contrastive random walk's model, walk and data recipe (objective crw). Its
+    /// learning_rate, weight_decay and lr_* fields are not used by the trainer: the optimizer
+    /// and schedule sections are.
+    public var crw = CRWConfig()
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
     public var train = LoopConfig()
@@ -158,6 +166,26 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         if train.keepCheckpoints < 1 { throw fail("train.keep_checkpoints", "must be >= 1") }
         if train.logEvery < 1 { throw fail("train.log_every", "must be >= 1") }
         if train.gradClip < 0 { throw fail("train.grad_clip", "must be >= 0") }
+        if objective == .crw {
+            do { try crw.validate() } catch let e as CRWConfigError {
+                throw fail("crw." + ConfigLoader.snake(e.field), e.message)
+            }
+        }
+    }
+
+    /// The clip options of the crw objective: clip_length frames at crw.fps, one square crop of
+    /// the whole short side (resized to crw.image_size), no flip, crw normalization.
+    public var crwClipOptions: ClipOptions {
+        var o = ClipOptions()
+        o.clipLength = crw.clipLength
+        o.fps = crw.fps
+        o.decodeShortSide = crw.imageSize
+        o.outputSize = crw.imageSize
+        o.scaleRange = 1.0...1.0
+        o.horizontalFlip = false
+        o.mean = crw.mean
+        o.std = crw.std
+        return o
     }
 
     /// The clip options of the data section (frames: clip offsets, then target and motion).

@@ -8,7 +8,7 @@ import Foundation
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Pretrain an encoder on unlabeled video (TimeCycle) from a YAML config.",
+        abstract: "Pretrain an encoder on unlabeled video (objective timecycle or crw) from a YAML config.",
         discussion: """
             The run directory (the config's output_dir) receives config.yaml (the resolved config), \
             metrics.jsonl (one JSON object per step), train.log and checkpoints/ (safetensors: model \
@@ -24,11 +24,11 @@ struct TrainCommand: ParsableCommand {
     var overrides: [String] = []
 
     func run() throws {
-        let trainer = try makeTimeCycleTrainer(configPath: config, overrides: overrides)
+        let trainer = try makeTrainer(configPath: config, overrides: overrides)
         trainer.progress = ProgressReporter(every: trainer.config.train.logEvery)
         let interrupt = Interrupt.install()
         trainer.shouldStop = { interrupt.requested }
-        let outcome = try trainer.train(resume: resume)
+        let outcome = try trainer.train(resume: resume, stopAfter: nil)
         if case .interrupted = outcome { throw ExitCode(130) }
     }
 }
