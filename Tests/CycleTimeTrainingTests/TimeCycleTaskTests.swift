@@ -90,10 +90,7 @@ final class TimeCycleTaskTests: XCTestCase {
         config.timecycle.featureDim = 32
         config.timecycle.localizerWidths = [32, 16]
         config.timecycle.localizerKernels = [2, 2]
-        config.optimizer.lr = ProcessInfo.processInfo.environment["CT_LR"].flatMap(Double.init) ?? 1e-3
-        config.timecycle.temperature = ProcessInfo.processInfo.environment["CT_TEMP"].flatMap(Float.init)
-        config.patch.maxRotation = ProcessInfo.processInfo.environment["CT_ROT"].flatMap(Double.init) ?? config.patch.maxRotation
-        config.timecycle.inlierWeight = Float(ProcessInfo.processInfo.environment["CT_INLIER"].flatMap(Double.init) ?? 0.1)
+        config.optimizer.lr = 1e-3
         let steps = 300, bsz = 2
         let task = TimeCycleTask(config: config, videos: [])
         let optimizer = makeOptimizer(config.optimizer, parameters: task.model.namedParameters().map { (name: $0.0, tensor: $0.1) })
