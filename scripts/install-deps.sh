@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages CycleTime builds and tests against, only when missing.
+# Extra package names given as arguments are installed too (scripts/run.sh adds opencv-doc,
+# whose examples/data/vtest.avi is the demo's real video).
 set -euo pipefail
 pkgs=(pkg-config libopenblas-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-      ffmpeg libpng-dev libjpeg-dev zlib1g-dev)
+      ffmpeg libpng-dev libjpeg-dev zlib1g-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import CycleTimeTraining
 
@@ -42,5 +43,25 @@ final class TrainConfigTests: XCTestCase {
         assertInvalid({ $0.data.clipOffsets = [0, 4, 2] }, field: "data.clip_offsets")
         assertInvalid({ $0.data.targetOffset = 3 }, field: "data.target_offset")
         assertInvalid({ $0.data.cropScale = [0.9, 0.5] }, field: "data.crop_scale")
+    }
+}
+
+/// Every committed experiment config reads and validates (the data folders are not checked here).
+final class ExperimentConfigsTests: XCTestCase {
+    func testEveryExperimentConfigLoadsAndValidates() throws {
+        let dir = repoRoot + "/experiments"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertEqual(names, ["crw-r18-cpu.yaml", "crw-r18-smoke.yaml", "timecycle-r18-cpu.yaml", "timecycle-r18-smoke.yaml",
+                               "timecycle-r50-vlog.yaml"])
+        for n in names {
+            let text = try String(contentsOfFile: dir + "/" + n, encoding: .utf8)
+            XCTAssertTrue(text.hasPrefix("# "), "\(n) starts with a comment saying what it is for")
+            let c = try ConfigLoader.load(TrainConfig.self, path: dir + "/" + n)
+            XCTAssertNoThrow(try c.validate(file: n), n)
+            XCTAssertEqual(c.objective == .crw, n.hasPrefix("crw"), n)
+        }
+        let r50 = try ConfigLoader.load(TrainConfig.self, path: dir + "/timecycle-r50-vlog.yaml")
+        XCTAssertEqual(r50.timecycle.encoder, "resnet50")
+        XCTAssertEqual(r50.timecycle.featureDim, 512)
     }
 }
