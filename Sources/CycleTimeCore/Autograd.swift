@@ -15,9 +15,21 @@ public final class GradFn {
     }
 }
 
-/// Whether ops record the graph (PyTorch's grad mode).
+/// Whether ops record the graph (PyTorch's grad mode). Per thread, as in PyTorch: a `noGrad`
+/// scope on one thread (e.g. a data-loader worker cutting patches) never switches recording off
+/// for another thread's forward pass. Every thread starts with recording on.
 public enum GradMode {
-    nonisolated(unsafe) public static var isEnabled = true
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    public static var isEnabled: Bool {
+        // No value stored (nil) means enabled, so new threads need no set-up.
+        get { pthread_getspecific(key) == nil }
+        set { pthread_setspecific(key, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
+    }
 
     /// Runs `body` without recording the graph, like `torch.no_grad()`.
     public static func withoutGrad<T>(_ body: () throws -> T) rethrows -> T {
