@@ -39,10 +39,12 @@ let package = Package(
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
         .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
+        .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
+                "CycleTimePropagation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
@@ -52,6 +54,7 @@ let package = Package(
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "TestSupport"]),
+        .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
