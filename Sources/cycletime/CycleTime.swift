@@ -6,5 +6,5 @@ struct CycleTimeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cycletime",
         abstract: "Self-supervised video representation learning on the CPU.",
-        subcommands: [Bench.self, VideoCommand.self, FeaturesCommand.self, EvalCommand.self])
+        subcommands: [Bench.self, VideoCommand.self, FeaturesCommand.self, PropagateCommand.self, EvalCommand.self])
 }
