@@ -16,8 +16,19 @@ public enum MaskPropagation {
                            onFrame: (Int, [Int]) throws -> Void) throws {
         let mask = firstMask.map { $0 == 255 ? 0 : $0 }
         let ids = labelIds(mask)
+        try runSoft(frameCount: frameCount, frame: frame, extractor: extractor, options: options, firstLabels: { h, w in
+            LabelMaps.softOneHot(mask, height: maskHeight, width: maskWidth, ids: ids, gridHeight: h, gridWidth: w)
+        }) { t, soft, h, w in
+            try onFrame(t, LabelMaps.hardLabels(soft, gridHeight: h, gridWidth: w, ids: ids, height: maskHeight, width: maskWidth))
+        }
+    }
+
+    /// The generic loop: first-frame soft labels [h*w, L] built on the feature grid by
+    /// `firstLabels(h, w)`, then `onFrame(t, soft labels, h, w)` for every frame t >= 1.
+    public static func runSoft(frameCount: Int, frame: (Int) throws -> Image, extractor: FeatureExtractor, options: PropagationOptions,
+                               firstLabels: (Int, Int) throws -> [Float], onFrame: (Int, [Float], Int, Int) throws -> Void) throws {
         let f0 = extractor.features(try frame(0))
-        let labels0 = LabelMaps.softOneHot(mask, height: maskHeight, width: maskWidth, ids: ids, gridHeight: f0.height, gridWidth: f0.width)
+        let labels0 = try firstLabels(f0.height, f0.width)
         let prop = LabelPropagator(firstFeatures: f0.values, firstLabels: labels0, height: f0.height, width: f0.width,
                                    channels: f0.channels, options: options)
         for t in 1..<max(frameCount, 1) {
@@ -26,8 +37,7 @@ public enum MaskPropagation {
             guard f.height == f0.height && f.width == f0.width else {
                 throw EvaluationError("frame \(t): \(img.width)x\(img.height) gives a \(f.width)x\(f.height) feature grid, frame 0 gives \(f0.width)x\(f0.height)")
             }
-            let soft = prop.step(f.values)
-            try onFrame(t, LabelMaps.hardLabels(soft, gridHeight: f.height, gridWidth: f.width, ids: ids, height: maskHeight, width: maskWidth))
+            try onFrame(t, prop.step(f.values), f.height, f.width)
         }
     }
 }

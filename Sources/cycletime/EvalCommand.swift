@@ -1,4 +1,5 @@
 import ArgumentParser
+import CycleTimeData
 import CycleTimePropagation
 import Foundation
 
@@ -7,7 +8,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Score propagated labels as the official benchmarks do (table on the terminal, JSON and CSV beside the results).",
-        subcommands: [EvalDAVIS.self])
+        subcommands: [EvalDAVIS.self, EvalJHMDB.self])
 }
 
 /// Prints a progress line on standard error (one line per step; overwritten on a terminal).
@@ -46,6 +47,46 @@ struct EvalDAVIS: ParsableCommand {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(try enc.encode(r), to: results + "/davis-eval-\(set).json")
+        }
+    }
+}
+
+struct EvalJHMDB: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jhmdb",
+        abstract: "JHMDB PCK@0.1...0.5 (frame 0 skipped; scale 0.6 x diagonal of the visible ground-truth joints' box).",
+        discussion: "Reads <results>/<class>/<clip>/keypoints.csv; writes pck.json and pck.csv into the results folder.")
+
+    @Option(help: "JHMDB root") var root: String
+    @Option(help: "Results folder") var results: String
+    @Option(name: .customLong("split-dir"), help: "Folder of <class>_test_split<k>.txt lists (default: every clip)") var splitDir: String?
+    @Option(help: "Split number") var split = 1
+    @Flag(help: "Do not write CSV/JSON files") var noWrite = false
+
+    func run() throws {
+        let ds: JHMDBDataset
+        do { ds = try JHMDBDataset(root: root, splitDir: splitDir, split: split, train: false) } catch { throw EvaluationError("\(error)") }
+        if ds.clips.isEmpty { throw EvaluationError("\(root): no JHMDB clips with joint_positions.mat") }
+        var clips: [(groundTruth: [[Point2]], predictions: [[Point2]])] = []
+        for clip in ds.clips {
+            let path = results + "/\(clip.className)/\(clip.name)/keypoints.csv"
+            guard FileManager.default.fileExists(atPath: path) else { throw EvaluationError("\(path): missing keypoints of clip '\(clip.name)'") }
+            let pred = try JHMDBEvaluation.readKeypoints(path)
+            let gt = Array(try JHMDBEvaluation.groundTruth(clip).prefix(clip.frameCount))
+            guard pred.count == gt.count else { throw EvaluationError("\(path): \(pred.count) frames, the clip has \(gt.count)") }
+            clips.append((gt, pred))
+        }
+        let r = try JHMDBEvaluation.pck(clips: clips)
+        let header = r.thresholds.map { "PCK@\($0)" }
+        let values = r.pck.map { String(format: "%.6f", $0) }
+        print(header.joined(separator: "  "))
+        print(values.joined(separator: "   "))
+        if !noWrite {
+            try writeAtomically(header.joined(separator: ",") + "\n" + values.joined(separator: ",") + "\n", to: results + "/pck.csv")
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try writeAtomically(try enc.encode(r), to: results + "/pck.json")
         }
     }
 }

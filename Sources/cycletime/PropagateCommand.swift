@@ -12,7 +12,7 @@ struct PropagateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "propagate",
         abstract: "Propagate first-frame labels through videos by nearest-neighbour affinity in feature space.",
-        subcommands: [PropagateDAVIS.self])
+        subcommands: [PropagateDAVIS.self, PropagateJHMDB.self])
 }
 
 /// The encoder and procedure options shared by every task.
@@ -167,5 +167,51 @@ struct PropagateDAVIS: ParsableCommand {
         let final = out + "/" + seq.name
         try? FileManager.default.removeItem(atPath: final)
         try FileManager.default.moveItem(atPath: partial, toPath: final)
+    }
+}
+
+struct PropagateJHMDB: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jhmdb",
+        abstract: "JHMDB keypoints: writes <out>/<class>/<clip>/keypoints.csv (frame,joint,x,y in 0-based pixels); then `cycletime eval jhmdb`.")
+
+    @OptionGroup var args: PropagationArguments
+    @Option(help: "JHMDB root (Frames/, joint_positions/)") var root: String
+    @Option(help: "Output folder") var out: String
+    @Option(name: .customLong("split-dir"), help: "Folder of <class>_test_split<k>.txt lists (default: every clip)") var splitDir: String?
+    @Option(help: "Split number") var split = 1
+    @Option(help: "Gaussian sigma of a joint (feature cells)") var sigma: Double = 0.5
+    @Option(name: .customLong("decode-topk"), help: "Cells averaged to decode a joint") var decodeTopk = 3
+
+    func run() throws {
+        let ds: JHMDBDataset
+        do { ds = try JHMDBDataset(root: root, splitDir: splitDir, split: split, train: false) } catch { throw EvaluationError("\(error)") }
+        if ds.clips.isEmpty { throw EvaluationError("\(root): no JHMDB clips with joint_positions.mat") }
+        let extractor = try args.extractor()
+        let progress = FrameProgress(total: ds.clips.map(\.frameCount).reduce(0, +))
+        for (ci, clip) in ds.clips.enumerated() {
+            let gt = try JHMDBEvaluation.groundTruth(clip)
+            guard gt.count >= clip.frameCount else { throw EvaluationError("\(clip.jointsPath): \(gt.count) frames of joints, \(clip.frameCount) frames") }
+            let first: Image
+            do { first = try Image.read(clip.framePaths[0]) } catch { throw EvaluationError("\(error)") }
+            let W = Double(first.width), H = Double(first.height)
+            var keypoints: [[Point2]] = [gt[0]]
+            progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)")
+            try MaskPropagation.runSoft(frameCount: clip.frameCount, frame: { t in
+                do { return try Image.read(clip.framePaths[t]) } catch { throw EvaluationError("\(error)") }
+            }, extractor: extractor, options: args.options, firstLabels: { h, w in
+                // Pixels -> cells by the real grid size.
+                KeypointLabels.labels(joints: gt[0].map { Point2($0.x * Double(w) / W, $0.y * Double(h) / H) }, gridHeight: h, gridWidth: w, sigma: sigma)
+            }) { _, soft, h, w in
+                let cells = KeypointLabels.decode(soft, gridHeight: h, gridWidth: w, joints: gt[0].count, topK: decodeTopk)
+                keypoints.append(cells.map { $0.x < 0 ? $0 : Point2($0.x / Double(w) * W, $0.y / Double(h) * H) })
+                progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)")
+            }
+            let dir = out + "/\(clip.className)/\(clip.name)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try JHMDBEvaluation.writeKeypoints(keypoints, to: dir + "/keypoints.csv")
+        }
+        progressDone()
+        print("keypoints in \(out); score them with: cycletime eval jhmdb --root \(root) --results \(out)")
     }
 }
