@@ -267,20 +267,7 @@ extension DAVISEvaluationResult {
     }
 }
 
-/// Writes text atomically (a temporary file in the same folder, then rename).
+/// Writes text atomically (CycleTimeCore's temporary file + rename).
 public func writeAtomically(_ text: String, to path: String) throws {
-    try writeAtomically(Data(text.utf8), to: path)
-}
-
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try data.write(to: tmp)
-        if FileManager.default.fileExists(atPath: path) { _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp) }
-        else { try FileManager.default.moveItem(at: tmp, to: url) }
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw EvaluationError("\(path): cannot write: \(error.localizedDescription)")
-    }
+    do { try CycleTimeCore.writeAtomically(Data(text.utf8), to: path) } catch { throw EvaluationError("\(error)") }
 }

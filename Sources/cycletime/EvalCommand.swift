@@ -1,4 +1,5 @@
 import ArgumentParser
+import CycleTimeCore
 import CycleTimeData
 import CycleTimePropagation
 import Foundation
