@@ -72,6 +72,12 @@ public final class LabelPropagator {
         let h = height, w = width, c = channels, hw = h * w, L = labelCount
         let T = options.tile, R = maxOffset, K = min(options.topK, hw + recent.count * hw)
         let r2 = options.radius * options.radius
+        // Largest |dx| with dy^2 + dx^2 < radius^2, per |dy| <= R.
+        let halfWidth = (0...R).map { dy -> Int in
+            var dx = 0
+            while Double(dy * dy + (dx + 1) * (dx + 1)) < r2 { dx += 1 }
+            return dx
+        }
         let tilesY = (h + T - 1) / T, tilesX = (w + T - 1) / T, nTiles = tilesY * tilesX
         let win = (T + 2 * R) * (T + 2 * R)
         var out = [Float](repeating: 0, count: hw * L)
@@ -108,10 +114,16 @@ public final class LabelPropagator {
                             BLAS.sgemm(transA: false, transB: true, m: nq, n: hw, k: c, a: qbuf, lda: c, b: fb.baseAddress!, ldb: c,
                                        c: &dense, ldc: hw)
                         }
-                        for i in 0..<nq {
-                            dense.withUnsafeBufferPointer { d in
+                        dense.withUnsafeBufferPointer { d in
+                            for i in 0..<nq {
                                 let row = d.baseAddress! + i * hw
-                                for j in 0..<hw { top.insert(row[j], Int32(j), i) }
+                                var j = 0
+                                while top.n[i] < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
+                                var m = top.minV[i]
+                                while j < hw {
+                                    if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minV[i] }
+                                    j += 1
+                                }
                             }
                         }
                         // Preceding frames: the window of cells within the radius of the tile.
@@ -129,17 +141,22 @@ public final class LabelPropagator {
                                 for qx in x0..<x1 {
                                     let i = (qy - y0) * tw + (qx - x0)
                                     for ky in max(ky0, qy - R)..<min(ky1, qy + R + 1) {
-                                        let dy = Double((ky - qy) * (ky - qy))
-                                        for kx in max(kx0, qx - R)..<min(kx1, qx + R + 1) {
-                                            let dx = kx - qx
-                                            if dy + Double(dx * dx) >= r2 { continue }
-                                            top.insert(local[i * nk + (ky - ky0) * kw + (kx - kx0)], base + Int32(ky * w + kx), i)
+                                        let hx = halfWidth[abs(ky - qy)]
+                                        let rowBase = i * nk + (ky - ky0) * kw - kx0
+                                        let nodeBase = base + Int32(ky * w)
+                                        var m = top.n[i] < K ? -Float.infinity : top.minV[i]
+                                        for kx in max(kx0, qx - hx)..<min(kx1, qx + hx + 1) {
+                                            let v = local[rowBase + kx]
+                                            if v > m || top.n[i] < K {
+                                                top.insert(v, nodeBase + Int32(kx), i)
+                                                m = top.n[i] < K ? -Float.infinity : top.minV[i]
+                                            }
                                         }
                                     }
                                 }
                             }
                         }
-                        // Softmax over the top-k logits, weighted sum of labels.
+                    // Softmax over the top-k logits, weighted sum of labels.
                         for qy in y0..<y1 {
                             for qx in x0..<x1 {
                                 let i = (qy - y0) * tw + (qx - x0)

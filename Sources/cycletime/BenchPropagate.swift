@@ -21,6 +21,7 @@ struct BenchPropagate: ParsableCommand {
     @Option(help: "Sequence") var sequence = "blackswan"
     @Option(help: "Frames of the sequence (frame 0 plus frames-1 propagated)") var frames = 10
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
+    @Option(help: "Query tile side of the blocked affinity (speed only)") var tile = PropagationOptions().tile
 
     func run() throws {
         let root = davisRoot ?? repoPath("../shared/data/davis-mini")
@@ -44,10 +45,12 @@ struct BenchPropagate: ParsableCommand {
         let first = try Image.readPNG(seq.annotationPaths[0] ?? "")
         let stems = seq.framePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
         var swiftMasks: [[Int]] = []
+        var options = PropagationOptions()
+        options.tile = tile
         let t = try measure {
             try MaskPropagation.run(frameCount: n, frame: { try Image.read(seq.framePaths[$0]) }, firstMask: first.pixels.map(Int.init),
                                     maskWidth: first.width, maskHeight: first.height, extractor: .encoder(model, l2Normalize: true),
-                                    options: PropagationOptions()) { i, ids in
+                                    options: options) { i, ids in
                 swiftMasks.append(ids)
                 try Image(width: first.width, height: first.height, channels: 1, pixels: ids.map { UInt8(clamping: $0) }, palette: first.palette)
                     .writePNG(tmp + "/swift/\(sequence)/\(stems[i]).png")
