@@ -9,7 +9,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Score propagated labels as the official benchmarks do (table on the terminal, JSON and CSV beside the results).",
-        subcommands: [EvalDAVIS.self, EvalJHMDB.self])
+        subcommands: [EvalDAVIS.self, EvalJHMDB.self, EvalVIP.self])
 }
 
 /// Prints a progress line on standard error (one line per step; overwritten on a terminal).
@@ -88,6 +88,30 @@ struct EvalJHMDB: ParsableCommand {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try writeAtomically(try enc.encode(r), to: results + "/pck.json")
+        }
+    }
+}
+
+struct EvalVIP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vip",
+        abstract: "VIP mIoU over the 20 classes from one confusion matrix over all frames (first frames excluded).",
+        discussion: "Reads <results>/<video>/<frame>.png; writes miou.json and miou.csv into the results folder.")
+
+    @Option(help: "VIP root (Images/, Annotations/Category_ids/)") var root: String
+    @Option(help: "Results folder") var results: String
+    @Option(help: "Split list lists/<split>_videos.txt when present") var split = "val"
+    @Flag(help: "Do not write CSV/JSON files") var noWrite = false
+
+    func run() throws {
+        let r = try VIPEvaluation.evaluate(root: root, results: results, split: split)
+        print("mIoU \(String(format: "%.6f", r.mean))")
+        for (k, v) in r.perClass.enumerated() { print("  class \(k): \(v.isNaN ? "absent" : String(format: "%.6f", v))") }
+        if !noWrite {
+            let csv = "class,iou\n" + r.perClass.enumerated().map { "\($0.offset),\($0.element)" }.joined(separator: "\n") + "\nmean,\(r.mean)\n"
+            try writeAtomically(csv, to: results + "/miou.csv")
+            let obj: [String: Any] = ["miou": r.mean.isNaN ? "nan" : r.mean as Any, "per_class": r.perClass.map { $0.isNaN ? "nan" : $0 as Any }]
+            try writeAtomically(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self), to: results + "/miou.json")
         }
     }
 }

@@ -12,7 +12,7 @@ struct PropagateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "propagate",
         abstract: "Propagate first-frame labels through videos by nearest-neighbour affinity in feature space.",
-        subcommands: [PropagateDAVIS.self, PropagateJHMDB.self])
+        subcommands: [PropagateDAVIS.self, PropagateJHMDB.self, PropagateVIP.self])
 }
 
 /// The encoder and procedure options shared by every task.
@@ -141,32 +141,69 @@ struct PropagateDAVIS: ParsableCommand {
 
     func propagateSequence(_ seq: DAVISSequence, extractor: FeatureExtractor, tick: () -> Void) throws {
         guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
-        let first: Image
-        do { first = try Image.readPNG(firstPath) } catch { throw EvaluationError("\(error)") }
-        guard first.channels == 1 else { throw EvaluationError("\(firstPath): not a palette or gray PNG") }
-        let palette = first.palette ?? (0..<256).map { [UInt8($0), UInt8($0), UInt8($0)] }
-        let partial = out + "/.\(seq.name).partial"
-        try? FileManager.default.removeItem(atPath: partial)
-        try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
-        let stems = seq.framePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
-        func write(_ ids: [Int], _ t: Int) throws {
-            let px = ids.map { UInt8(clamping: $0) }
-            let img = Image(width: first.width, height: first.height, channels: 1, pixels: px, palette: first.palette == nil ? nil : palette)
-            do { try img.writePNG(partial + "/" + stems[t] + ".png") } catch { throw EvaluationError("\(error)") }
-        }
-        try write(first.pixels.map(Int.init), 0)
+        try propagateMaskSequence(name: seq.name, framePaths: seq.framePaths, firstMaskPath: firstPath, extractor: extractor,
+                                  options: args.options, out: out, maxFrames: maxFrames, tick: tick)
+    }
+}
+
+/// Propagates a first-frame mask through `framePaths`, writing `<out>/<name>/<frame stem>.png`
+/// (frame 0 = the given mask; same palette, or gray when the mask has none). The folder is
+/// written as `<out>/.<name>.partial` and renamed when complete.
+func propagateMaskSequence(name: String, framePaths: [String], firstMaskPath: String, extractor: FeatureExtractor,
+                           options: PropagationOptions, out: String, maxFrames: Int?, tick: () -> Void) throws {
+    let first: Image
+    do { first = try Image.readPNG(firstMaskPath) } catch { throw EvaluationError("\(error)") }
+    guard first.channels == 1 else { throw EvaluationError("\(firstMaskPath): not a palette or gray PNG") }
+    let partial = out + "/.\(name).partial"
+    try? FileManager.default.removeItem(atPath: partial)
+    try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
+    let stems = framePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+    func write(_ ids: [Int], _ t: Int) throws {
+        let img = Image(width: first.width, height: first.height, channels: 1, pixels: ids.map { UInt8(clamping: $0) }, palette: first.palette)
+        do { try img.writePNG(partial + "/" + stems[t] + ".png") } catch { throw EvaluationError("\(error)") }
+    }
+    try write(first.pixels.map(Int.init), 0)
+    tick()
+    let n = min(framePaths.count, maxFrames ?? Int.max)
+    try MaskPropagation.run(frameCount: n, frame: { t in
+        do { return try Image.read(framePaths[t]) } catch { throw EvaluationError("\(error)") }
+    }, firstMask: first.pixels.map(Int.init), maskWidth: first.width, maskHeight: first.height,
+       extractor: extractor, options: options) { t, ids in
+        try write(ids, t)
         tick()
-        let n = min(seq.frameCount, maxFrames ?? Int.max)
-        try MaskPropagation.run(frameCount: n, frame: { t in
-            do { return try Image.read(seq.framePaths[t]) } catch { throw EvaluationError("\(error)") }
-        }, firstMask: first.pixels.map(Int.init), maskWidth: first.width, maskHeight: first.height,
-           extractor: extractor, options: args.options) { t, ids in
-            try write(ids, t)
-            tick()
+    }
+    let final = out + "/" + name
+    try? FileManager.default.removeItem(atPath: final)
+    try FileManager.default.moveItem(atPath: partial, toPath: final)
+}
+
+struct PropagateVIP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vip",
+        abstract: "VIP part masks: writes <out>/<video>/<frame>.png (category ids); then `cycletime eval vip`.")
+
+    @OptionGroup var args: PropagationArguments
+    @Option(help: "VIP root (Images/, Annotations/Category_ids/)") var root: String
+    @Option(help: "Output folder") var out: String
+    @Option(help: "Split list lists/<split>_videos.txt when present") var split = "val"
+    @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per video") var maxFrames: Int?
+
+    func run() throws {
+        let ds: VIPDataset
+        do { ds = try VIPDataset(root: root, split: split) } catch { throw EvaluationError("\(error)") }
+        let extractor = try args.extractor()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let videos = try ds.videoNames.map { n -> VIPVideo in
+            do { return try ds.video(n) } catch { throw EvaluationError("\(error)") }
         }
-        let final = out + "/" + seq.name
-        try? FileManager.default.removeItem(atPath: final)
-        try FileManager.default.moveItem(atPath: partial, toPath: final)
+        let progress = FrameProgress(total: videos.map { min($0.framePaths.count, maxFrames ?? Int.max) }.reduce(0, +))
+        for (vi, v) in videos.enumerated() {
+            guard let m0 = v.maskPaths[0] else { throw EvaluationError("\(root): video '\(v.name)' has no mask of its first frame") }
+            try propagateMaskSequence(name: v.name, framePaths: v.framePaths, firstMaskPath: m0, extractor: extractor,
+                                      options: args.options, out: out, maxFrames: maxFrames) { progress.tick("[\(vi + 1)/\(videos.count)] \(v.name)") }
+        }
+        progressDone()
+        print("results in \(out); score them with: cycletime eval vip --root \(root) --results \(out)")
     }
 }
 
