@@ -54,6 +54,25 @@ final class DAVISEvaluationTests: XCTestCase {
         }
     }
 
+    /// Sparse ground truth (as pumavos-caps): only annotated frames are scored, minus the first and
+    /// the last annotated ones; frames without annotation need no result.
+    func testSparseAnnotationsScoreAnnotatedFramesOnly() throws {
+        let root = try requireSharedData("davis-mini")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("davis-sparse-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let fm = FileManager.default
+        for d in ["JPEGImages/480p", "Annotations/480p/s", "ImageSets/2017", "res/s"] { try fm.createDirectory(atPath: tmp + "/" + d, withIntermediateDirectories: true) }
+        try fm.createSymbolicLink(atPath: tmp + "/JPEGImages/480p/s", withDestinationPath: root + "/JPEGImages/480p/blackswan")
+        try "s\n".write(toFile: tmp + "/ImageSets/2017/val.txt", atomically: true, encoding: .utf8)
+        for f in ["00000", "00010", "00020", "00030"] {
+            try fm.copyItem(atPath: root + "/Annotations/480p/blackswan/\(f).png", toPath: tmp + "/Annotations/480p/s/\(f).png")
+            try fm.copyItem(atPath: root + "/results/osvos/blackswan/\(f).png", toPath: tmp + "/res/s/\(f).png")
+        }
+        try fm.removeItem(atPath: tmp + "/res/s/00030.png")  // the last annotated frame is not scored
+        let r = try DAVISEvaluation.evaluate(davisRoot: tmp, results: tmp + "/res")
+        XCTAssertEqual(r.objects.map(\.frames), [["00010", "00020"]])
+    }
+
     func testStatisticsDecayBins() {
         // 8 values: bins [0,2], [2,4], [4,6], [6,8)... ids = round(linspace(1,8,5)) - 1 = [0, 2, 4, 5, 7]
         let v: [Double] = [1, 1, 1, 0.4, 0.6, 0, 0, 0]
