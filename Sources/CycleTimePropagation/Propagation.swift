@@ -21,7 +21,10 @@ public struct PropagationOptions: Sendable, Equatable {
 public struct ContextFrame: Sendable {
     public let features: [Float]
     public let labels: [Float]
-    public init(features: [Float], labels: [Float]) { self.features = features; self.labels = labels }
+    /// Frames with the same serial are copies (the first frame filling the initial context).
+    let serial: Int
+    public init(features: [Float], labels: [Float]) { self.init(features: features, labels: labels, serial: 0) }
+    init(features: [Float], labels: [Float], serial: Int) { self.features = features; self.labels = labels; self.serial = serial }
 }
 
 /// Label propagation of the contrastive random walk test procedure: context = first frame (dense)
@@ -36,6 +39,7 @@ public final class LabelPropagator {
     let first: ContextFrame
     /// Preceding frames, oldest first.
     private(set) var recent: [ContextFrame]
+    private var frameSerial = 0
 
     public init(firstFeatures: [Float], firstLabels: [Float], height: Int, width: Int, channels: Int,
                 options: PropagationOptions = PropagationOptions()) {
@@ -61,7 +65,8 @@ public final class LabelPropagator {
         let pred = predict(features)
         if options.contextFrames > 0 {
             recent.removeFirst()
-            recent.append(ContextFrame(features: features, labels: pred))
+            frameSerial += 1
+            recent.append(ContextFrame(features: features, labels: pred, serial: frameSerial))
         }
         return pred
     }
@@ -130,12 +135,16 @@ public final class LabelPropagator {
                         let ky0 = max(0, y0 - R), ky1 = min(h, y1 + R), kx0 = max(0, x0 - R), kx1 = min(w, x1 + R)
                         let kw = kx1 - kx0, nk = (ky1 - ky0) * kw
                         for s in 1..<ctx.count {
+                            // A copy of the previous slot (same features, same window): its scores are in `local` already.
+                            let copy = s > 1 && ctx[s].serial == ctx[s - 1].serial
+                            if !copy {
                             ctx[s].features.withUnsafeBufferPointer { fb in
                                 kbuf.withUnsafeMutableBufferPointer { kd in
                                     for y in ky0..<ky1 { (kd.baseAddress! + (y - ky0) * kw * c).update(from: fb.baseAddress! + (y * w + kx0) * c, count: kw * c) }
                                 }
                             }
                             BLAS.sgemm(transA: false, transB: true, m: nq, n: nk, k: c, a: qbuf, lda: c, b: kbuf, ldb: c, c: &local, ldc: nk)
+                            }
                             let base = Int32(s * hw)
                             for qy in y0..<y1 {
                                 for qx in x0..<x1 {
