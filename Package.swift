@@ -45,11 +45,13 @@ let package = Package(
             "CycleTimeTracking", "CycleTimeData", .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
+        .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
                 "CycleTimeTracking", "CycleTimeTraining", "CycleTimeDetection",
+                "CycleTimePropagation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
@@ -61,6 +63,7 @@ let package = Package(
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "CycleTimeData", "CycleTimeVideo", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

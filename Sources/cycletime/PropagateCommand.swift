@@ -1,0 +1,254 @@
+import ArgumentParser
+import CycleTimeCore
+import CycleTimeData
+import CycleTimeModels
+import CycleTimeNN
+import CycleTimePropagation
+import CycleTimeVideo
+import Foundation
+
+/// `cycletime propagate davis|...`: first-frame labels propagated by feature affinity.
+struct PropagateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "propagate",
+        abstract: "Propagate first-frame labels through videos by nearest-neighbour affinity in feature space.",
+        subcommands: [PropagateDAVIS.self, PropagateJHMDB.self, PropagateVIP.self])
+}
+
+/// The encoder and procedure options shared by every task.
+struct PropagationArguments: ParsableArguments {
+    @Option(help: "CycleTime training checkpoint (safetensors, encoder keys 'encoder.<torchvision key>'), or a run folder (uses checkpoints/latest.safetensors)")
+    var checkpoint: String?
+    @Option(help: "torchvision ResNet state dict as safetensors (plain keys)") var imagenet: String?
+    @Flag(name: .customLong("random-init"), help: "Randomly initialized ResNet (torchvision init, --seed)") var randomInit = false
+    @Flag(help: "Raw pixels (Lab colour on the stride grid) as features") var pixels = false
+    @Option(help: "Seed of --random-init") var seed: UInt64 = 0
+    @Option(help: "resnet18, resnet34, resnet50, ...") var arch = "resnet18"
+    @Option(help: "Feature layer: layer1...layer4") var layer = "layer3"
+    @Option(help: "Stage strides, e.g. 1,2,1,1 (output stride 8)") var strides = "1,2,1,1"
+    @Option(name: .customLong("pixel-stride"), help: "Grid stride of --pixels") var pixelStride = 8
+    @Flag(name: .customLong("no-l2"), help: "No per-cell L2 normalization of the features") var noL2 = false
+    @Option(help: "Preceding frames in the context") var context = 20
+    @Option(help: "Spatial radius on the preceding frames (feature cells)") var radius: Double = 12
+    @Option(help: "Softmax temperature (logits = cosine / temperature)") var temperature: Float = 0.05
+    @Option(help: "Neighbours kept over all context nodes") var topk = 10
+
+    func validate() throws {
+        let n = [checkpoint != nil, imagenet != nil, randomInit, pixels].filter { $0 }.count
+        if n != 1 { throw ValidationError("give exactly one of --checkpoint, --imagenet, --random-init and --pixels") }
+        if context < 0 || topk < 1 || !(radius > 0) || !(temperature > 0) || pixelStride < 1 {
+            throw ValidationError("--context >= 0, --topk >= 1, --radius > 0, --temperature > 0 and --pixel-stride >= 1")
+        }
+        if parsedStrides == nil { throw ValidationError("--strides: four positive integers, e.g. 1,2,1,1") }
+        if ResNetConfig(name: arch) == nil { throw ValidationError("--arch: unknown architecture '\(arch)'") }
+        if !FeaturesCommand.layers.contains(layer) { throw ValidationError("--layer: unknown layer '\(layer)'") }
+    }
+
+    var parsedStrides: [Int]? {
+        let s = strides.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return s.count == 4 && s.allSatisfy { $0 > 0 } ? s : nil
+    }
+
+    var options: PropagationOptions {
+        var o = PropagationOptions()
+        o.contextFrames = context; o.radius = radius; o.temperature = temperature; o.topK = topk
+        return o
+    }
+
+    var encoderDescription: String {
+        if pixels { return "pixels (Lab, stride \(pixelStride))" }
+        let w = checkpoint.map { "checkpoint \($0)" } ?? imagenet.map { "imagenet \($0)" } ?? "random-init seed \(seed)"
+        return "\(arch) \(layer) strides \(strides), \(w)"
+    }
+
+    /// The feature extractor (weights loaded, eval mode).
+    func extractor() throws -> FeatureExtractor {
+        if pixels { return .pixels(stride: pixelStride, l2Normalize: !noL2) }
+        let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1])!
+        var g = RandomGenerator(seed: seed)
+        let model = ResNet(config: config, initialize: randomInit, generator: &g)
+        if var path = checkpoint {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+                path += "/checkpoints/latest.safetensors"
+                guard FileManager.default.fileExists(atPath: path) else { throw EvaluationError("\(path): no checkpoint in the run folder") }
+            }
+            try FeaturesCommand.loadEncoder(model, from: path, prefix: "encoder.", description: "\(arch) up to \(layer)")
+        } else if let imagenet {
+            try FeaturesCommand.loadEncoder(model, from: imagenet, prefix: "", description: "\(arch) up to \(layer)")
+        }
+        model.eval()
+        return .encoder(model, l2Normalize: !noL2)
+    }
+}
+
+/// Progress over frames with rate and ETA (one line, overwritten on a terminal; plain lines otherwise).
+final class FrameProgress {
+    let total: Int
+    var done = 0
+    let start = Date()
+    var lastPrint = Date.distantPast
+    init(total: Int) { self.total = total }
+    func tick(_ label: String) {
+        done += 1
+        let tty = isatty(STDERR_FILENO) != 0
+        let now = Date()
+        if !tty && done != total && now.timeIntervalSince(lastPrint) < 5 { return }
+        lastPrint = now
+        let el = now.timeIntervalSince(start), rate = Double(done) / max(el, 1e-9)
+        let eta = Double(total - done) / max(rate, 1e-9)
+        progressLine("\(label)  frame \(done)/\(total)  \(String(format: "%.2f", rate)) frames/s  ETA \(Int(eta))s")
+    }
+}
+
+struct PropagateDAVIS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "davis",
+        abstract: "DAVIS masks: writes <out>/<sequence>/<frame>.png (palette of the annotation); then `cycletime eval davis`.")
+
+    @OptionGroup var args: PropagationArguments
+    @Option(help: "DAVIS root") var root: String
+    @Option(help: "Output folder") var out: String
+    @Option(help: "Image set") var set = "val"
+    @Option(help: "Resolution folder") var resolution = "480p"
+    @Option(help: "Only these sequences (comma-separated)") var sequences: String?
+    @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per sequence") var maxFrames: Int?
+
+    func run() throws {
+        let dataset: DAVISDataset
+        do { dataset = try DAVISDataset(root: root, set: set, resolution: resolution) } catch { throw EvaluationError("\(error)") }
+        var names = dataset.sequenceNames
+        if let sequences {
+            let wanted = sequences.split(separator: ",").map(String.init)
+            for w in wanted where !names.contains(w) { throw EvaluationError("\(root): no sequence '\(w)' in set '\(set)'") }
+            names = wanted
+        }
+        let extractor = try args.extractor()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let seqs = try names.map { n -> DAVISSequence in
+            do { return try dataset.sequence(n) } catch { throw EvaluationError("\(error)") }
+        }
+        let total = seqs.map { min($0.frameCount, maxFrames ?? Int.max) }.reduce(0, +)
+        let progress = FrameProgress(total: total)
+        progressLine("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription)")
+        if isatty(STDERR_FILENO) != 0 { progressDone() }
+        for (si, seq) in seqs.enumerated() {
+            try propagateSequence(seq, extractor: extractor) { progress.tick("[\(si + 1)/\(seqs.count)] \(seq.name)") }
+        }
+        progressDone()
+        print("results in \(out); score them with: cycletime eval davis --davis-root \(root) --results \(out)")
+    }
+
+    func propagateSequence(_ seq: DAVISSequence, extractor: FeatureExtractor, tick: () -> Void) throws {
+        guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
+        try propagateMaskSequence(name: seq.name, framePaths: seq.framePaths, firstMaskPath: firstPath, extractor: extractor,
+                                  options: args.options, out: out, maxFrames: maxFrames, tick: tick)
+    }
+}
+
+/// Propagates a first-frame mask through `framePaths`, writing `<out>/<name>/<frame stem>.png`
+/// (frame 0 = the given mask; same palette, or gray when the mask has none). The folder is
+/// written as `<out>/.<name>.partial` and renamed when complete.
+func propagateMaskSequence(name: String, framePaths: [String], firstMaskPath: String, extractor: FeatureExtractor,
+                           options: PropagationOptions, out: String, maxFrames: Int?, tick: () -> Void) throws {
+    let first: Image
+    do { first = try Image.readPNG(firstMaskPath) } catch { throw EvaluationError("\(error)") }
+    guard first.channels == 1 else { throw EvaluationError("\(firstMaskPath): not a palette or gray PNG") }
+    let partial = out + "/.\(name).partial"
+    try? FileManager.default.removeItem(atPath: partial)
+    try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
+    let stems = framePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+    func write(_ ids: [Int], _ t: Int) throws {
+        let img = Image(width: first.width, height: first.height, channels: 1, pixels: ids.map { UInt8(clamping: $0) }, palette: first.palette)
+        do { try img.writePNG(partial + "/" + stems[t] + ".png") } catch { throw EvaluationError("\(error)") }
+    }
+    try write(first.pixels.map(Int.init), 0)
+    tick()
+    let n = min(framePaths.count, maxFrames ?? Int.max)
+    try MaskPropagation.run(frameCount: n, frame: { t in
+        do { return try Image.read(framePaths[t]) } catch { throw EvaluationError("\(error)") }
+    }, firstMask: first.pixels.map(Int.init), maskWidth: first.width, maskHeight: first.height,
+       extractor: extractor, options: options) { t, ids in
+        try write(ids, t)
+        tick()
+    }
+    let final = out + "/" + name
+    try? FileManager.default.removeItem(atPath: final)
+    try FileManager.default.moveItem(atPath: partial, toPath: final)
+}
+
+struct PropagateVIP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vip",
+        abstract: "VIP part masks: writes <out>/<video>/<frame>.png (category ids); then `cycletime eval vip`.")
+
+    @OptionGroup var args: PropagationArguments
+    @Option(help: "VIP root (Images/, Annotations/Category_ids/)") var root: String
+    @Option(help: "Output folder") var out: String
+    @Option(help: "Split list lists/<split>_videos.txt when present") var split = "val"
+    @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per video") var maxFrames: Int?
+
+    func run() throws {
+        let ds: VIPDataset
+        do { ds = try VIPDataset(root: root, split: split) } catch { throw EvaluationError("\(error)") }
+        let extractor = try args.extractor()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let videos = try ds.videoNames.map { n -> VIPVideo in
+            do { return try ds.video(n) } catch { throw EvaluationError("\(error)") }
+        }
+        let progress = FrameProgress(total: videos.map { min($0.framePaths.count, maxFrames ?? Int.max) }.reduce(0, +))
+        for (vi, v) in videos.enumerated() {
+            guard let m0 = v.maskPaths[0] else { throw EvaluationError("\(root): video '\(v.name)' has no mask of its first frame") }
+            try propagateMaskSequence(name: v.name, framePaths: v.framePaths, firstMaskPath: m0, extractor: extractor,
+                                      options: args.options, out: out, maxFrames: maxFrames) { progress.tick("[\(vi + 1)/\(videos.count)] \(v.name)") }
+        }
+        progressDone()
+        print("results in \(out); score them with: cycletime eval vip --root \(root) --results \(out)")
+    }
+}
+
+struct PropagateJHMDB: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jhmdb",
+        abstract: "JHMDB keypoints: writes <out>/<class>/<clip>/keypoints.csv (frame,joint,x,y in 0-based pixels); then `cycletime eval jhmdb`.")
+
+    @OptionGroup var args: PropagationArguments
+    @Option(help: "JHMDB root (Frames/, joint_positions/)") var root: String
+    @Option(help: "Output folder") var out: String
+    @Option(name: .customLong("split-dir"), help: "Folder of <class>_test_split<k>.txt lists (default: every clip)") var splitDir: String?
+    @Option(help: "Split number") var split = 1
+    @Option(help: "Gaussian sigma of a joint (feature cells)") var sigma: Double = 0.5
+    @Option(name: .customLong("decode-topk"), help: "Cells averaged to decode a joint") var decodeTopk = 3
+
+    func run() throws {
+        let ds: JHMDBDataset
+        do { ds = try JHMDBDataset(root: root, splitDir: splitDir, split: split, train: false) } catch { throw EvaluationError("\(error)") }
+        if ds.clips.isEmpty { throw EvaluationError("\(root): no JHMDB clips with joint_positions.mat") }
+        let extractor = try args.extractor()
+        let progress = FrameProgress(total: ds.clips.map(\.frameCount).reduce(0, +))
+        for (ci, clip) in ds.clips.enumerated() {
+            let gt = try JHMDBEvaluation.groundTruth(clip)
+            guard gt.count >= clip.frameCount else { throw EvaluationError("\(clip.jointsPath): \(gt.count) frames of joints, \(clip.frameCount) frames") }
+            let first: Image
+            do { first = try Image.read(clip.framePaths[0]) } catch { throw EvaluationError("\(error)") }
+            let W = Double(first.width), H = Double(first.height)
+            var keypoints: [[Point2]] = [gt[0]]
+            progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)")
+            try MaskPropagation.runSoft(frameCount: clip.frameCount, frame: { t in
+                do { return try Image.read(clip.framePaths[t]) } catch { throw EvaluationError("\(error)") }
+            }, extractor: extractor, options: args.options, firstLabels: { h, w in
+                // Pixels -> cells by the real grid size.
+                KeypointLabels.labels(joints: gt[0].map { Point2($0.x * Double(w) / W, $0.y * Double(h) / H) }, gridHeight: h, gridWidth: w, sigma: sigma)
+            }) { _, soft, h, w in
+                let cells = KeypointLabels.decode(soft, gridHeight: h, gridWidth: w, joints: gt[0].count, topK: decodeTopk)
+                keypoints.append(cells.map { $0.x < 0 ? $0 : Point2($0.x / Double(w) * W, $0.y / Double(h) * H) })
+                progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)")
+            }
+            let dir = out + "/\(clip.className)/\(clip.name)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try JHMDBEvaluation.writeKeypoints(keypoints, to: dir + "/keypoints.csv")
+        }
+        progressDone()
+        print("keypoints in \(out); score them with: cycletime eval jhmdb --root \(root) --results \(out)")
+    }
+}

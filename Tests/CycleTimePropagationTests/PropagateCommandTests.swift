@@ -1,0 +1,53 @@
+import ArgumentParser
+import CycleTimeCore
+import CycleTimeModels
+import CycleTimeNN
+import CycleTimePropagation
+import CycleTimeVideo
+import Foundation
+import TestSupport
+import XCTest
+@testable import cycletime
+
+final class PropagateCommandTests: XCTestCase {
+    var dir = ""
+    override func setUp() {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("prop-cmd-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: dir + "/run/checkpoints", withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// A training checkpoint (encoder.* keys plus other heads and optimizer state), given as a file
+    /// or as its run folder, loads the encoder: the features equal those of the source model.
+    func testCheckpointEncoderLoads() throws {
+        var g = RandomGenerator(seed: 7)
+        let source = ResNet(config: ResNetConfig(name: "resnet18", lastStage: "layer3", strides: [1, 2, 1, 1])!, initialize: true, generator: &g)
+        source.eval()
+        var dict: [String: Tensor] = [:]
+        for (k, t) in source.stateDict() { dict["encoder." + k] = t }
+        dict["head.weight"] = Tensor.zeros([4, 4])
+        dict["optimizer.state.0.exp_avg"] = Tensor.zeros([3])
+        try SafeTensors.write(dict, to: dir + "/run/checkpoints/latest.safetensors")
+        let img = Image(width: 64, height: 48, channels: 3, pixels: (0..<(64 * 48 * 3)).map { UInt8($0 % 251) })
+        let expected = FeatureExtractor.encoder(source, l2Normalize: true).features(img)
+        for c in [dir + "/run", dir + "/run/checkpoints/latest.safetensors"] {
+            let args = try PropagationArguments.parse(["--checkpoint", c])
+            let f = try args.extractor().features(img)
+            XCTAssertEqual(f.height, 6); XCTAssertEqual(f.width, 8); XCTAssertEqual(f.channels, 256)
+            var worst: Float = 0
+            for i in 0..<f.values.count { worst = max(worst, abs(f.values[i] - expected.values[i])) }
+            XCTAssertLessThan(worst, 1e-5, c)
+        }
+    }
+
+    func testBadEncoderArgumentsAreErrors() throws {
+        XCTAssertThrowsError(try PropagationArguments.parse(["--pixels", "--random-init"]))
+        XCTAssertThrowsError(try PropagationArguments.parse([]))
+        let args = try PropagationArguments.parse(["--checkpoint", dir + "/run"])
+        XCTAssertThrowsError(try args.extractor()) { XCTAssertTrue("\($0)".contains("latest.safetensors"), "\($0)") }
+        try SafeTensors.write(["encoder.conv1.weight": Tensor.zeros([64, 3, 7, 7])], to: dir + "/bad.safetensors")
+        XCTAssertThrowsError(try PropagationArguments.parse(["--checkpoint", dir + "/bad.safetensors"]).extractor()) {
+            XCTAssertTrue("\($0)".contains("missing key 'encoder."), "\($0)")
+        }
+    }
+}
