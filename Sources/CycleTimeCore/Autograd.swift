@@ -1,18 +1,36 @@
 import Foundation
 
-/// The backward record of one op: the inputs it read and a closure that maps the gradient of
-/// its output to one gradient per input (nil where the input needs none). The closure keeps only
-/// what backward needs and runs on raw storage with recording switched off.
+/// The backward record of one op: where each input came from and a closure that maps the
+/// gradient of its output to one gradient per input (nil where the input needs none). The closure
+/// keeps only what backward needs and runs on raw storage with recording switched off.
+///
+/// As in PyTorch, the graph links nodes, not tensors: an input that an op produced is referenced
+/// through its node, so its storage is freed as soon as nothing saved it (a batch norm's output
+/// read by a ReLU, which saves only its own output, does not stay alive until backward).
 public final class GradFn {
     public let name: String
-    public let inputs: [Tensor]
-    let backward: (Tensor) -> [Tensor?]
+    /// One edge per input: nothing (needs no gradient), a leaf that accumulates `.grad`, or the
+    /// node that produced the input (with the input's shape, for the gradient's shape check).
+    enum Edge {
+        case none
+        case leaf(Tensor)
+        case node(GradFn, [Int])
+    }
+    var edges: [Edge]
+    var backward: ((Tensor) -> [Tensor?])?
 
     init(name: String, inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
         self.name = name
-        self.inputs = inputs
+        self.edges = inputs.map { t in
+            guard t.requiresGrad else { return .none }
+            if let fn = t.gradFn { return .node(fn, t.shape) }
+            return .leaf(t)
+        }
         self.backward = backward
     }
+
+    /// Number of inputs the op read.
+    public var inputCount: Int { edges.count }
 }
 
 /// Whether ops record the graph (PyTorch's grad mode). Per thread, as in PyTorch: a `noGrad`
@@ -81,67 +99,82 @@ extension Tensor {
         }
         guard requiresGrad else { preconditionFailure("backward: tensor does not require grad and has no graph") }
 
-        // Topological order by iterative depth-first search.
-        var order: [Tensor] = []
-        var visited = Set<ObjectIdentifier>()
-        var stack: [(Tensor, Int)] = [(self, 0)]
-        visited.insert(ObjectIdentifier(self))
-        while let (t, next) = stack.popLast() {
-            let inputs = t.gradFn?.inputs ?? []
-            if next < inputs.count {
-                stack.append((t, next + 1))
-                let child = inputs[next]
-                if child.requiresGrad && !visited.contains(ObjectIdentifier(child)) {
-                    visited.insert(ObjectIdentifier(child))
+        guard let root = gradFn else {
+            // A leaf: the gradient goes straight into .grad.
+            accumulateLeaf(self, seed)
+            return
+        }
+        // Topological order of the nodes by iterative depth-first search.
+        var order: [GradFn] = []
+        var visited = Set<ObjectIdentifier>([ObjectIdentifier(root)])
+        var stack: [(GradFn, Int)] = [(root, 0)]
+        while let (fn, next) = stack.popLast() {
+            if next < fn.edges.count {
+                stack.append((fn, next + 1))
+                if case .node(let child, _) = fn.edges[next], visited.insert(ObjectIdentifier(child)).inserted {
                     stack.append((child, 0))
                 }
             } else {
-                order.append(t)
+                order.append(fn)
             }
         }
 
-        var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+        var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
         var owned = Set<ObjectIdentifier>()  // gradients we allocated and may add into in place
         GradMode.withoutGrad {
-            for t in order.reversed() {
-                let id = ObjectIdentifier(t)
+            for fn in order.reversed() {
+                let id = ObjectIdentifier(fn)
                 guard let g = grads.removeValue(forKey: id) else { continue }
                 owned.remove(id)
-                guard let fn = t.gradFn else {
-                    // A leaf: accumulate into .grad.
-                    if let existing = t.grad {
-                        precondition(existing.shape == g.shape, "grad shape \(existing.shape) vs \(g.shape)")
-                        addInPlace(existing, g)
-                    } else {
-                        t.grad = g.clone()
-                    }
-                    continue
+                guard let bw = fn.backward else {
+                    preconditionFailure("\(fn.name): backward through a graph that an earlier backward() already freed")
                 }
-                let inGrads = fn.backward(g)
-                precondition(inGrads.count == fn.inputs.count,
-                             "\(fn.name): backward returned \(inGrads.count) gradients for \(fn.inputs.count) inputs")
-                for (input, ig) in zip(fn.inputs, inGrads) {
-                    guard input.requiresGrad, let ig else { continue }
-                    precondition(ig.shape == input.shape,
-                                 "\(fn.name): gradient of shape \(ig.shape) for an input of shape \(input.shape)")
-                    let iid = ObjectIdentifier(input)
-                    if let acc = grads[iid] {
-                        if owned.contains(iid) {
-                            addInPlace(acc, ig)
+                let inGrads = bw(g)
+                precondition(inGrads.count == fn.edges.count,
+                             "\(fn.name): backward returned \(inGrads.count) gradients for \(fn.edges.count) inputs")
+                for (edge, ig) in zip(fn.edges, inGrads) {
+                    guard let ig else { continue }
+                    switch edge {
+                    case .none:
+                        continue
+                    case .leaf(let t):
+                        precondition(ig.shape == t.shape, "\(fn.name): gradient of shape \(ig.shape) for an input of shape \(t.shape)")
+                        accumulateLeaf(t, ig)
+                    case .node(let child, let shape):
+                        precondition(ig.shape == shape, "\(fn.name): gradient of shape \(ig.shape) for an input of shape \(shape)")
+                        let cid = ObjectIdentifier(child)
+                        if let acc = grads[cid] {
+                            if owned.contains(cid) {
+                                addInPlace(acc, ig)
+                            } else {
+                                let sum = acc.clone()
+                                addInPlace(sum, ig)
+                                grads[cid] = sum
+                                owned.insert(cid)
+                            }
                         } else {
-                            let sum = acc.clone()
-                            addInPlace(sum, ig)
-                            grads[iid] = sum
-                            owned.insert(iid)
+                            grads[cid] = ig
                         }
-                    } else {
-                        grads[iid] = ig
                     }
                 }
+                // Free this node's saved tensors and links as soon as it has run.
+                fn.backward = nil
+                fn.edges = []
             }
         }
         // Release the graph so intermediate values are freed.
-        for t in order where t.gradFn != nil { t.gradFn = nil }
+        for fn in order { fn.backward = nil; fn.edges = [] }
+        gradFn = nil
+    }
+}
+
+/// Adds a gradient into a leaf's .grad (a copy on first use: gradients may alias each other).
+@inline(__always) func accumulateLeaf(_ t: Tensor, _ g: Tensor) {
+    if let existing = t.grad {
+        precondition(existing.shape == g.shape, "grad shape \(existing.shape) vs \(g.shape)")
+        addInPlace(existing, g)
+    } else {
+        t.grad = g.clone()
     }
 }
 

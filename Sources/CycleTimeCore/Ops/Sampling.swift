@@ -184,6 +184,8 @@ extension F {
         }
         let needX = x.requiresGrad, needG = grid.requiresGrad
         return out.recording("gridSample", [x, grid]) { g in
+            // px and pg point into x and grid: the closure keeps both alive (the graph does not).
+            defer { withExtendedLifetime(x) {}; withExtendedLifetime(grid) {} }
             let pgo = SendablePointer(g.data)
             var gx: Tensor? = nil, gg: Tensor? = nil
             if needX {
