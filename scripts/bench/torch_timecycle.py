@@ -18,7 +18,6 @@ import time
 
 import torch
 import torch.nn as nn
-import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fixtures.timecycle as tc  # noqa: E402
@@ -39,25 +38,9 @@ tc.D = 256 if args.depth == 18 else 512
 tc.LOC_WIDTHS, tc.LOC_KERNELS = (128, 64), (4, 4)
 
 
-class Trunk50(nn.Module):
-    """torchvision resnet50 up to layer3, layer3 with stride 1."""
-
-    def __init__(self):
-        super().__init__()
-        r = torchvision.models.resnet50()
-        r.layer3[0].conv2.stride = (1, 1)
-        r.layer3[0].downsample[0].stride = (1, 1)
-        self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
-        self.layer1, self.layer2, self.layer3 = r.layer1, r.layer2, r.layer3
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer3(self.layer2(self.layer1(x)))
-
-
 model = tc.TimeCycleRef()
 if args.depth == 50:
-    model.encoder = Trunk50()
+    model.encoder = tc.Trunk("resnet50")
     model.head = nn.Conv2d(1024, tc.D, 1, bias=False)
 model.train()
 b = args.batch
