@@ -88,17 +88,17 @@ public final class RunDirectory {
     }
 
     /// Periodic checkpoints (step, path), oldest first.
-    public func periodicCheckpoints() -> [(Int, String)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpointsPath)) ?? []
+    public func periodicCheckpoints() -> [(Int, String)] { Self.periodicCheckpoints(in: checkpointsPath) }
+
+    /// Steps of the periodic checkpoints of the run directory at `path` (nothing is created).
+    public static func periodicSteps(_ path: String) -> [Int] { periodicCheckpoints(in: path + "/checkpoints").map(\.0) }
+
+    static func periodicCheckpoints(in folder: String) -> [(Int, String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         return names.compactMap { n -> (Int, String)? in
             guard n.hasPrefix("step-"), n.hasSuffix(".safetensors"), let s = Int(n.dropFirst(5).dropLast(12)) else { return nil }
-            return (s, checkpointsPath + "/" + n)
+            return (s, folder + "/" + n)
         }.sorted { $0.0 < $1.0 }
-    }
-
-    /// Steps of the periodic checkpoints in the run directory at `path`.
-    public static func periodicSteps(_ path: String) -> [Int] {
-        (try? RunDirectory(path: path))?.periodicCheckpoints().map(\.0) ?? []
     }
 
     // MARK: metrics and log
