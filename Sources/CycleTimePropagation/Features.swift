@@ -31,19 +31,25 @@ public enum FeatureExtractor {
         }
     }
 
-    public func features(_ image: Image) -> FrameFeatures {
+    /// Features of `image`, first squashed to squareSize x squareSize (bilinear, half-pixel centres,
+    /// no antialiasing) when given.
+    public func features(_ image: Image, squareSize: Int? = nil) -> FrameFeatures {
         let chw: Tensor
         let l2: Bool
+        let H = squareSize ?? image.height, W = squareSize ?? image.width
+        func squashed(_ x: Tensor) -> Tensor {
+            (H == image.height && W == image.width) ? x : F.interpolate(x, size: [H, W], mode: .bilinear, alignCorners: false)
+        }
         switch self {
         case .encoder(let model, let norm):
             let (mean, std) = Self.normalization
-            let x = image.tensor(mean: mean, std: std).unsqueezed(axis: 0)
+            let x = squashed(image.tensor(mean: mean, std: std).unsqueezed(axis: 0))
             chw = noGrad { model(x) }
             l2 = norm
         case .pixels(let stride, let norm):
-            let (h, w) = gridSize(height: image.height, width: image.width)
-            let lab = labTensor(image).unsqueezed(axis: 0)
-            chw = (h == image.height && w == image.width) ? lab : F.interpolate(lab, size: [h, w], mode: .bilinear, alignCorners: false)
+            let (h, w) = gridSize(height: H, width: W)
+            let lab = squashed(labTensor(image).unsqueezed(axis: 0))
+            chw = (h == H && w == W) ? lab : F.interpolate(lab, size: [h, w], mode: .bilinear, alignCorners: false)
             _ = stride
             l2 = norm
         }

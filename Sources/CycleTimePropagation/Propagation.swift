@@ -1,8 +1,21 @@
 import CycleTimeCore
 import Foundation
 
+/// Which test procedure propagates the labels.
+public enum PropagationProcedure: String, Sendable, Equatable, CaseIterable {
+    /// The contrastive random walk's test code (the default): joint top-k over all context nodes,
+    /// radius on the preceding frames, softmax over the kept neighbours.
+    case crw
+    /// TimeCycle's test code: frames squashed to a square, per context frame a softmax over all its
+    /// positions and the top-k of it, summed over the context, averaged and min-max normalized.
+    case timecycle
+}
+
 /// Parameters of label propagation by feature affinity (defaults: the contrastive-random-walk test code).
 public struct PropagationOptions: Sendable, Equatable {
+    public var procedure: PropagationProcedure = .crw
+    /// Frames are resized (squashed) to size x size before feature extraction when set (TimeCycle: 320).
+    public var squareSize: Int? = nil
     /// Preceding frames in the context (besides the first frame).
     public var contextFrames: Int = 20
     /// Spatial radius (feature cells; a key counts when its distance to the query is < radius)
@@ -15,6 +28,35 @@ public struct PropagationOptions: Sendable, Equatable {
     /// Query tile side (cells) for the blocked affinity: memory and speed only, never results.
     public var tile: Int = 8
     public init() {}
+
+    /// The defaults of a procedure: CRW (context 20, radius 12, cosine / 0.05, top-10) or TimeCycle
+    /// (frames squashed to 320 x 320, context 7, no radius, cosine / 512^-0.5 as its released
+    /// test code divides by 512^-0.5 whatever the feature width, top-5 per context frame).
+    public static func defaults(_ procedure: PropagationProcedure) -> PropagationOptions {
+        var o = PropagationOptions()
+        o.procedure = procedure
+        if procedure == .timecycle {
+            o.squareSize = 320; o.contextFrames = 7; o.radius = .infinity; o.temperature = 1 / Float(512).squareRoot(); o.topK = 5
+        }
+        return o
+    }
+}
+
+/// A label propagator: soft labels [h*w, L] of the next frame from its features [h*w, C]; the
+/// frame then joins the context.
+public protocol Propagator: AnyObject {
+    func step(_ features: [Float]) -> [Float]
+}
+
+/// The propagator of `options.procedure`.
+public func makePropagator(firstFeatures: [Float], firstLabels: [Float], height: Int, width: Int, channels: Int,
+                           options: PropagationOptions) -> any Propagator {
+    switch options.procedure {
+    case .crw:
+        return LabelPropagator(firstFeatures: firstFeatures, firstLabels: firstLabels, height: height, width: width, channels: channels, options: options)
+    case .timecycle:
+        return TimeCyclePropagator(firstFeatures: firstFeatures, firstLabels: firstLabels, height: height, width: width, channels: channels, options: options)
+    }
 }
 
 /// One frame's context node set: features [h*w, C] (L2-normalized rows) and soft labels [h*w, L].
@@ -33,7 +75,7 @@ public struct ContextFrame: Sendable {
 /// affinity / temperature over those, prediction = weighted sum of context labels, kept soft and
 /// pushed as context for the next frames. Only the context is kept: memory does not grow with
 /// the video's length, and affinities are computed per query tile (never the full matrix).
-public final class LabelPropagator {
+public final class LabelPropagator: Propagator {
     public let options: PropagationOptions
     public let height: Int, width: Int, channels: Int, labelCount: Int
     let first: ContextFrame
@@ -56,7 +98,7 @@ public final class LabelPropagator {
     /// Cell offsets (dy, dx) with dy^2 + dx^2 < radius^2.
     var maxOffset: Int {
         var d = 0
-        while Double((d + 1) * (d + 1)) < options.radius * options.radius { d += 1 }
+        while d < max(height, width) && Double((d + 1) * (d + 1)) < options.radius * options.radius { d += 1 }
         return d
     }
 
@@ -72,6 +114,12 @@ public final class LabelPropagator {
     }
 
     /// Soft labels [h*w, L] from the current context (no state change).
+    ///
+    /// Work goes band by band (`tile` rows of queries at a time). Within a band, queries and the
+    /// keys of each preceding frame's window rows are copied once into column-major order
+    /// ([x][y][C]), so that every `tile` x `tile` query block and the keys within its radius window
+    /// are contiguous matrices for one GEMM each, with no per-block gathering. The first frame is
+    /// scored densely with one multithreaded GEMM per band.
     public func predict(_ q: [Float]) -> [Float] {
         precondition(q.count == height * width * channels, "LabelPropagator: features are not [h*w, C]")
         let h = height, w = width, c = channels, hw = h * w, L = labelCount
@@ -80,110 +128,132 @@ public final class LabelPropagator {
         // Largest |dx| with dy^2 + dx^2 < radius^2, per |dy| <= R.
         let halfWidth = (0...R).map { dy -> Int in
             var dx = 0
-            while Double(dy * dy + (dx + 1) * (dx + 1)) < r2 { dx += 1 }
+            while dx < w && Double(dy * dy + (dx + 1) * (dx + 1)) < r2 { dx += 1 }
             return dx
         }
-        let tilesY = (h + T - 1) / T, tilesX = (w + T - 1) / T, nTiles = tilesY * tilesX
-        let win = (T + 2 * R) * (T + 2 * R)
-        var out = [Float](repeating: 0, count: hw * L)
         let ctx = [first] + recent
+        // Slots whose scores are those of the slot before (copies of one frame).
+        let isCopy = (0..<ctx.count).map { s in s > 1 && ctx[s].serial == ctx[s - 1].serial }
         let invTemp = 1 / options.temperature
-        let workers = max(1, min(Parallel.threadCount, nTiles))
+        let tilesX = (w + T - 1) / T
+        let maxBandKeys = min(h, T + 2 * R) * w
+        var out = [Float](repeating: 0, count: hw * L)
+        // Per-band buffers (a band holds at most T * w queries).
+        var qT = [Float](repeating: 0, count: T * w * c)
+        var kT = [Float](repeating: 0, count: maxBandKeys * c)
+        var dense = [Float](repeating: 0, count: T * w * hw)
+        let maxWin = (T + 2 * R) * (T + 2 * R)
+        var local = [Float](repeating: 0, count: tilesX * T * T * maxWin)
+        let top = TopKStore(queries: T * w, k: K)
         let saved = BLAS.threads
-        BLAS.threads = 1
         defer { BLAS.threads = saved }
-        let next = TileCounter()
-        out.withUnsafeMutableBufferPointer { ob in
-            let op = SendablePointer(ob.baseAddress!)
-            q.withUnsafeBufferPointer { qb in
-                let qp = UnsafeSendable(qb.baseAddress!)
-                DispatchQueue.concurrentPerform(iterations: workers) { _ in
-                    var qbuf = [Float](repeating: 0, count: T * T * c)
-                    var kbuf = [Float](repeating: 0, count: win * c)
-                    var dense = [Float](repeating: 0, count: T * T * hw)
-                    var local = [Float](repeating: 0, count: T * T * win)
-                    var top = TopK(queries: T * T, k: K)
-                    while true {
-                        let tile = next.take()
-                        if tile >= nTiles { break }
-                        let y0 = (tile / tilesX) * T, x0 = (tile % tilesX) * T
-                        let y1 = min(y0 + T, h), x1 = min(x0 + T, w)
-                        let tw = x1 - x0, nq = (y1 - y0) * tw
-                        // Gather the query rows.
-                        qbuf.withUnsafeMutableBufferPointer { qd in
-                            for y in y0..<y1 { (qd.baseAddress! + (y - y0) * tw * c).update(from: qp.p + (y * w + x0) * c, count: tw * c) }
+
+        for y0 in stride(from: 0, to: h, by: T) {
+            let y1 = min(y0 + T, h), bh = y1 - y0, nqBand = bh * w
+            // Band queries in column-major order: index (x * bh + (y - y0)).
+            q.withUnsafeBufferPointer { src in
+                let s = UnsafeSendable(src.baseAddress!)
+                qT.withUnsafeMutableBufferPointer { dst in
+                    let d = SendablePointer(dst.baseAddress!)
+                    Parallel.chunks(w, costPerItem: bh * c) { r in
+                        for x in r { for y in y0..<y1 { (d + (x * bh + y - y0) * c).update(from: s.p + (y * w + x) * c, count: c) } }
+                    }
+                }
+            }
+            top.reset(nqBand)
+            // First frame: dense, one GEMM for the band.
+            BLAS.threads = saved
+            ctx[0].features.withUnsafeBufferPointer { fb in
+                BLAS.sgemm(transA: false, transB: true, m: nqBand, n: hw, k: c, a: qT, lda: c, b: fb.baseAddress!, ldb: c, c: &dense, ldc: hw)
+            }
+            BLAS.threads = 1
+            dense.withUnsafeBufferPointer { d in
+                let dp = UnsafeSendable(d.baseAddress!)
+                Parallel.chunks(nqBand, costPerItem: hw) { r in
+                    for i in r {
+                        let row = dp.p + i * hw
+                        var j = 0
+                        while top.count(i) < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
+                        var m = top.minimum(i)
+                        while j < hw {
+                            if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minimum(i) }
+                            j += 1
                         }
-                        top.reset(nq)
-                        // First frame: dense.
-                        ctx[0].features.withUnsafeBufferPointer { fb in
-                            BLAS.sgemm(transA: false, transB: true, m: nq, n: hw, k: c, a: qbuf, lda: c, b: fb.baseAddress!, ldb: c,
-                                       c: &dense, ldc: hw)
+                    }
+                }
+            }
+            // Preceding frames: the window rows of the band, column-major, then one GEMM per query block.
+            let ky0 = max(0, y0 - R), ky1 = min(h, y1 + R), kh = ky1 - ky0
+            for s in 1..<ctx.count {
+                let copy = isCopy[s]
+                if !copy {
+                    ctx[s].features.withUnsafeBufferPointer { src in
+                        let sp = UnsafeSendable(src.baseAddress!)
+                        kT.withUnsafeMutableBufferPointer { dst in
+                            let d = SendablePointer(dst.baseAddress!)
+                            Parallel.chunks(w, costPerItem: kh * c) { r in
+                                for x in r { for y in ky0..<ky1 { (d + (x * kh + y - ky0) * c).update(from: sp.p + (y * w + x) * c, count: c) } }
+                            }
                         }
-                        dense.withUnsafeBufferPointer { d in
-                            for i in 0..<nq {
-                                let row = d.baseAddress! + i * hw
-                                var j = 0
-                                while top.n[i] < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
-                                var m = top.minV[i]
-                                while j < hw {
-                                    if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minV[i] }
-                                    j += 1
+                    }
+                }
+                let base = Int32(s * hw)
+                qT.withUnsafeBufferPointer { qb in
+                    let qp = UnsafeSendable(qb.baseAddress!)
+                    kT.withUnsafeBufferPointer { kb in
+                        let kp = UnsafeSendable(kb.baseAddress!)
+                        local.withUnsafeMutableBufferPointer { lb in
+                            let lp = SendablePointer(lb.baseAddress!)
+                            Parallel.forEach(tilesX, costPerItem: T * T * maxWin * c) { tx in
+                                let x0 = tx * T, x1 = min(x0 + T, w), tw = x1 - x0, nq = tw * bh
+                                let kx0 = max(0, x0 - R), kx1 = min(w, x1 + R), nk = (kx1 - kx0) * kh
+                                let sc = lp + tx * T * T * maxWin
+                                // A copy of the previous slot (same features, same window): its scores are in `local` already.
+                                if !copy {
+                                    BLAS.sgemm(transA: false, transB: true, m: nq, n: nk, k: c, a: qp.p + x0 * bh * c, lda: c,
+                                               b: kp.p + kx0 * kh * c, ldb: c, c: sc, ldc: nk)
                                 }
-                            }
-                        }
-                        // Preceding frames: the window of cells within the radius of the tile.
-                        let ky0 = max(0, y0 - R), ky1 = min(h, y1 + R), kx0 = max(0, x0 - R), kx1 = min(w, x1 + R)
-                        let kw = kx1 - kx0, nk = (ky1 - ky0) * kw
-                        for s in 1..<ctx.count {
-                            // A copy of the previous slot (same features, same window): its scores are in `local` already.
-                            let copy = s > 1 && ctx[s].serial == ctx[s - 1].serial
-                            if !copy {
-                            ctx[s].features.withUnsafeBufferPointer { fb in
-                                kbuf.withUnsafeMutableBufferPointer { kd in
-                                    for y in ky0..<ky1 { (kd.baseAddress! + (y - ky0) * kw * c).update(from: fb.baseAddress! + (y * w + kx0) * c, count: kw * c) }
-                                }
-                            }
-                            BLAS.sgemm(transA: false, transB: true, m: nq, n: nk, k: c, a: qbuf, lda: c, b: kbuf, ldb: c, c: &local, ldc: nk)
-                            }
-                            let base = Int32(s * hw)
-                            for qy in y0..<y1 {
                                 for qx in x0..<x1 {
-                                    let i = (qy - y0) * tw + (qx - x0)
-                                    for ky in max(ky0, qy - R)..<min(ky1, qy + R + 1) {
-                                        let hx = halfWidth[abs(ky - qy)]
-                                        let rowBase = i * nk + (ky - ky0) * kw - kx0
-                                        let nodeBase = base + Int32(ky * w)
-                                        var m = top.n[i] < K ? -Float.infinity : top.minV[i]
-                                        for kx in max(kx0, qx - hx)..<min(kx1, qx + hx + 1) {
-                                            let v = local[rowBase + kx]
-                                            if v > m || top.n[i] < K {
-                                                top.insert(v, nodeBase + Int32(kx), i)
-                                                m = top.n[i] < K ? -Float.infinity : top.minV[i]
+                                    for qy in y0..<y1 {
+                                        let li = (qx - x0) * bh + (qy - y0), i = qx * bh + (qy - y0)
+                                        for ky in max(ky0, qy - R)..<min(ky1, qy + R + 1) {
+                                            let hx = halfWidth[abs(ky - qy)]
+                                            let nodeBase = base + Int32(ky * w)
+                                            var m = top.count(i) < K ? -Float.infinity : top.minimum(i)
+                                            for kx in max(kx0, qx - hx)..<min(kx1, qx + hx + 1) {
+                                                let v = sc[li * nk + (kx - kx0) * kh + (ky - ky0)]
+                                                if v > m || top.count(i) < K {
+                                                    top.insert(v, nodeBase + Int32(kx), i)
+                                                    m = top.count(i) < K ? -Float.infinity : top.minimum(i)
+                                                }
                                             }
                                         }
                                     }
                                 }
                             }
                         }
-                    // Softmax over the top-k logits, weighted sum of labels.
-                        for qy in y0..<y1 {
-                            for qx in x0..<x1 {
-                                let i = (qy - y0) * tw + (qx - x0)
-                                let n = top.n[i]
-                                var m = -Float.infinity
-                                for j in 0..<n { m = max(m, top.v[i * K + j] * invTemp) }
-                                var wts = [Float](repeating: 0, count: n)
-                                var sum: Float = 0
-                                for j in 0..<n { wts[j] = expf(top.v[i * K + j] * invTemp - m); sum += wts[j] }
-                                let o = op + (qy * w + qx) * L
-                                for l in 0..<L { o[l] = 0 }
-                                for j in 0..<n {
-                                    let id = Int(top.id[i * K + j]), s = id / hw, pos = id % hw
-                                    let wt = wts[j] / sum
-                                    ctx[s].labels.withUnsafeBufferPointer { lb in
-                                        for l in 0..<L { o[l] += wt * lb[pos * L + l] }
-                                    }
-                                }
+                    }
+                }
+            }
+            // Softmax over the top-k logits, weighted sum of labels.
+            out.withUnsafeMutableBufferPointer { ob in
+                let op = SendablePointer(ob.baseAddress!)
+                Parallel.chunks(nqBand, costPerItem: K * L) { r in
+                    var wts = [Float](repeating: 0, count: K)
+                    for i in r {
+                        let qx = i / bh, qy = y0 + i % bh
+                        let n = top.count(i)
+                        var m = -Float.infinity
+                        for j in 0..<n { m = max(m, top.value(i, j) * invTemp) }
+                        var sum: Float = 0
+                        for j in 0..<n { wts[j] = expf(top.value(i, j) * invTemp - m); sum += wts[j] }
+                        let o = op + (qy * w + qx) * L
+                        for l in 0..<L { o[l] = 0 }
+                        for j in 0..<n {
+                            let id = Int(top.node(i, j)), s = id / hw, pos = id % hw
+                            let wt = wts[j] / sum
+                            ctx[s].labels.withUnsafeBufferPointer { lb in
+                                for l in 0..<L { o[l] += wt * lb[pos * L + l] }
                             }
                         }
                     }
@@ -196,18 +266,25 @@ public final class LabelPropagator {
 
 /// The k largest values per query (unordered), with the current minimum cached so that most
 /// candidates are rejected by one comparison; a new value enters when larger than the minimum
-/// (ties keep the earlier node).
-struct TopK {
+/// (ties keep the earlier node). Raw storage: threads work on disjoint queries.
+final class TopKStore: @unchecked Sendable {
     let K: Int
-    var v: [Float], id: [Int32], n: [Int], minV: [Float], minJ: [Int]
+    private let v: UnsafeMutablePointer<Float>, id: UnsafeMutablePointer<Int32>
+    private let n: UnsafeMutablePointer<Int>, minV: UnsafeMutablePointer<Float>, minJ: UnsafeMutablePointer<Int>
     init(queries: Int, k: Int) {
         K = k
-        v = [Float](repeating: 0, count: queries * k); id = [Int32](repeating: 0, count: queries * k)
-        n = [Int](repeating: 0, count: queries); minV = [Float](repeating: 0, count: queries); minJ = n
+        v = .allocate(capacity: queries * k); id = .allocate(capacity: queries * k)
+        n = .allocate(capacity: queries); minV = .allocate(capacity: queries); minJ = .allocate(capacity: queries)
+        n.initialize(repeating: 0, count: queries)
     }
-    mutating func reset(_ count: Int) { for i in 0..<count { n[i] = 0 } }
+    deinit { v.deallocate(); id.deallocate(); n.deallocate(); minV.deallocate(); minJ.deallocate() }
+    func reset(_ count: Int) { n.update(repeating: 0, count: count) }
+    @inline(__always) func count(_ i: Int) -> Int { n[i] }
+    @inline(__always) func minimum(_ i: Int) -> Float { minV[i] }
+    @inline(__always) func value(_ i: Int, _ j: Int) -> Float { v[i * K + j] }
+    @inline(__always) func node(_ i: Int, _ j: Int) -> Int32 { id[i * K + j] }
     @inline(__always)
-    mutating func insert(_ x: Float, _ node: Int32, _ i: Int) {
+    func insert(_ x: Float, _ node: Int32, _ i: Int) {
         let c = n[i], b = i * K
         if c == K {
             if !(x > minV[i]) { return }
@@ -220,13 +297,6 @@ struct TopK {
         for j in 1..<K where v[b + j] < mv { mv = v[b + j]; mi = j }
         minV[i] = mv; minJ[i] = mi
     }
-}
-
-/// A shared work counter for the tile loop.
-final class TileCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-    func take() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value - 1 }
 }
 
 struct UnsafeSendable<T>: @unchecked Sendable {

@@ -92,7 +92,13 @@ func runProcess(_ exe: String, _ args: [String]) -> String? {
 /// relative to the executable's checkout (.build/<config>/cycletime).
 func repoPath(_ relative: String) -> String {
     if FileManager.default.fileExists(atPath: relative) { return relative }
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.appendingPathComponent(relative).path
+    // The checkout holding this executable: the nearest ancestor with a Package.swift.
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    while url.path != "/" {
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+            return url.appendingPathComponent(relative).path
+        }
+        url.deleteLastPathComponent()
+    }
+    return relative
 }

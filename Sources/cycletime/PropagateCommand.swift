@@ -28,16 +28,22 @@ struct PropagationArguments: ParsableArguments {
     @Option(help: "Stage strides, e.g. 1,2,1,1 (output stride 8)") var strides = "1,2,1,1"
     @Option(name: .customLong("pixel-stride"), help: "Grid stride of --pixels") var pixelStride = 8
     @Flag(name: .customLong("no-l2"), help: "No per-cell L2 normalization of the features") var noL2 = false
-    @Option(help: "Preceding frames in the context") var context = 20
-    @Option(help: "Spatial radius on the preceding frames (feature cells)") var radius: Double = 12
-    @Option(help: "Softmax temperature (logits = cosine / temperature)") var temperature: Float = 0.05
-    @Option(help: "Neighbours kept over all context nodes") var topk = 10
+    @Option(help: "Test procedure: crw (the contrastive random walk's, default) or timecycle (TimeCycle's); sets the defaults below")
+    var procedure = "crw"
+    @Option(help: "Preceding frames in the context (crw 20, timecycle 7)") var context: Int?
+    @Option(help: "Spatial radius on the preceding frames in feature cells (crw 12, timecycle none: inf)") var radius: Double?
+    @Option(help: "Softmax temperature, logits = cosine / temperature (crw 0.05, timecycle 512^-0.5)") var temperature: Float?
+    @Option(help: "Neighbours kept: over all context nodes (crw 10), per context frame (timecycle 5)") var topk: Int?
+    @Option(name: .customLong("square-size"), help: "Squash frames to this square size before the encoder (timecycle 320; 0 = keep the frame size)")
+    var squareSize: Int?
 
     func validate() throws {
         let n = [checkpoint != nil, imagenet != nil, randomInit, pixels].filter { $0 }.count
         if n != 1 { throw ValidationError("give exactly one of --checkpoint, --imagenet, --random-init and --pixels") }
-        if context < 0 || topk < 1 || !(radius > 0) || !(temperature > 0) || pixelStride < 1 {
-            throw ValidationError("--context >= 0, --topk >= 1, --radius > 0, --temperature > 0 and --pixel-stride >= 1")
+        if PropagationProcedure(rawValue: procedure) == nil { throw ValidationError("--procedure: crw or timecycle, not '\(procedure)'") }
+        let o = options
+        if o.contextFrames < 0 || o.topK < 1 || !(o.radius > 0) || !(o.temperature > 0) || pixelStride < 1 || (squareSize ?? 0) < 0 {
+            throw ValidationError("--context >= 0, --topk >= 1, --radius > 0, --temperature > 0, --square-size >= 0 and --pixel-stride >= 1")
         }
         if parsedStrides == nil { throw ValidationError("--strides: four positive integers, e.g. 1,2,1,1") }
         if ResNetConfig(name: arch) == nil { throw ValidationError("--arch: unknown architecture '\(arch)'") }
@@ -50,15 +56,22 @@ struct PropagationArguments: ParsableArguments {
     }
 
     var options: PropagationOptions {
-        var o = PropagationOptions()
-        o.contextFrames = context; o.radius = radius; o.temperature = temperature; o.topK = topk
+        var o = PropagationOptions.defaults(PropagationProcedure(rawValue: procedure) ?? .crw)
+        if let context { o.contextFrames = context }
+        if let radius { o.radius = radius }
+        if let temperature { o.temperature = temperature }
+        if let topk { o.topK = topk }
+        if let squareSize { o.squareSize = squareSize == 0 ? nil : squareSize }
         return o
     }
 
     var encoderDescription: String {
-        if pixels { return "pixels (Lab, stride \(pixelStride))" }
+        let o = options
+        let p = "\(o.procedure.rawValue) procedure (context \(o.contextFrames), radius \(o.radius), temperature \(o.temperature), top-\(o.topK)"
+            + (o.squareSize.map { ", frames squashed to \($0)x\($0))" } ?? ")")
+        if pixels { return "pixels (Lab, stride \(pixelStride)), " + p }
         let w = checkpoint.map { "checkpoint \($0)" } ?? imagenet.map { "imagenet \($0)" } ?? "random-init seed \(seed)"
-        return "\(arch) \(layer) strides \(strides), \(w)"
+        return "\(arch) \(layer) strides \(strides), \(w), " + p
     }
 
     /// The feature extractor (weights loaded, eval mode).
