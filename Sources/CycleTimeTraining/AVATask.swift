@@ -349,7 +349,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     det.eval()
     let loader = PrefetchLoader(source: data, batchSize: 1, workers: config.data.workers, queueDepth: config.data.prefetch,
                                 seed: UInt64(config.seed), epochs: 1, shuffle: false)
-    loader.warn = { report($0) }
+    loader.warn = { report($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
     defer { loader.stop() }
     var detections: [AVADetection] = []
     let start = DispatchTime.now().uptimeNanoseconds

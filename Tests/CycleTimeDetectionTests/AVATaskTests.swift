@@ -124,7 +124,9 @@ final class AVATaskTests: XCTestCase {
         props = []
         for (v, boxes, a) in fixed {
             for s in 1...6 {
-                for (p, b) in boxes.enumerated() { (s <= 4 ? &train : &test).append(Self.csvRow(v, s, b, a, p)) }
+                for (p, b) in boxes.enumerated() {
+                    if s <= 4 { train.append(Self.csvRow(v, s, b, a, p)) } else { test.append(Self.csvRow(v, s, b, a, p)) }
+                }
                 if !(v == "pool-cleaning" && s == 6) { props.append((v, s, boxes, 0.95)) }
             }
         }
@@ -312,7 +314,7 @@ final class AVATaskTests: XCTestCase {
         for _ in 0..<20 {
             var text = ""
             for (k, boxes) in try AVACSV.read(dir + "/test.csv").groupedBoxes() {
-                for b in boxes { for a in 1...3 { text += Self.csvRow(k.videoID, k.timestamp, b.box, a, 0).dropLast(2) + String(format: ",%.4f\n", g.nextDouble()) } }
+                for b in boxes { for a in 1...3 { text += String(Self.csvRow(k.videoID, k.timestamp, b.box, a, 0).dropLast(2)) + String(format: ",%.4f\n", g.nextDouble()) } }
             }
             try text.write(toFile: dir + "/random.csv", atomically: true, encoding: .utf8)
             chance += evaluateAVA(groundTruth: gt, detections: try AVACSV.read(dir + "/random.csv", scoreColumn: true).rows, labelMap: lm).mAP! / 20
