@@ -203,8 +203,8 @@ final class AVATaskTests: XCTestCase {
         let laneTop = lane * size / 2, laneH = size / 2
         func bounce(_ t: Int, _ range: Int) -> Int { let p = t % (2 * range); return p < range ? p : 2 * range - p }
         switch action {
-        case 1: return (bounce(3 * n + phase, size - patch), laneTop + (laneH - patch) / 2)
-        case 2: return ((size - patch) / 2 + (lane == 0 ? -20 : 20), laneTop + bounce(2 * n + phase, laneH - patch))
+        case 1: return (bounce(5 * n + phase, size - patch), laneTop + (laneH - patch) / 2)
+        case 2: return ((size - patch) / 2 + (lane == 0 ? -18 : 18), laneTop + bounce(3 * n + phase, laneH - patch))
         default: return ((size - patch) / 2 + phase % 24 - 12, laneTop + (laneH - patch) / 2)
         }
     }
@@ -216,7 +216,7 @@ final class AVATaskTests: XCTestCase {
         let davis = try requireSharedData("davis-mini") + "/JPEGImages/480p"
         let jhmdb = try requireSharedData("jhmdb-mini") + "/Frames/catch/\(jhmdbClip)"
         let seqs = ["blackswan", "car-shadow", "dog", "libby"]
-        let size = 96, patch = 24, frames = 32
+        let size = 64, patch = 16, frames = 24
         var g = RandomGenerator(seed: seed)
         var rows: [String] = []
         for (vi, name) in names.enumerated() {
@@ -254,10 +254,10 @@ final class AVATaskTests: XCTestCase {
     func testDetectorFromPretrainedEncoderLearnsMotion() throws {
         let exe = try cycletimeExecutable()
         let dir = avaTempDir("motion")
-        let writer = try VideoWriter(path: dir + "/pretrain.mp4", width: 96, height: 96, fps: 10)
-        let trainRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<12).map { "train\($0)" }, seed: 11, video: writer)
+        let writer = try VideoWriter(path: dir + "/pretrain.mp4", width: 64, height: 64, fps: 10)
+        let trainRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<36).map { "train\($0)" }, seed: 11, video: writer)
         try writer.finish()
-        let testRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<6).map { "test\($0)" }, seed: 12, video: nil)
+        let testRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<20).map { "test\($0)" }, seed: 12, video: nil)
         try (trainRows.joined(separator: "\n") + "\n").write(toFile: dir + "/train.csv", atomically: true, encoding: .utf8)
         try (testRows.joined(separator: "\n") + "\n").write(toFile: dir + "/test.csv", atomically: true, encoding: .utf8)
         var props: [(String, Int, [AVABox], Double)] = []
@@ -276,10 +276,10 @@ final class AVATaskTests: XCTestCase {
             data:
               videos: [\(dir)/pretrain.mp4]
               fps: 10
-              short_side: 96
+              short_side: 64
               clips_per_video: 4
             timecycle:
-              frame_size: 96
+              frame_size: 64
               patch_size: 32
               feature_dim: 32
               localizer_widths: [32, 16]
@@ -296,11 +296,12 @@ final class AVATaskTests: XCTestCase {
 
         let cfg = dir + "/ava.yaml"
         try Self.config(output: dir + "/run", annotations: dir + "/train.csv", labelmap: labels, proposals: dir + "/proposals.json",
-                        frames: dir + "/frames", fps: 10, clip: (4, 2), size: 96, backbone: "2d", steps: 40, batch: 4,
+                        frames: dir + "/frames", fps: 10, clip: (4, 2), size: 64, backbone: "2d", steps: 50, batch: 4,
                         extra: "test:\n  annotations: \(dir)/test.csv\n")
             .replacingOccurrences(of: "  depth: 18\n", with: "  depth: 18\n  checkpoint: \(encoder)\n  last_stage: layer3\n  strides: [1, 2, 1, 1]\n")
-            .replacingOccurrences(of: "  lr: 0.01\n", with: "  lr: 0.02\n")
-            .replacingOccurrences(of: "train_jitter_scales: [96, 120]", with: "train_jitter_scales: [96, 104]")
+            .replacingOccurrences(of: "optimizer:\n  lr: 0.01\n", with: "optimizer:\n  name: adam\n  lr: 0.001\n")
+            .replacingOccurrences(of: "train_jitter_scales: [64, 80]", with: "train_jitter_scales: [64, 72]")
+            .replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 25")
             .write(toFile: cfg, atomically: true, encoding: .utf8)
         _ = try run(exe, ["ava", "train", "--config", cfg])
         _ = try run(exe, ["ava", "test", "--config", cfg, "--out", dir + "/results.csv"])
