@@ -157,7 +157,7 @@ final class AVATaskTests: XCTestCase {
         let dir = avaTempDir("bad")
         try "pool-cleaning,0001,0.1,0.1,0.9,0.9,1,0\n".write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
         try "1: clean\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
-        try "{\"pool-cleaning,0001\": [[0.1, 0.1, 0.9, 0.9, 0.95]]}\n".write(toFile: dir + "/p.json", atomically: true, encoding: .utf8)
+        try "{\"pool-cleaning,0001\": [[0.1, 0.1, 0.9, 0.9, 0.95]], \"nowhere,0001\": [[0.1, 0.1, 0.9, 0.9, 0.95]]}\n".write(toFile: dir + "/p.json", atomically: true, encoding: .utf8)
         func cfg(_ extra: String = "", frames: String? = nil, gt: String? = nil) -> String {
             Self.config(output: dir + "/run", annotations: gt ?? dir + "/gt.csv", labelmap: dir + "/labels.txt", proposals: dir + "/p.json",
                         frames: frames ?? videos, fps: 30, clip: (2, 2), size: 64, backbone: "2d", steps: 1, batch: 1, extra: extra)
