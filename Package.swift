@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "CycleTimeVideo", "TestSupport"]),
-        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeVideo", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "CycleTimeData", "CycleTimeVideo", "cycletime", "TestSupport"]),
     ],

@@ -7,7 +7,7 @@ import XCTest
 @testable import CycleTimeDetection
 
 /// `cycletime ava train|test|eval` end to end through the real executable (acceptance 4).
-final class AVATaskTests: XCTestCase {
+final class AVACommandTests: XCTestCase {
     static let jhmdbClip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 
     func run(_ exe: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
