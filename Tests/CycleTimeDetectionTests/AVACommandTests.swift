@@ -314,7 +314,7 @@ final class AVACommandTests: XCTestCase {
         var g = RandomGenerator(seed: 99)
         for _ in 0..<20 {
             var text = ""
-            for (k, boxes) in try AVACSV.read(dir + "/test.csv").groupedBoxes() {
+            for (k, boxes) in try AVACSV.read(dir + "/test.csv").groupedBoxes().sorted(by: { $0.key < $1.key }) {
                 for b in boxes { for a in 1...3 { text += String(Self.csvRow(k.videoID, k.timestamp, b.box, a, 0).dropLast(2)) + String(format: ",%.4f\n", g.nextDouble()) } }
             }
             try text.write(toFile: dir + "/random.csv", atomically: true, encoding: .utf8)

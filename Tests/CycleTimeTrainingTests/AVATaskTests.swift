@@ -112,4 +112,19 @@ final class AVATaskTests: XCTestCase {
         assertClose(frozen.task.detector.stateDict()["backbone.encoder.bn1.running_var"]!, before, rtol: 0, atol: 0)
         assertClose(frozen.task.detector.stateDict()["backbone.encoder.bn1.weight"]!, bnWeight, rtol: 0, atol: 0)
     }
+
+    /// Every committed AVA experiment reads and validates as an AVA config, and its files exist
+    /// (relative to the repository, the shared data next to it).
+    func testEveryAVAExperimentConfigLoadsAndValidates() throws {
+        let dir = repoRoot + "/experiments"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("ava-") && $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertEqual(names, ["ava-r18-2d-mini.yaml", "ava-r18-slowonly-mini.yaml"])
+        for n in names {
+            let text = try String(contentsOfFile: dir + "/" + n, encoding: .utf8)
+            XCTAssertTrue(text.hasPrefix("# "), "\(n) starts with a comment saying what it is for")
+            let c = try ConfigLoader.load(AVAConfig.self, path: dir + "/" + n)
+            XCTAssertNoThrow(try c.validate(file: n), n)
+            for f in [c.data.annotations, c.data.labelmap, c.data.proposals] { XCTAssertTrue(FileManager.default.fileExists(atPath: repoRoot + "/" + f), "\(n): \(f)") }
+        }
+    }
 }
