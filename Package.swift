@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
         // Training: YAML run configs, the training loop, run directories, checkpoints, resume.
         .target(name: "CycleTimeTraining", dependencies: [
-            "CycleTimeTracking", "CycleTimeData", .product(name: "Yams", package: "Yams"),
+            "CycleTimeTracking", "CycleTimeData", "CycleTimeDetection", .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
@@ -61,8 +61,8 @@ let package = Package(
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "CycleTimeVideo", "TestSupport"]),
-        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeVideo", "cycletime", "TestSupport"]),
-        .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "CycleTimeData", "CycleTimeVideo", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

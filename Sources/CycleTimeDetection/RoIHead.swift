@@ -78,14 +78,19 @@ public final class AVARoIHead: Module {
     }
 
     /// Logits [K, classes + 1] of `features` [N, C, T, h, w] (or [N, C, h, w]) at `rois` [K, 5].
-    public func logits(_ features: Tensor, rois: Tensor) -> Tensor {
+    public func logits(_ features: Tensor, rois: Tensor) -> Tensor { classify(pooled(features, rois: rois)) }
+
+    /// The RoI features [K, C]: time average, RoIAlign, spatial max pool.
+    public func pooled(_ features: Tensor, rois: Tensor) -> Tensor {
         let f = features.rank == 5 ? features.mean(axis: 2) : features
         precondition(f.rank == 4, "AVARoIHead: features must be [N, C, T, h, w] or [N, C, h, w], got \(features.shape)")
         let r = F.roiAlign(f, rois: rois, outputSize: [roiSize, roiSize], spatialScale: 1 / Float(featureStride),
                            samplingRatio: 0, aligned: true)
-        let pooled = r.reshaped([r.shape[0], r.shape[1], roiSize * roiSize]).max(axis: 2)
-        return fc_cls(dropout(pooled))
+        return r.reshaped([r.shape[0], r.shape[1], roiSize * roiSize]).max(axis: 2)
     }
+
+    /// Dropout and the classifier on pooled RoI features [K, C].
+    public func classify(_ pooled: Tensor) -> Tensor { fc_cls(dropout(pooled)) }
 
     /// mmaction2's loss: binary cross-entropy with logits over slots 1... (slot 0 ignored) of the
     /// regions with at least one positive label, mean over elements; with `focal` (alpha, gamma),

@@ -107,6 +107,9 @@ public final class Trainer<Task: TrainingTask> {
     public var progress: ProgressReporter?
     /// Polled after each step; true makes the loop write a checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
+    /// The resolved configuration written to config.yaml and into checkpoints (nil: the TrainConfig's
+    /// YAML; tasks with their own config type, such as AVA, set their own).
+    public var configText: String?
     /// Warnings (skipped videos, config changes on resume).
     public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
 
@@ -187,7 +190,7 @@ public final class Trainer<Task: TrainingTask> {
 
     /// Trains to `totalSteps` (or until `shouldStop`, or `stopAfter` more steps for tests).
     public func train(resume: Bool, stopAfter: Int? = nil) throws -> TrainOutcome {
-        let configYAML = try ConfigLoader.encode(config)
+        let configYAML = try configText ?? ConfigLoader.encode(config)
         if resume {
             guard run.hasCheckpoint else {
                 throw TrainingError("\(run.path): --resume given but the run has no checkpoint (checkpoints/latest.safetensors)")

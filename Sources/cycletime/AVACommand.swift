@@ -1,5 +1,6 @@
 import ArgumentParser
 import CycleTimeDetection
+import CycleTimeTraining
 import Foundation
 
 /// `cycletime ava`: the AVA action detector's commands.
@@ -7,7 +8,66 @@ struct AVACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ava",
         abstract: "AVA spatio-temporal action detection.",
-        subcommands: [AVAEvalCommand.self])
+        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self])
+}
+
+/// `cycletime ava train --config C [--resume] [--set k=v ...]`: trains the detector with the trainer
+/// of `cycletime train` (checkpoints, metrics, progress, exact resume, Ctrl-C).
+struct AVATrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train an AVA action detector (2d, slowonly or slowfast backbone) from a YAML config.",
+        discussion: """
+            The run directory (output_dir) receives config.yaml, metrics.jsonl, train.log and \
+            checkpoints/ (detector state_dict, optimizer state under 'optimizer.'). Keyframes without \
+            proposals (when data.proposals is set) and excluded keyframes are reported and skipped. \
+            Ctrl-C writes a checkpoint and exits with status 130; --resume continues the run exactly.
+            """)
+
+    @Option(help: "The run config (YAML).") var config: String
+    @Flag(help: "Continue the run in output_dir from its latest checkpoint.") var resume = false
+    @Option(name: .customLong("set"), help: "Override a config field, e.g. --set train.steps=500 (repeatable).")
+    var overrides: [String] = []
+
+    func run() throws {
+        let trainer = try makeAVATrainer(configPath: config, overrides: overrides) {
+            FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8))
+        }
+        trainer.progress = ProgressReporter(every: trainer.config.train.logEvery, unit: "clips")
+        let interrupt = Interrupt.install()
+        trainer.shouldStop = { interrupt.requested }
+        let outcome = try trainer.train(resume: resume, stopAfter: nil)
+        if case .interrupted = outcome { throw ExitCode(130) }
+    }
+}
+
+/// `cycletime ava test --config C [--checkpoint K] --out results.csv`: detections on the test
+/// keyframes' proposals, written as the AVA results CSV, then scored (official frame-mAP).
+struct AVATestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Run a trained AVA detector on the test keyframes and write the AVA results CSV.",
+        discussion: """
+            Each test keyframe (test.annotations, default data.annotations) is one clip, full frame \
+            at short side data.test_short_side; the boxes are its proposals scoring >= \
+            min(test.proposal_threshold, best). Keyframes without proposals are reported and skipped. \
+            Rows: video_id, timestamp, x1, y1, x2, y2, action_id, score (4 decimals), scores below \
+            test.score_threshold dropped. The frame-mAP printed at the end is the official protocol's \
+            over the run's classes; 'cycletime ava eval' gives per-class APs and the other protocols.
+            """)
+
+    @Option(help: "The run config (YAML).") var config: String
+    @Option(help: "Detector checkpoint (default: output_dir/checkpoints/latest.safetensors).") var checkpoint: String?
+    @Option(help: "Results CSV to write.") var out: String
+    @Option(name: .customLong("set"), help: "Override a config field (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        let err: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+        let s = try runAVATest(configPath: config, overrides: overrides, checkpoint: checkpoint, out: out,
+                               report: { err("warning: " + $0 + "\n") }, progress: err)
+        print("wrote \(s.rows) detections for \(s.keyframes) keyframes to \(out) (checkpoint \(s.checkpoint))")
+        if let m = s.mAP { print("frame-mAP@0.5IOU: \(String(format: "%.8f", m))  (official protocol, test annotations)") }
+    }
 }
 
 /// `cycletime ava eval`: frame-mAP at IoU 0.5 and per-class AP of an AVA results CSV.

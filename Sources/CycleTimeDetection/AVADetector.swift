@@ -1,0 +1,150 @@
+import CycleTimeCore
+import CycleTimeModels
+import CycleTimeNN
+import Foundation
+
+/// The backbone of an AVA detector.
+public enum AVABackboneKind: String, Sendable, CaseIterable {
+    /// (a) the 2D encoder on every frame, features averaged over time (`FrameAveragedBackbone`).
+    case twoD = "2d"
+    /// (b) the encoder inflated to 3D, SlowOnly-style (`ResNet3d`).
+    case slowonly
+    /// (c) SlowFast: the inflated slow pathway plus a randomly initialized fast pathway.
+    case slowfast
+}
+
+/// The detector's architecture.
+public struct AVADetectorConfig: Sendable, Equatable {
+    public var backbone: AVABackboneKind = .slowonly
+    /// ResNet depth (18, 34, 50, ...).
+    public var depth = 18
+    /// Last stage of the backbone (layer3 for encoders trained to layer3, such as TimeCycle's).
+    public var lastStage = "layer4"
+    /// Spatial strides of layer1..layer4 ([1, 2, 2, 1]: layer4 at stride 1, stride-16 features).
+    public var strides = [1, 2, 2, 1]
+    /// SlowOnly temporal kernels per stage (3 in layer3 and layer4).
+    public var temporalKernels = [1, 1, 3, 3]
+    /// Number of action classes (outputs are classes + 1, slot 0 unused).
+    public var classes = 80
+    /// Concatenate a whole-frame context feature to every RoI feature.
+    public var context = false
+    public var dropout: Float = 0.5
+    public var roiSize = 8
+    public init() {}
+}
+
+/// A bad detector configuration or weight file: the message names the field or file and key.
+public struct AVADetectorError: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let description: String
+    public init(_ s: String) { description = s }
+    public var errorDescription: String? { description }
+}
+
+/// mmaction2-style two-stage AVA action detector: a video backbone producing a stride-16 feature
+/// map [N, C, T', h, w], then the RoI head (`AVARoIHead`) on the time-averaged feature at the
+/// person boxes. Key names: `backbone.*` (the 2D backbone's encoder under `backbone.encoder.*`),
+/// `roi_head.fc_cls.*`.
+public final class AVADetector: Module {
+    public let config: AVADetectorConfig
+    public let backbone: Module
+    public let roi_head: AVARoIHead
+    public let outputStride: Int
+    public let featureChannels: Int
+
+    public init(config: AVADetectorConfig, generator: inout RandomGenerator) throws {
+        self.config = config
+        guard ResNetConfig.blocks(depth: config.depth) != nil else {
+            throw AVADetectorError("model.depth \(config.depth) is not a ResNet depth (18, 34, 50, 101, 152)")
+        }
+        guard let last = ResNetConfig.stageNames.firstIndex(of: config.lastStage), last < 4 else {
+            throw AVADetectorError("model.last_stage '\(config.lastStage)' is not layer1, layer2, layer3 or layer4")
+        }
+        guard config.strides.count == 4, config.strides.allSatisfy({ $0 == 1 || $0 == 2 }) else {
+            throw AVADetectorError("model.strides must be 4 strides (layer1..layer4), each 1 or 2")
+        }
+        switch config.backbone {
+        case .twoD:
+            let enc = ResNet(config: ResNetConfig(depth: config.depth, lastStage: config.lastStage, strides: config.strides), generator: &generator)
+            backbone = FrameAveragedBackbone(encoder: enc)
+            outputStride = enc.outputStride; featureChannels = enc.outChannels
+        case .slowonly:
+            guard config.temporalKernels.count == 4, config.temporalKernels.allSatisfy({ $0 >= 1 && $0 % 2 == 1 }) else {
+                throw AVADetectorError("model.temporal_kernels must be 4 odd sizes (layer1..layer4)")
+            }
+            let r = ResNet3d(config: ResNet3dConfig(depth: config.depth, spatialStrides: config.strides, temporalKernels: config.temporalKernels,
+                                                    lastStage: config.lastStage), generator: &generator)
+            backbone = r
+            outputStride = r.outputStride; featureChannels = r.outChannels
+        case .slowfast:
+            throw AVADetectorError("model.backbone 'slowfast' is not built yet: SlowFastBackbone arrives with the slowfast branch (use 2d or slowonly)")
+        }
+        roi_head = AVARoIHead(inChannels: featureChannels * (config.context ? 2 : 1), classes: config.classes, dropout: config.dropout,
+                              roiSize: config.roiSize, featureStride: outputStride, generator: &generator)
+        super.init()
+    }
+
+    /// Logits [K, classes + 1] for `clips` [N, 3, T, H, W] and normalized boxes per clip (K boxes in all).
+    public func logits(_ clips: Tensor, boxes: [[AVABox]]) -> Tensor {
+        precondition(clips.rank == 5 && boxes.count == clips.shape[0], "AVADetector: clips [N, 3, T, H, W] with N box lists, got \(clips.shape) and \(boxes.count)")
+        let h = clips.shape[3], w = clips.shape[4]
+        let feat = backbone(clips)
+        let f = feat.rank == 5 ? feat.mean(axis: 2) : feat
+        var pooled = roi_head.pooled(f, rois: AVARoIHead.rois(boxes, imageHeight: h, imageWidth: w))
+        if config.context {
+            let whole = boxes.map { list in list.map { _ in AVABox(0, 0, 1, 1) } }
+            let ctx = roi_head.pooled(f, rois: AVARoIHead.rois(whole, imageHeight: h, imageWidth: w))
+            pooled = Tensor.cat([pooled, ctx], axis: 1)
+        }
+        return roi_head.classify(pooled)
+    }
+
+    /// Batch-norm layers of the backbone.
+    public var batchNorms: [BatchNormBase] { backbone.modules().compactMap { $0 as? BatchNormBase } }
+
+    /// Frozen batch norm: running statistics used and not updated, affine parameters not trained.
+    /// Call after `train()` (the mode is per module).
+    public func freezeBatchNorm() {
+        for bn in batchNorms {
+            bn.eval()
+            for (_, p) in bn.namedParameters() { p.requiresGrad = false }
+        }
+    }
+
+    /// Initializes the backbone from a safetensors file: a CycleTime checkpoint (keys under
+    /// `encoder.`, torchvision names) or torchvision weights (`conv1.weight`, `layer1.0...`), 2D;
+    /// the SlowOnly backbone inflates them (I3D). Missing keys and bad shapes are errors naming the
+    /// file and key; keys the backbone does not use (fc, heads) are ignored.
+    public func loadEncoder(from path: String) throws {
+        let file: SafeTensors.File
+        do { file = try SafeTensors.read(path) } catch {
+            let msg = "\(error)"
+            throw AVADetectorError(msg.contains(path) ? msg : "\(path): \(msg)")
+        }
+        var state: [String: Tensor] = [:]
+        if file.tensors.keys.contains(where: { $0.hasPrefix("encoder.") }) {
+            for (k, v) in file.tensors where k.hasPrefix("encoder.") { state[String(k.dropFirst(8))] = v }
+        } else if file.tensors["conv1.weight"] != nil {
+            state = file.tensors
+        } else {
+            throw AVADetectorError("\(path): no encoder weights (neither a CycleTime checkpoint with 'encoder.' keys nor torchvision keys such as 'conv1.weight')")
+        }
+        do {
+            switch backbone {
+            case let b as FrameAveragedBackbone:
+                let needed = Set(b.encoder.stateDictKeys())
+                let (missing, _) = try b.encoder.loadStateDict(state.filter { needed.contains($0.key) }, strict: false)
+                if let m = missing.first {
+                    throw AVADetectorError("\(path): lacks encoder key '\(m)' (\(missing.count) missing; an encoder trained to an earlier stage needs model.last_stage)")
+                }
+            case let r as ResNet3d:
+                try r.inflate(from: state)
+            default:
+                throw AVADetectorError("\(path): this backbone does not load 2D encoder weights")
+            }
+        } catch let e as AVADetectorError {
+            throw e
+        } catch {
+            throw AVADetectorError("\(path): \(error)")
+        }
+    }
+}

@@ -1,0 +1,384 @@
+import CycleTimeCore
+import CycleTimeData
+import CycleTimeDetection
+import CycleTimeNN
+import Foundation
+
+/// AVA data: annotation files, frames, clips and augmentation (defaults: mmaction2/PySlowFast's
+/// SlowOnly 8x8 AVA recipe). Paths are relative to the working directory.
+public struct AVADataConfig: Codable, Equatable, Sendable {
+    /// Training annotation CSV (video_id, timestamp, x1, y1, x2, y2, action_id[, person_id]).
+    public var annotations: String = ""
+    /// Label map: pbtxt (item/label blocks) or 'id: name' lines.
+    public var labelmap: String = ""
+    /// Person proposals for training (JSON or the LFB/PySlowFast CSV); "" trains on ground-truth
+    /// boxes only. With a file, keyframes it lacks are reported and skipped.
+    public var proposals: String = ""
+    /// Excluded timestamps CSV ("" for none).
+    public var excluded: String = ""
+    /// A folder of videos (<video_id>.mp4 ...) or a root of frame folders (<video_id>/img_00001.jpg,
+    /// <video_id>/<video_id>_000001.jpg or <video_id>/00001.jpg|png).
+    public var frames: String = ""
+    /// auto, videos or frame_folders.
+    public var framesKind: String = "auto"
+    /// Class ids trained and tested (mmaction2's custom_classes); empty: every label-map class.
+    public var customClasses: [Int] = []
+    /// Clip: clip_length frames at interval frame_interval (T x tau), centred on the keyframe.
+    public var clipLength: Int = 8
+    public var frameInterval: Int = 8
+    /// Frame numbering: keyframe at second s is frame fps * (s - window_start) + 1; videos are decoded at fps.
+    public var fps: Int = 30
+    public var windowStart: Int = 900
+    /// Training: short side rescaled to a uniform size in [low, high], then a random crop and a flip.
+    public var trainJitterScales: [Int] = [256, 320]
+    public var trainCrop: Int = 256
+    public var flip: Bool = true
+    /// Training: the clip centre moves by up to this many frames either way.
+    public var temporalJitter: Int = 0
+    /// Testing: the full frame, short side at this size.
+    public var testShortSide: Int = 256
+    /// Videos are decoded with their short side at this size (0: native); frame folders are read as they are.
+    public var decodeShortSide: Int = 320
+    /// Training regions: proposals scoring >= this whose IoU with a ground-truth box is >= train_proposal_iou.
+    public var trainProposalScore: Double = 0.9
+    public var trainProposalIou: Double = 0.9
+    /// Decoded frames kept in memory (MB, all videos together).
+    public var cacheMb: Int = 512
+    public var workers: Int = 2
+    public var prefetch: Int = 4
+    public var mean: [Float] = [0.485, 0.456, 0.406]
+    public var std: [Float] = [0.229, 0.224, 0.225]
+    public init() {}
+}
+
+/// `cycletime ava test`: the keyframes to detect on and the results file.
+public struct AVATestConfig: Codable, Equatable, Sendable {
+    /// Annotation CSV whose keyframes are tested (and scored after the run); "": data.annotations.
+    public var annotations: String = ""
+    /// Person proposals at test time (required, here or in data.proposals).
+    public var proposals: String = ""
+    /// Excluded timestamps; "": data.excluded.
+    public var excluded: String = ""
+    /// Proposals kept per keyframe: score >= min(this, the keyframe's best score).
+    public var proposalThreshold: Double = 0.9
+    /// Result rows with a lower score are dropped.
+    public var scoreThreshold: Double = 0.002
+    public init() {}
+}
+
+/// The detector.
+public struct AVAModelConfig: Codable, Equatable, Sendable {
+    /// 2d (encoder per frame, averaged over time), slowonly (inflated 3D) or slowfast.
+    public var backbone: String = "slowonly"
+    public var depth: Int = 18
+    public var lastStage: String = "layer4"
+    public var strides: [Int] = [1, 2, 2, 1]
+    public var temporalKernels: [Int] = [1, 1, 3, 3]
+    /// Encoder weights: a CycleTime checkpoint (keys under 'encoder.') or torchvision safetensors;
+    /// "": random initialization from the seed.
+    public var checkpoint: String = ""
+    /// Batch norm in evaluation mode with frozen affine parameters.
+    public var frozenBn: Bool = false
+    /// Focal weighting of the binary cross-entropy (alpha (1 - p_t)^gamma).
+    public var focal: Bool = false
+    public var focalAlpha: Float = 3
+    public var focalGamma: Float = 1
+    /// Concatenate a whole-frame context feature to each RoI feature.
+    public var context: Bool = false
+    public var dropout: Float = 0.5
+    public var roiSize: Int = 8
+    public init() {}
+}
+
+/// An AVA detection run: everything `cycletime ava train|test` need. Every random choice flows from `seed`.
+public struct AVAConfig: RunConfiguration, Equatable, Sendable {
+    public var seed: Int = 0
+    public var outputDir: String = "runs/ava"
+    public var data = AVADataConfig()
+    public var test = AVATestConfig()
+    public var model = AVAModelConfig()
+    /// SGD (mmaction2's AVA recipe: momentum 0.9, weight decay 1e-5).
+    public var optimizer: OptimizerConfig = {
+        var o = OptimizerConfig()
+        o.name = "sgd"; o.lr = 0.05; o.momentum = 0.9; o.weightDecay = 1e-5
+        return o
+    }()
+    /// Linear warmup then cosine decay.
+    public var schedule: ScheduleConfig = {
+        var s = ScheduleConfig()
+        s.name = "cosine"; s.warmupSteps = 100; s.warmupFactor = 0.1
+        return s
+    }()
+    public var train: LoopConfig = {
+        var l = LoopConfig()
+        l.batchSize = 2; l.gradClip = 40
+        return l
+    }()
+    public init() {}
+
+    /// Checks values that decode but make no sense; errors name the field.
+    public func validate(file: String) throws {
+        func fail(_ field: String, _ why: String) -> ConfigError { ConfigError(file, "field '\(field)' \(why)") }
+        if seed < 0 { throw fail("seed", "must be >= 0") }
+        if outputDir.isEmpty { throw fail("output_dir", "must name a directory") }
+        if data.annotations.isEmpty { throw fail("data.annotations", "must name the annotation CSV") }
+        if data.labelmap.isEmpty { throw fail("data.labelmap", "must name the label map") }
+        if data.frames.isEmpty { throw fail("data.frames", "must name a videos folder or a frame-folder root") }
+        if !["auto", "videos", "frame_folders"].contains(data.framesKind) { throw fail("data.frames_kind", "'\(data.framesKind)' is not auto, videos or frame_folders") }
+        if data.clipLength < 1 { throw fail("data.clip_length", "must be >= 1") }
+        if data.frameInterval < 1 { throw fail("data.frame_interval", "must be >= 1") }
+        if data.fps < 1 { throw fail("data.fps", "must be >= 1") }
+        if data.trainCrop < 16 { throw fail("data.train_crop", "must be >= 16") }
+        if data.trainJitterScales.count != 2 || data.trainJitterScales[0] > data.trainJitterScales[1] || data.trainJitterScales[0] < data.trainCrop {
+            throw fail("data.train_jitter_scales", "must be [low, high] with train_crop <= low <= high")
+        }
+        if data.testShortSide < 16 { throw fail("data.test_short_side", "must be >= 16") }
+        if data.decodeShortSide < 0 { throw fail("data.decode_short_side", "must be >= 0") }
+        if data.temporalJitter < 0 { throw fail("data.temporal_jitter", "must be >= 0") }
+        if data.cacheMb < 0 { throw fail("data.cache_mb", "must be >= 0") }
+        if data.workers < 1 { throw fail("data.workers", "must be >= 1") }
+        if data.prefetch < 1 { throw fail("data.prefetch", "must be >= 1") }
+        if data.mean.count != 3 { throw fail("data.mean", "must hold 3 values (R, G, B)") }
+        if data.std.count != 3 || data.std.contains(where: { $0 <= 0 }) { throw fail("data.std", "must hold 3 positive values") }
+        if AVABackboneKind(rawValue: model.backbone) == nil { throw fail("model.backbone", "'\(model.backbone)' is not 2d, slowonly or slowfast") }
+        if !(model.dropout >= 0 && model.dropout < 1) { throw fail("model.dropout", "must be in [0, 1)") }
+        if model.roiSize < 1 { throw fail("model.roi_size", "must be >= 1") }
+        if !["adam", "adamw", "sgd"].contains(optimizer.name) { throw fail("optimizer.name", "'\(optimizer.name)' is not adam, adamw or sgd") }
+        if optimizer.lr < 0 { throw fail("optimizer.lr", "must be >= 0") }
+        if optimizer.betas.count != 2 { throw fail("optimizer.betas", "must be [beta1, beta2]") }
+        if !["constant", "step", "multistep", "cosine"].contains(schedule.name) {
+            throw fail("schedule.name", "'\(schedule.name)' is not constant, step, multistep or cosine")
+        }
+        if schedule.name == "step" && schedule.stepSize < 1 { throw fail("schedule.step_size", "must be >= 1 for the step schedule") }
+        if schedule.warmupSteps < 0 { throw fail("schedule.warmup_steps", "must be >= 0") }
+        if train.batchSize < 1 { throw fail("train.batch_size", "must be >= 1") }
+        if train.steps < 0 || train.epochs < 0 { throw fail("train.steps", "and train.epochs must be >= 0") }
+        if train.steps == 0 && train.epochs == 0 { throw fail("train.steps", "or train.epochs must be set") }
+        if train.checkpointEvery < 1 { throw fail("train.checkpoint_every", "must be >= 1") }
+        if train.keepCheckpoints < 1 { throw fail("train.keep_checkpoints", "must be >= 1") }
+        if train.logEvery < 1 { throw fail("train.log_every", "must be >= 1") }
+        if train.gradClip < 0 { throw fail("train.grad_clip", "must be >= 0") }
+        if test.scoreThreshold < 0 { throw fail("test.score_threshold", "must be >= 0") }
+    }
+
+    /// The loop's settings in the trainer's configuration type.
+    public var loopConfig: TrainConfig {
+        var t = TrainConfig()
+        t.seed = seed; t.outputDir = outputDir
+        t.optimizer = optimizer; t.schedule = schedule; t.train = train
+        t.data.workers = data.workers; t.data.prefetch = data.prefetch
+        return t
+    }
+
+    public var clipOptions: AVAClipOptions {
+        var o = AVAClipOptions()
+        o.sampler = AVAClipSampler(frames: data.clipLength, interval: data.frameInterval, fps: data.fps, windowStart: data.windowStart)
+        o.trainScales = data.trainJitterScales[0]...data.trainJitterScales[1]
+        o.cropSize = data.trainCrop
+        o.flip = data.flip
+        o.temporalJitter = data.temporalJitter
+        o.testShortSide = data.testShortSide
+        o.decodeShortSide = data.decodeShortSide > 0 ? data.decodeShortSide : nil
+        o.mean = data.mean; o.std = data.std
+        return o
+    }
+
+    public func detectorConfig(classes: Int) -> AVADetectorConfig {
+        var c = AVADetectorConfig()
+        c.backbone = AVABackboneKind(rawValue: model.backbone) ?? .slowonly
+        c.depth = model.depth; c.lastStage = model.lastStage; c.strides = model.strides; c.temporalKernels = model.temporalKernels
+        c.classes = classes; c.context = model.context; c.dropout = model.dropout; c.roiSize = model.roiSize
+        return c
+    }
+}
+
+/// The files of an AVA config, read and checked: label map, classes, frame store.
+public struct AVAInputs {
+    public let config: AVAConfig
+    public let file: String
+    public let labelMap: AVALabelMap
+    public let classes: AVAClassIndex
+    public let store: AVAFrameStore
+
+    public init(config: AVAConfig, file: String) throws {
+        self.config = config; self.file = file
+        let full = try AVALabelMap.read(config.data.labelmap)
+        var ids = full.ids
+        if !config.data.customClasses.isEmpty {
+            for id in config.data.customClasses where !full.contains(id) {
+                throw ConfigError(file, "field 'data.custom_classes': class \(id) is not in the label map \(config.data.labelmap)")
+            }
+            ids = config.data.customClasses
+        }
+        labelMap = full.restricted(to: ids)
+        classes = AVAClassIndex(ids: ids)
+        let source = try AVAFrameSource.resolve(config.data.frames, kind: config.data.framesKind)
+        store = AVAFrameStore(source: source, fps: config.data.fps, decodeShortSide: config.clipOptions.decodeShortSide,
+                              cacheBytes: config.data.cacheMb << 20)
+    }
+
+    /// Every video of `entries` must be readable before a run starts (errors name the video and the folder).
+    func checkVideos(_ entries: [AVAEntry]) throws {
+        for v in Set(entries.map(\.key.videoID)).sorted() { _ = try store.frameCount(v) }
+    }
+
+    /// Training keyframes; skip reports go to `report`.
+    public func trainingDataset(report: (String) -> Void) throws -> AVADataset {
+        let d = config.data
+        let csv = try AVACSV.read(d.annotations, labelMap: labelMap)
+        if !csv.skipReport.isEmpty { report(csv.skipReport) }
+        let proposals = d.proposals.isEmpty ? nil : try AVAProposals.read(d.proposals)
+        let excluded = d.excluded.isEmpty ? [] : try readAVAExcluded(d.excluded)
+        let r = AVAEntries.training(groundTruth: csv.groupedBoxes(), proposals: proposals, excluded: excluded, classes: classes,
+                                    minScore: d.trainProposalScore, minIoU: d.trainProposalIou)
+        let missing = AVAEntries.missingReport(r.missingProposals, proposals: d.proposals)
+        if !missing.isEmpty { report(missing) }
+        if r.excluded > 0 { report("\(d.excluded): \(r.excluded) excluded keyframe\(r.excluded == 1 ? "" : "s") skipped") }
+        if r.entries.isEmpty { throw AVAError(d.annotations, "no training keyframe with a box of the trained classes") }
+        try checkVideos(r.entries)
+        return AVADataset(entries: r.entries, store: store, options: config.clipOptions, training: true)
+    }
+
+    public var testAnnotations: String { config.test.annotations.isEmpty ? config.data.annotations : config.test.annotations }
+    public var testProposals: String { config.test.proposals.isEmpty ? config.data.proposals : config.test.proposals }
+    public var testExcluded: String { config.test.excluded.isEmpty ? config.data.excluded : config.test.excluded }
+
+    /// Test keyframes (those of the test annotations) with their proposals; skip reports go to `report`.
+    public func testDataset(report: (String) -> Void) throws -> AVADataset {
+        guard !testProposals.isEmpty else { throw ConfigError(file, "field 'test.proposals' (or data.proposals) must name the person proposals used at test time") }
+        let csv = try AVACSV.read(testAnnotations)
+        let proposals = try AVAProposals.read(testProposals)
+        let excluded = testExcluded.isEmpty ? [] : try readAVAExcluded(testExcluded)
+        let r = AVAEntries.testing(keys: csv.keys, proposals: proposals, excluded: excluded, threshold: config.test.proposalThreshold)
+        let missing = AVAEntries.missingReport(r.missingProposals, proposals: testProposals)
+        if !missing.isEmpty { report(missing) }
+        if r.entries.isEmpty { throw AVAError(testProposals, "no test keyframe of \(testAnnotations) has a proposal") }
+        try checkVideos(r.entries)
+        return AVADataset(entries: r.entries, store: store, options: config.clipOptions, training: false)
+    }
+
+    /// The detector, initialized from the seed (and the encoder weights when `loadEncoder`).
+    public func makeDetector(loadEncoder: Bool) throws -> AVADetector {
+        var g = RandomGenerator(seed: UInt64(config.seed))
+        let det: AVADetector
+        do { det = try AVADetector(config: config.detectorConfig(classes: classes.ids.count), generator: &g) } catch let e as AVADetectorError {
+            throw ConfigError(file, "field \(e.description)")
+        }
+        if loadEncoder && !config.model.checkpoint.isEmpty { try det.loadEncoder(from: config.model.checkpoint) }
+        return det
+    }
+}
+
+/// AVA action detection trained by `Trainer`: the detector's loss on batches of keyframe clips.
+public final class AVATask: TrainingTask {
+    public let detector: AVADetector
+    public let source: AVADataset
+    public let classes: AVAClassIndex
+    public let focal: (alpha: Float, gamma: Float)?
+    public let frozenBatchNorm: Bool
+    public var model: Module { detector }
+    public var objectiveName: String { "ava" }
+
+    public init(detector: AVADetector, source: AVADataset, classes: AVAClassIndex, focal: (alpha: Float, gamma: Float)?, frozenBatchNorm: Bool) {
+        self.detector = detector; self.source = source; self.classes = classes; self.focal = focal; self.frozenBatchNorm = frozenBatchNorm
+        if frozenBatchNorm { detector.freezeBatchNorm() }
+    }
+
+    /// The loss (dropout drawn from the step's generator) and the number of regions.
+    public func losses(_ b: AVABatch, generator: inout RandomGenerator) -> [(String, Tensor)] {
+        if frozenBatchNorm { detector.freezeBatchNorm() }
+        detector.roi_head.dropout.generator = RandomGenerator(seed: generator.next())
+        let logits = detector.logits(b.clips, boxes: b.boxes)
+        let targets = classes.targets(b.actions.flatMap { $0 })
+        let regions = Tensor(scalar: Float(b.regionCount))
+        // A batch without a positive region (every label outside the classes) still makes a step.
+        let loss = AVARoIHead.loss(logits, targets: targets, focal: focal) ?? logits.sum() * 0
+        return [("loss", loss), ("regions", regions)]
+    }
+
+    public func clipCount(_ b: AVABatch) -> Int { b.keys.count }
+}
+
+/// Loads and checks an AVA config, reads its data and builds the detector and the trainer.
+public func makeAVATrainer(configPath: String, overrides: [String] = [], report: (String) -> Void) throws -> Trainer<AVATask> {
+    let config = try ConfigLoader.load(AVAConfig.self, path: configPath, overrides: overrides)
+    try config.validate(file: configPath)
+    let inputs = try AVAInputs(config: config, file: configPath)
+    let data = try inputs.trainingDataset(report: report)
+    if data.count < config.train.batchSize {
+        throw ConfigError(configPath, "field 'train.batch_size' (\(config.train.batchSize)) is larger than the \(data.count) training keyframes")
+    }
+    let det = try inputs.makeDetector(loadEncoder: true)
+    let task = AVATask(detector: det, source: data, classes: inputs.classes,
+                       focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil, frozenBatchNorm: config.model.frozenBn)
+    let trainer = try Trainer(config: config.loopConfig, configFile: configPath, task: task, run: try RunDirectory(path: config.outputDir))
+    trainer.configText = try ConfigLoader.encode(config)
+    return trainer
+}
+
+/// What `runAVATest` did.
+public struct AVATestSummary: Sendable {
+    public let keyframes: Int
+    public let rows: Int
+    public let checkpoint: String
+    /// Official frame-mAP@0.5 against the test annotations (over the trained classes), when they have ground truth.
+    public let mAP: Double?
+}
+
+/// `cycletime ava test`: the detector of `checkpoint` (default: the run's latest) on every test
+/// keyframe's proposals, results CSV written atomically to `out`, then scored.
+public func runAVATest(configPath: String, overrides: [String] = [], checkpoint: String?, out: String,
+                       report: @escaping @Sendable (String) -> Void, progress: (String) -> Void) throws -> AVATestSummary {
+    let config = try ConfigLoader.load(AVAConfig.self, path: configPath, overrides: overrides)
+    try config.validate(file: configPath)
+    let inputs = try AVAInputs(config: config, file: configPath)
+    let ckpt = checkpoint ?? config.outputDir + "/checkpoints/latest.safetensors"
+    guard FileManager.default.fileExists(atPath: ckpt) else {
+        throw TrainingError("\(ckpt): no such checkpoint (train first with 'cycletime ava train', or pass --checkpoint)")
+    }
+    let data = try inputs.testDataset(report: report)
+    let det = try inputs.makeDetector(loadEncoder: false)
+    let file: SafeTensors.File
+    do { file = try SafeTensors.read(ckpt) } catch { throw TrainingError("\(error)") }
+    if let o = file.metadata["objective"], o != "ava" { throw TrainingError("\(ckpt): a checkpoint of objective '\(o)', not an AVA detector") }
+    do {
+        try det.loadStateDict(file.tensors.filter { !$0.key.hasPrefix("optimizer.") }, strict: true)
+    } catch {
+        throw TrainingError("\(ckpt): the checkpoint does not fit the configured detector: \(error)")
+    }
+    det.eval()
+    let loader = PrefetchLoader(source: data, batchSize: 1, workers: config.data.workers, queueDepth: config.data.prefetch,
+                                seed: UInt64(config.seed), epochs: 1, shuffle: false)
+    loader.warn = { report($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
+    defer { loader.stop() }
+    var detections: [AVADetection] = []
+    let start = DispatchTime.now().uptimeNanoseconds
+    var done = 0
+    let terminal = isatty(STDERR_FILENO) == 1
+    while let b = loader.next() {
+        let p = noGrad { det.logits(b.clips, boxes: b.boxes).sigmoid() }
+        var offset = 0
+        for (i, key) in b.keys.enumerated() {
+            let n = b.boxes[i].count
+            let rows = p.sliced(axis: 0, start: offset, end: offset + n)
+            detections += avaDetections(key: key, boxes: b.boxes[i], probabilities: rows, classes: inputs.classes)
+            offset += n
+        }
+        done += b.keys.count
+        let el = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let line = String(format: "test %d/%d keyframes | %.2f keyframes/s | ETA %@", done, data.count, Double(done) / el,
+                          ProgressReporter.duration(Double(data.count - done) * el / Double(done)))
+        if terminal { progress("\r\u{1B}[2K" + line + (done == data.count ? "\n" : "")) } else if done % 20 == 0 || done == data.count { progress(line + "\n") }
+    }
+    if loader.skipped > 0 { report("\(loader.skipped) keyframe\(loader.skipped == 1 ? "" : "s") could not be read and have no detections: \(loader.skippedSamples.prefix(5).joined(separator: "; "))") }
+    let rows = try writeAVAResults(detections, to: out, threshold: config.test.scoreThreshold)
+    // Score against the test annotations (classes of the run), when they have ground truth.
+    var mAP: Double?
+    let gt = try AVACSV.read(inputs.testAnnotations, labelMap: inputs.labelMap)
+    if !gt.rows.isEmpty {
+        let dets = rows > 0 ? try AVACSV.read(out, labelMap: inputs.labelMap, scoreColumn: true).rows : []
+        let ex = inputs.testExcluded.isEmpty ? [] : try readAVAExcluded(inputs.testExcluded)
+        mAP = evaluateAVA(groundTruth: gt.rows, detections: dets, labelMap: inputs.labelMap, excluded: ex, protocol: .official).mAP
+    }
+    return AVATestSummary(keyframes: done, rows: rows, checkpoint: ckpt, mAP: mAP)
+}

@@ -1,0 +1,92 @@
+import CycleTimeCore
+import CycleTimeModels
+import CycleTimeNN
+import Foundation
+import TestSupport
+import XCTest
+
+@testable import CycleTimeDetection
+
+final class AVADetectorTests: XCTestCase {
+    func tinyConfig(_ kind: AVABackboneKind, context: Bool = false) -> AVADetectorConfig {
+        var c = AVADetectorConfig()
+        c.backbone = kind; c.depth = 18; c.lastStage = "layer2"; c.classes = 3; c.context = context
+        return c
+    }
+
+    /// Both backbones give logits [K, classes + 1] for boxes spread over the batch; the context
+    /// feature doubles the classifier's input; the same seed gives the same detector.
+    func testBackbonesLogitsShapesAndSeeding() throws {
+        let clips = randn([2, 3, 4, 32, 32], seed: 1, requiresGrad: false)
+        let boxes = [[AVABox(0.1, 0.1, 0.6, 0.9)], [AVABox(0, 0, 1, 1), AVABox(0.5, 0.5, 0.9, 0.9)]]
+        for kind in [AVABackboneKind.twoD, .slowonly] {
+            for context in [false, true] {
+                var g = RandomGenerator(seed: 3)
+                let d = try AVADetector(config: tinyConfig(kind, context: context), generator: &g)
+                d.eval()
+                let l = d.logits(clips, boxes: boxes)
+                XCTAssertEqual(l.shape, [3, 4], "\(kind)")
+                XCTAssertEqual(d.roi_head.fc_cls.weight.shape, [4, 128 * (context ? 2 : 1)])
+                XCTAssertEqual(d.outputStride, 8)
+                var g2 = RandomGenerator(seed: 3)
+                let d2 = try AVADetector(config: tinyConfig(kind, context: context), generator: &g2)
+                d2.eval()
+                assertClose(d2.logits(clips, boxes: boxes), l, rtol: 0, atol: 0)
+            }
+        }
+        var g = RandomGenerator(seed: 0)
+        XCTAssertTrue(try AVADetector(config: tinyConfig(.twoD), generator: &g).stateDictKeys().contains("backbone.encoder.layer1.0.conv1.weight"))
+        XCTAssertThrowsError(try AVADetector(config: tinyConfig(.slowfast), generator: &g)) { e in
+            XCTAssertTrue("\(e)".contains("'slowfast' is not built yet"), "\(e)")
+        }
+    }
+
+    /// Encoder weights from a CycleTime checkpoint ('encoder.' keys) and from torchvision keys; the
+    /// SlowOnly backbone inflates them (kernel repeated over time / kt); missing keys are errors.
+    func testLoadEncoderFromCheckpointAndTorchvision() throws {
+        var g = RandomGenerator(seed: 9)
+        let enc = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer2"), generator: &g)
+        let dir = avaTempDir("encoder")
+        var prefixed: [String: Tensor] = ["head.weight": Tensor.zeros([2, 2])]
+        for (k, v) in enc.stateDict() { prefixed["encoder." + k] = v }
+        try SafeTensors.write(prefixed, to: dir + "/ct.safetensors")
+        try SafeTensors.write(enc.stateDict(), to: dir + "/tv.safetensors")
+        for file in ["ct", "tv"] {
+            var g1 = RandomGenerator(seed: 1)
+            let d2 = try AVADetector(config: tinyConfig(.twoD), generator: &g1)
+            try d2.loadEncoder(from: dir + "/\(file).safetensors")
+            assertClose(d2.stateDict()["backbone.encoder.layer2.1.conv2.weight"]!, enc.stateDict()["layer2.1.conv2.weight"]!, rtol: 0, atol: 0)
+            var g2 = RandomGenerator(seed: 1)
+            let d3 = try AVADetector(config: tinyConfig(.slowonly), generator: &g2)
+            try d3.loadEncoder(from: dir + "/\(file).safetensors")
+            let w2 = enc.stateDict()["conv1.weight"]!, w3 = d3.stateDict()["backbone.conv1.weight"]!
+            XCTAssertEqual(w3.shape, [64, 3, 1, 7, 7])
+            assertClose(w3.reshaped([64, 3, 7, 7]), w2, rtol: 0, atol: 0)
+        }
+        var g3 = RandomGenerator(seed: 1)
+        var c = tinyConfig(.twoD); c.lastStage = "layer4"
+        let deep = try AVADetector(config: c, generator: &g3)
+        XCTAssertThrowsError(try deep.loadEncoder(from: dir + "/ct.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("lacks encoder key 'layer3."), "\(e)")
+        }
+        try SafeTensors.write(["x": Tensor.zeros([1])], to: dir + "/other.safetensors")
+        XCTAssertThrowsError(try deep.loadEncoder(from: dir + "/other.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("no encoder weights"), "\(e)")
+        }
+    }
+
+    /// Frozen batch norm: running statistics stay, affine parameters get no gradient, even in training mode.
+    func testFrozenBatchNorm() throws {
+        var g = RandomGenerator(seed: 2)
+        let d = try AVADetector(config: tinyConfig(.slowonly), generator: &g)
+        d.train()
+        d.freezeBatchNorm()
+        let before = d.stateDict()["backbone.bn1.running_mean"]!.clone()
+        let l = d.logits(randn([1, 3, 2, 32, 32], seed: 4, requiresGrad: false), boxes: [[AVABox(0.2, 0.2, 0.8, 0.8)]])
+        l.sum().backward()
+        assertClose(d.stateDict()["backbone.bn1.running_mean"]!, before, rtol: 0, atol: 0)
+        XCTAssertNil(d.stateDict()["backbone.bn1.weight"]!.grad)
+        XCTAssertNotNil(d.roi_head.fc_cls.weight.grad)
+        XCTAssertNotNil(d.namedParameters().first { $0.0 == "backbone.conv1.weight" }!.1.grad)
+    }
+}

@@ -1,0 +1,130 @@
+import CycleTimeCore
+import CycleTimeDetection
+import CycleTimeTraining
+import Foundation
+import TestSupport
+import XCTest
+
+/// The AVA config and task on the trainer (in process).
+final class AVATaskTests: XCTestCase {
+    static let clip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+
+    /// A tiny AVA run on the JHMDB clip (frame folders, 10 fps numbering): 4 keyframes, 2 classes.
+    func writeTinyRun(_ dir: String, extra: String = "") throws -> String {
+        let frames = try requireSharedData("jhmdb-mini") + "/Frames/catch"
+        var rows = "", props: [String] = []
+        let boxes = [(0.803, 0.379, 0.981, 0.846), (0.531, 0.308, 0.728, 0.829), (0.444, 0.246, 0.609, 0.850), (0.397, 0.350, 0.550, 0.900)]
+        for (s, b) in boxes.enumerated() {
+            rows += "\(Self.clip),\(String(format: "%04d", s)),\(b.0),\(b.1),\(b.2),\(b.3),\(s % 2 == 0 ? 12 : 11),0\n"
+            props.append("\"\(Self.clip),\(String(format: "%04d", s))\": [[\(b.0), \(b.1), \(b.2), \(b.3), 0.97]]")
+        }
+        try rows.write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
+        try ("{" + props.joined(separator: ", ") + "}\n").write(toFile: dir + "/p.json", atomically: true, encoding: .utf8)
+        try "11: stand\n12: catch\n13: run\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+        let cfg = dir + "/ava.yaml"
+        try """
+            seed: 4
+            output_dir: \(dir)/run
+            data:
+              annotations: \(dir)/gt.csv
+              labelmap: \(dir)/labels.txt
+              proposals: \(dir)/p.json
+              frames: \(frames)
+              fps: 10
+              window_start: 0
+              clip_length: 2
+              frame_interval: 2
+              train_jitter_scales: [48, 64]
+              train_crop: 48
+              test_short_side: 48
+              temporal_jitter: 1
+            model:
+              backbone: 2d
+              last_stage: layer1
+            train:
+              batch_size: 2
+              steps: 4
+              checkpoint_every: 2
+              log_every: 1
+            \(extra)
+            """.write(toFile: cfg, atomically: true, encoding: .utf8)
+        return cfg
+    }
+
+    /// Defaults are mmaction2's AVA recipe; bad values are errors naming the field.
+    func testConfigDefaultsAndErrors() throws {
+        let c = AVAConfig()
+        XCTAssertEqual(c.optimizer.name, "sgd")
+        XCTAssertEqual(c.data.trainJitterScales, [256, 320])
+        XCTAssertEqual(c.data.trainCrop, 256)
+        XCTAssertEqual(c.data.testShortSide, 256)
+        XCTAssertEqual(c.test.scoreThreshold, 0.002)
+        XCTAssertEqual(c.model.focalAlpha, 3)
+        XCTAssertEqual(c.model.focalGamma, 1)
+        XCTAssertEqual(c.clipOptions.sampler, AVAClipSampler(frames: 8, interval: 8))
+        let dir = freshDir("ava-config")
+        let cfg = try writeTinyRun(dir)
+        for (set, expected) in [("data.train_jitter_scales=[32, 64]", "field 'data.train_jitter_scales' must be [low, high] with train_crop <= low <= high"),
+                                ("model.backbone=3d", "field 'model.backbone' '3d' is not 2d, slowonly or slowfast"),
+                                ("data.frames_kind=zip", "field 'data.frames_kind'")] {
+            let loaded = try ConfigLoader.load(AVAConfig.self, path: cfg, overrides: [set])
+            XCTAssertThrowsError(try loaded.validate(file: cfg)) { e in XCTAssertTrue("\(e)".contains(expected), "\(e)") }
+        }
+        XCTAssertThrowsError(try makeAVATrainer(configPath: cfg, overrides: ["data.custom_classes=[12, 99]"]) { _ in }) { e in
+            XCTAssertTrue("\(e)".contains("field 'data.custom_classes': class 99 is not in the label map"), "\(e)")
+        }
+    }
+
+    /// Custom classes: outputs = subset + 1; keyframes whose boxes have no trained class are left out.
+    func testCustomClasses() throws {
+        let dir = freshDir("ava-custom")
+        let t = try makeAVATrainer(configPath: try writeTinyRun(dir), overrides: ["data.custom_classes=[12]", "train.batch_size=1"]) { _ in }
+        XCTAssertEqual(t.task.detector.roi_head.fc_cls.weight.shape[0], 2)
+        XCTAssertEqual(t.task.source.count, 2)
+        XCTAssertEqual(t.task.classes.ids, [12])
+        let all = try makeAVATrainer(configPath: try writeTinyRun(freshDir("ava-all"))) { _ in }
+        XCTAssertEqual(all.task.detector.roi_head.fc_cls.weight.shape[0], 4)
+        XCTAssertEqual(all.task.source.count, 4)
+    }
+
+    /// Stopping after 2 steps and resuming gives exactly the weights of an uninterrupted 4-step run
+    /// (data jitter, crops, flips and dropout all come from the seed); frozen BN and focal loss train.
+    func testResumeIsExactAndFrozenBatchNormFocal() throws {
+        let a = freshDir("ava-a"), b = freshDir("ava-b")
+        let full = try makeAVATrainer(configPath: try writeTinyRun(a)) { _ in }
+        XCTAssertEqual(try full.train(resume: false), .finished(step: 4))
+        let cfgB = try writeTinyRun(b)
+        let first = try makeAVATrainer(configPath: cfgB) { _ in }
+        XCTAssertEqual(try first.train(resume: false, stopAfter: 2), .interrupted(step: 2))
+        let second = try makeAVATrainer(configPath: cfgB) { _ in }
+        XCTAssertEqual(try second.train(resume: true), .finished(step: 4))
+        let wa = full.task.detector.stateDict(), wb = second.task.detector.stateDict()
+        XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+        for (k, v) in wa { assertClose(wb[k]!, v, rtol: 0, atol: 0) }
+        let cfgText = try String(contentsOfFile: b + "/run/config.yaml", encoding: .utf8)
+        XCTAssertTrue(cfgText.contains("train_jitter_scales"), "config.yaml is the AVA config")
+
+        let c = freshDir("ava-frozen")
+        let frozen = try makeAVATrainer(configPath: try writeTinyRun(c), overrides: ["model.frozen_bn=true", "model.focal=true", "train.steps=2"]) { _ in }
+        let before = frozen.task.detector.stateDict()["backbone.encoder.bn1.running_var"]!.clone()
+        let bnWeight = frozen.task.detector.stateDict()["backbone.encoder.bn1.weight"]!.clone()
+        XCTAssertEqual(try frozen.train(resume: false), .finished(step: 2))
+        assertClose(frozen.task.detector.stateDict()["backbone.encoder.bn1.running_var"]!, before, rtol: 0, atol: 0)
+        assertClose(frozen.task.detector.stateDict()["backbone.encoder.bn1.weight"]!, bnWeight, rtol: 0, atol: 0)
+    }
+
+    /// Every committed AVA experiment reads and validates as an AVA config, and its files exist
+    /// (relative to the repository, the shared data next to it).
+    func testEveryAVAExperimentConfigLoadsAndValidates() throws {
+        let dir = repoRoot + "/experiments"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("ava-") && $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertEqual(names, ["ava-r18-2d-mini.yaml", "ava-r18-slowonly-mini.yaml"])
+        for n in names {
+            let text = try String(contentsOfFile: dir + "/" + n, encoding: .utf8)
+            XCTAssertTrue(text.hasPrefix("# "), "\(n) starts with a comment saying what it is for")
+            let c = try ConfigLoader.load(AVAConfig.self, path: dir + "/" + n)
+            XCTAssertNoThrow(try c.validate(file: n), n)
+            for f in [c.data.annotations, c.data.labelmap, c.data.proposals] { XCTAssertTrue(FileManager.default.fileExists(atPath: repoRoot + "/" + f), "\(n): \(f)") }
+        }
+    }
+}
