@@ -119,7 +119,23 @@ public final class SlowFastPathway: Module {
     }
 
     func stem(_ x: Tensor) -> Tensor {
-        F.maxPool3d(bn1(conv1(x)).relu(), kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1])
+        F.maxPool3d(bn1(stemConv(x)).relu(), kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1])
+    }
+
+    /// conv1(x) computed as the sum of its temporal taps, one (1, 7, 7) convolution of the
+    /// time-padded clip shifted by k per tap: the same values and gradients, but the im2col
+    /// columns of one tap at a time (the fast stem's (5, 7, 7) kernel on a 32-frame 256x256 clip
+    /// would otherwise need 1.5 GB of columns per clip, per core).
+    func stemConv(_ x: Tensor) -> Tensor {
+        let kt = conv1.kernelSize[0], p = conv1.padding[0]
+        guard kt > 1, conv1.stride[0] == 1, conv1.dilation[0] == 1, x.rank == 5 else { return conv1(x) }
+        let outT = x.shape[2] + 2 * p - kt + 1
+        let xp = F.pad(x, [0, 0, 0, 0, p, p])
+        let taps = (0..<kt).map { k in
+            F.conv3d(xp.sliced(axis: 2, start: k, end: k + outT), weight: conv1.weight.sliced(axis: 2, start: k, end: k + 1),
+                     stride: conv1.stride, padding: [0, conv1.padding[1], conv1.padding[2]])
+        }
+        return taps.dropFirst().reduce(taps[0], +)
     }
     var stages: [Sequential] { [layer1, layer2, layer3, layer4] }
     var laterals: [SlowFastLateral?] { [conv1_lateral, layer1_lateral, layer2_lateral, layer3_lateral] }
