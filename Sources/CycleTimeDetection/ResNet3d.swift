@@ -97,22 +97,10 @@ public final class ResNet3d: Module {
         bn1 = BatchNorm3d(64)
         var inplanes = 64, stride = 4
         func makeLayer(_ stage: Int, _ planes: Int, _ g: inout RandomGenerator) -> Sequential {
-            let s = config.spatialStrides[stage], kt = config.temporalKernels[stage]
-            var ds: Sequential?
-            if s != 1 || inplanes != planes * expansion {
-                ds = Sequential(Conv3d(inplanes, planes * expansion, kernelSize: [1, 1, 1], stride: [1, s, s], bias: false, generator: &g),
-                                BatchNorm3d(planes * expansion))
-            }
-            var blocks: [Module] = []
-            for i in 0..<counts[stage] {
-                let inp = i == 0 ? inplanes : planes * expansion
-                blocks.append(bottleneck
-                    ? Bottleneck3d(inplanes: inp, planes: planes, stride: i == 0 ? s : 1, kt: kt, downsample: i == 0 ? ds : nil, generator: &g)
-                    : BasicBlock3d(inplanes: inp, planes: planes, stride: i == 0 ? s : 1, kt: kt, downsample: i == 0 ? ds : nil, generator: &g))
-            }
-            inplanes = planes * expansion
-            stride *= s
-            return Sequential(blocks)
+            let s = config.spatialStrides[stage]
+            defer { inplanes = planes * expansion; stride *= s }
+            return makeResStage3d(inplanes: inplanes, planes: planes, blocks: counts[stage], bottleneck: bottleneck,
+                                  spatialStride: s, kt: config.temporalKernels[stage], generator: &g)
         }
         layer1 = makeLayer(0, 64, &generator)
         layer2 = last >= 1 ? makeLayer(1, 128, &generator) : nil
@@ -142,15 +130,7 @@ public final class ResNet3d: Module {
         for (key, t) in namedStateEntries() {
             guard let src = state2D[key] else { missing.append(key); continue }
             if t.rank == 5 && src.rank == 4 {
-                let kt = t.shape[2]
-                guard src.shape == [t.shape[0], t.shape[1], t.shape[3], t.shape[4]] else {
-                    throw ResNet3dError("\(key): 2D shape \(src.shape) does not inflate to \(t.shape)")
-                }
-                let out = Tensor(uninitialized: t.shape)
-                let plane = t.shape[3] * t.shape[4], oc = t.shape[0] * t.shape[1]
-                let inv = 1 / Float(kt)
-                for o in 0..<oc { for k in 0..<kt { for i in 0..<plane { out.data[(o * kt + k) * plane + i] = src.data[o * plane + i] * inv } } }
-                sd[key] = out
+                sd[key] = try inflateKernel(src, to: t.shape, key: key, padInputs: false)
             } else {
                 guard src.shape == t.shape else { throw ResNet3dError("\(key): shape \(src.shape), expected \(t.shape)") }
                 sd[key] = src
@@ -159,6 +139,49 @@ public final class ResNet3d: Module {
         if !missing.isEmpty { throw ResNet3dError("2D state dict lacks \(missing.count) keys, first \(missing.prefix(3).joined(separator: ", "))") }
         _ = try loadStateDict(sd, strict: true)
     }
+}
+
+/// One residual stage of a 3D ResNet (torchvision key names `i.conv1`, `i.bn1`, …, `0.downsample.0/1`):
+/// `blocks` blocks, the first taking `inplanes` channels with the spatial stride and a 1x1x1
+/// projection shortcut when the stride or the width changes. Shared by ResNet3d and the SlowFast
+/// pathways (whose slow stages take extra lateral input channels).
+func makeResStage3d(inplanes: Int, planes: Int, blocks: Int, bottleneck: Bool, spatialStride s: Int, kt: Int,
+                    generator g: inout RandomGenerator) -> Sequential {
+    let expansion = bottleneck ? 4 : 1
+    var ds: Sequential?
+    if s != 1 || inplanes != planes * expansion {
+        ds = Sequential(Conv3d(inplanes, planes * expansion, kernelSize: [1, 1, 1], stride: [1, s, s], bias: false, generator: &g),
+                        BatchNorm3d(planes * expansion))
+    }
+    var out: [Module] = []
+    for i in 0..<blocks {
+        let inp = i == 0 ? inplanes : planes * expansion
+        out.append(bottleneck
+            ? Bottleneck3d(inplanes: inp, planes: planes, stride: i == 0 ? s : 1, kt: kt, downsample: i == 0 ? ds : nil, generator: &g)
+            : BasicBlock3d(inplanes: inp, planes: planes, stride: i == 0 ? s : 1, kt: kt, downsample: i == 0 ? ds : nil, generator: &g))
+    }
+    return Sequential(out)
+}
+
+/// I3D inflation of one 2D kernel [O, I, kh, kw] to `shape` [O, I', kt, kh, kw]: repeated over
+/// time and divided by kt. With `padInputs`, I' may exceed I (a SlowFast slow pathway's lateral
+/// input channels): the extra input channels get zero weights, as mmaction2's
+/// `ResNet3dPathway._inflate_conv_params` does. Errors name `key`.
+func inflateKernel(_ src: Tensor, to shape: [Int], key: String, padInputs: Bool) throws -> Tensor {
+    guard src.rank == 4, shape.count == 5, src.shape[0] == shape[0], src.shape[2] == shape[3], src.shape[3] == shape[4],
+          padInputs ? src.shape[1] <= shape[1] : src.shape[1] == shape[1] else {
+        throw ResNet3dError("\(key): 2D shape \(src.shape) does not inflate to \(shape)")
+    }
+    let out = Tensor.zeros(shape)
+    let kt = shape[2], plane = shape[3] * shape[4], cin2 = src.shape[1], cin3 = shape[1]
+    let inv = 1 / Float(kt)
+    for o in 0..<shape[0] {
+        for c in 0..<cin2 {
+            let s0 = (o * cin2 + c) * plane, d0 = (o * cin3 + c) * kt * plane
+            for k in 0..<kt { for i in 0..<plane { out.data[d0 + k * plane + i] = src.data[s0 + i] * inv } }
+        }
+    }
+    return out
 }
 
 public struct ResNet3dError: Error, CustomStringConvertible, Sendable {

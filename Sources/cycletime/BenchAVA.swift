@@ -1,0 +1,148 @@
+import ArgumentParser
+import CycleTimeCore
+import CycleTimeDetection
+import CycleTimeModels
+import CycleTimeNN
+import Foundation
+
+/// `cycletime bench ava`: seconds per AVA training iteration (forward, backward, SGD step) and peak
+/// memory of the detector with each backbone (ResNet-18): 2D per frame averaged over time (clip
+/// 4x16: 4 frames), SlowOnly (4 frames) and SlowFast (32x2: fast 32 frames, slow 4), batch 2,
+/// 256x256, 2 boxes per clip, mmaction2's RoI head and BCE loss over 80 classes. Each case runs in
+/// its own process (peak memory is the case's own), next to the PyTorch implementation of the
+/// same network (scripts/bench/torch_ava.py) when python3 has torch.
+struct BenchAVA: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ava",
+        abstract: "AVA training iteration time and peak memory: 2D / SlowOnly / SlowFast ResNet-18 backbones, batch 2, 256x256, vs PyTorch.")
+
+    static let known = ["2d", "slowonly", "slowfast"]
+    static let classes = 80
+
+    @Option(parsing: .upToNextOption, help: "Cases: 2d (4 frames), slowonly (4 frames), slowfast (32 frames, slow 4).")
+    var cases: [String] = BenchAVA.known
+    @Option(help: "Timed iterations per case (after one warm-up iteration).") var steps = 3
+    @Option(help: "Clips per batch.") var batch = 2
+    @Option(help: "Input height and width (a multiple of 16).") var size = 256
+    @Flag(help: "A tiny run (64x64, one timed iteration, no PyTorch) that checks the command works.") var quick = false
+    @Flag(help: "Print the figures as one JSON object.") var json = false
+    @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
+    @Option(help: .hidden) var child: String?
+
+    func validate() throws {
+        for c in cases where !Self.known.contains(c) {
+            throw ValidationError("unknown case '\(c)' (known: \(Self.known.joined(separator: ", ")))")
+        }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard size >= 32, size % 16 == 0 else { throw ValidationError("--size must be a multiple of 16 of at least 32, got \(size)") }
+    }
+
+    static func frames(_ c: String) -> Int { c == "slowfast" ? 32 : 4 }
+
+    func run() throws {
+        if let c = child { return try runCase(c) }
+        let (size, steps) = quick ? (64, 1) : (self.size, self.steps)
+        let r = BenchReport(json: json)
+        let torchAvailable = !quick && !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        r.say("AVA training iterations (forward, backward, SGD), ResNet-18 backbones, batch \(batch), \(size)x\(size), 2 boxes per clip, "
+              + "\(steps) timed after 1 warm-up, each case in its own process; threads: \(Parallel.threadCount)")
+        var results: [String: Any] = [:]
+        for (i, c) in cases.enumerated() {
+            r.say("[\(i + 1)/\(cases.count)] \(c): running…")
+            // PyTorch first, then ours, back to back (the machine's speed drifts).
+            var torch: [String: Any]?
+            if torchAvailable {
+                let args = [repoPath("scripts/bench/torch_ava.py"), "--case", c, "--threads", "\(Parallel.threadCount)",
+                            "--batch", "\(batch)", "--size", "\(size)", "--steps", "\(steps)", "--classes", "\(Self.classes)"]
+                if let out = runProcess("/usr/bin/env", ["python3"] + args), let line = out.split(separator: "\n").last {
+                    torch = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+                }
+            }
+            let childArgs = ["bench", "ava", "--child", c, "--steps", "\(steps)", "--batch", "\(batch)", "--size", "\(size)"]
+            guard let out = runProcess(me, childArgs), let line = out.split(separator: "\n").last,
+                  let ours = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                  let sec = ours["seconds_per_step"] as? Double, let peak = ours["peak_rss_bytes"] as? Double else {
+                throw ValidationError("the \(c) case failed (run `cycletime \(childArgs.joined(separator: " "))` to see why)")
+            }
+            var text = "  \(c) (clip \(Self.frames(c)) frames, \(ours["output_channels"] ?? "?") channels): \(fmt(sec, 2)) s/iteration "
+                + "(forward \(fmt(ours["forward"] as? Double ?? 0, 2)), backward \(fmt(ours["backward"] as? Double ?? 0, 2)), "
+                + "SGD \(fmt(ours["optimizer"] as? Double ?? 0, 3))), peak \(mib(Int(peak)))"
+            var entry = ours
+            if let j = torch, let ts = j["seconds_per_step"] as? Double, let tp = j["peak_rss_bytes"] as? Double {
+                text += "\n    PyTorch \(j["torch_version"] ?? ""): \(fmt(ts, 2)) s/iteration, peak \(mib(Int(tp))) -> CycleTime \(fmt(ts / sec, 2))x as fast, \(fmt(peak / tp, 2))x the memory"
+                entry["torch_seconds_per_step"] = ts
+                entry["torch_peak_rss_bytes"] = tp
+                entry["speedup_vs_torch"] = ts / sec
+            } else {
+                text += "\n    PyTorch reference skipped (\(quick ? "--quick" : torchAvailable ? "its run failed" : "python3 with torch and torchvision not found, or --no-torch"))"
+            }
+            r.say(text)
+            results[c] = entry
+        }
+        r.add("batch", batch)
+        r.add("size", size)
+        r.add("cases", results)
+        r.emitJSON()
+    }
+
+    /// One case in this process: prints its JSON.
+    func runCase(_ c: String) throws {
+        guard Self.known.contains(c) else { throw ValidationError("unknown case '\(c)'") }
+        var g = RandomGenerator(seed: 0)
+        let backbone: Module
+        let channels: Int
+        switch c {
+        case "2d":
+            backbone = FrameAveragedBackbone(encoder: ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4", strides: [1, 2, 2, 1]), generator: &g))
+            channels = 512
+        case "slowonly":
+            let m = ResNet3d(config: ResNet3dConfig(depth: 18), generator: &g)
+            backbone = m; channels = m.outChannels
+        default:
+            let m = SlowFastBackbone(config: SlowFastConfig(depth: 18), generator: &g)
+            backbone = m; channels = m.outChannels
+        }
+        let head = AVARoIHead(inChannels: channels, classes: Self.classes, generator: &g)
+        let x = Tensor.randn([batch, 3, Self.frames(c), size, size], generator: &g)
+        let boxes = (0..<batch).map { _ in [AVABox(0.1, 0.2, 0.6, 0.9), AVABox(0.4, 0.1, 0.95, 0.8)] }
+        let rois = AVARoIHead.rois(boxes, imageHeight: size, imageWidth: size)
+        // Random multi-hot targets (5 % positives), every region with at least one positive.
+        let actions = (0..<rois.shape[0]).map { _ in [1] + (2...Self.classes).filter { _ in g.nextDouble() < 0.05 } }
+        let targets = AVAClassIndex(ids: Array(1...Self.classes)).targets(actions)
+        let params = backbone.namedParameters().map { (name: "backbone." + $0.0, tensor: $0.1) }
+            + head.namedParameters().map { (name: "head." + $0.0, tensor: $0.1) }
+        let opt = SGD(parameters: params, learningRate: 0.01, momentum: 0.9)
+        backbone.train(); head.train()
+        var rows: [(forward: Double, backward: Double, optimizer: Double)] = []
+        var lastLoss: Float = 0
+        for i in 0...steps {
+            opt.zeroGrad()
+            let t0 = wallSeconds()
+            guard let loss = AVARoIHead.loss(head.logits(backbone(x), rois: rois), targets: targets) else {
+                throw ValidationError("no region with a positive label")
+            }
+            let t1 = wallSeconds()
+            loss.backward()
+            let t2 = wallSeconds()
+            opt.step()
+            let t3 = wallSeconds()
+            lastLoss = loss.item()
+            if i > 0 { rows.append((t1 - t0, t2 - t1, t3 - t2)) }
+            FileHandle.standardError.write(Data("\(c) iteration \(i)\(i == 0 ? " (warm-up)" : ""): \(fmt(t3 - t0, 2)) s, loss \(lastLoss)\n".utf8))
+        }
+        func med(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        let out: [String: Any] = [
+            "case": c, "batch": batch, "frames": Self.frames(c), "size": size, "output_channels": channels,
+            "parameters": params.reduce(0) { $0 + $1.tensor.count }, "timed_steps": rows.count,
+            "seconds_per_step": med(rows.map { $0.forward + $0.backward + $0.optimizer }),
+            "forward": med(rows.map { $0.forward }), "backward": med(rows.map { $0.backward }), "optimizer": med(rows.map { $0.optimizer }),
+            "loss": Double(lastLoss),
+            "peak_rss_bytes": Double(ProcessMemory.peakResidentBytes),
+            "peak_tensor_bytes": Double(StorageStats.peakBytes),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `cycletime bench ava` (Sources/cycletime/BenchAVA.swift), run as the executable.
+final class BenchAVATests: XCTestCase {
+    /// The tiny run: every case in its own child process, figures in the JSON.
+    func testQuickRunReportsEveryCase() throws {
+        let exe = try cycletimeExecutable()
+        let r = try runProcess(exe, ["bench", "ava", "--quick", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        let cases = try XCTUnwrap(obj["cases"] as? [String: [String: Any]])
+        XCTAssertEqual(Set(cases.keys), ["2d", "slowonly", "slowfast"])
+        for (name, channels, frames) in [("2d", 512, 4), ("slowonly", 512, 4), ("slowfast", 576, 32)] {
+            let c = try XCTUnwrap(cases[name])
+            XCTAssertEqual(c["output_channels"] as? Int, channels, name)
+            XCTAssertEqual(c["frames"] as? Int, frames, name)
+            XCTAssertEqual(c["size"] as? Int, 64, name)
+            XCTAssertGreaterThan(c["seconds_per_step"] as? Double ?? 0, 0, name)
+            XCTAssertGreaterThan(c["peak_rss_bytes"] as? Double ?? 0, 0, name)
+            XCTAssertTrue((c["loss"] as? Double ?? .nan).isFinite, name)
+        }
+        XCTAssertTrue(r.stderr.contains("PyTorch reference skipped"), r.stderr)
+    }
+
+    func testBadArgumentsFailWithOneLine() throws {
+        let exe = try cycletimeExecutable()
+        let r = try runProcess(exe, ["bench", "ava", "--cases", "slowfast", "i3d"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("unknown case 'i3d'"), r.stderr)
+        let s = try runProcess(exe, ["bench", "ava", "--size", "100"])
+        XCTAssertNotEqual(s.status, 0)
+        XCTAssertTrue(s.stderr.contains("--size"), s.stderr)
+    }
+}

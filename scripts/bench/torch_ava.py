@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `cycletime bench ava`: one AVA training iteration (forward, backward, SGD
+step) of a ResNet-18 backbone + mmaction2's AVA RoI head (time-averaged feature, RoIAlign 8x8
+aligned, adaptive sampling, scale 1/16, max pool, dropout 0.5, Linear to 81 outputs, BCE with
+logits over slots 1...), 2 boxes per clip. Backbones, the same networks as the Swift ones:
+  2d        torchvision resnet18 (layer4 stride 1) per frame, features averaged over time (T 4)
+  slowonly  the SlowOnly ResNet-18 of scripts/fixtures/ava.py (T 4)
+  slowfast  the SlowFast ResNet-18 of scripts/fixtures/slowfast.py, alpha 8 (fast T 32, slow 4)
+
+Usage: torch_ava.py --case 2d|slowonly|slowfast [--threads 2] [--batch 2] [--size 256] [--steps 3]
+Prints one JSON object: median seconds per iteration over the timed steps (after one warm-up) and
+the process's peak resident memory. Needs torch and torchvision."""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+import torchvision
+from torchvision.ops import roi_align
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fixtures.ava import SlowOnly18  # noqa: E402
+from fixtures.slowfast import SlowFast18  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--case", choices=["2d", "slowonly", "slowfast"], required=True)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--batch", type=int, default=2)
+ap.add_argument("--size", type=int, default=256)
+ap.add_argument("--steps", type=int, default=3)
+ap.add_argument("--classes", type=int, default=80)
+args = ap.parse_args()
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+
+
+class FrameAveraged(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        r = torchvision.models.resnet18()
+        r.layer4[0].conv1.stride = (1, 1)
+        r.layer4[0].downsample[0].stride = (1, 1)
+        self.trunk = torch.nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
+
+    def forward(self, x):
+        n, c, t, h, w = x.shape
+        f = self.trunk(x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w))
+        return f.reshape(n, t, *f.shape[1:]).mean(dim=1).unsqueeze(2)
+
+
+frames = 32 if args.case == "slowfast" else 4
+backbone = {"2d": FrameAveraged, "slowonly": SlowOnly18, "slowfast": lambda: SlowFast18(alpha=8)}[args.case]()
+channels = 576 if args.case == "slowfast" else 512
+fc = torch.nn.Linear(channels, args.classes + 1)
+dropout = torch.nn.Dropout(0.5)
+model = torch.nn.ModuleList([backbone, fc]).train()
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+b, s = args.batch, args.size
+x = torch.randn(b, 3, frames, s, s)
+boxes = []
+for i in range(b):
+    boxes += [[i, 0.1 * s, 0.2 * s, 0.6 * s, 0.9 * s], [i, 0.4 * s, 0.1 * s, 0.95 * s, 0.8 * s]]
+rois = torch.tensor(boxes, dtype=torch.float32)
+targets = (torch.rand(rois.shape[0], args.classes) < 0.05).float()
+targets[:, 0] = 1  # every region has a positive label
+
+times, loss = [], None
+for i in range(args.steps + 1):
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    f = backbone(x).mean(dim=2)
+    r = roi_align(f, rois, output_size=(8, 8), spatial_scale=1 / 16, sampling_ratio=0, aligned=True)
+    logits = fc(dropout(r.amax(dim=(2, 3))))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], targets)
+    loss.backward()
+    opt.step()
+    t1 = time.perf_counter()
+    if i > 0:
+        times.append(t1 - t0)
+    print(f"step {i}{' (warm-up)' if i == 0 else ''}: {t1 - t0:.2f} s, loss {loss.item():.4f}", file=sys.stderr, flush=True)
+times.sort()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+print(json.dumps({"torch_version": torch.__version__, "case": args.case, "batch": b, "frames": frames, "size": s,
+                  "seconds_per_step": times[len(times) // 2], "step_seconds": times,
+                  "peak_rss_bytes": peak, "loss": float(loss.detach())}))
