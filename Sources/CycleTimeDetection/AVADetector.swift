@@ -30,6 +30,10 @@ public struct AVADetectorConfig: Sendable, Equatable {
     public var context = false
     public var dropout: Float = 0.5
     public var roiSize = 8
+    /// SlowFast: frame-rate ratio of the fast pathway, its channel reduction 1/beta, lateral BN + ReLU.
+    public var alpha = 8
+    public var betaInv = 8
+    public var lateralNorm = false
     public init() {}
 }
 
@@ -76,7 +80,15 @@ public final class AVADetector: Module {
             backbone = r
             outputStride = r.outputStride; featureChannels = r.outChannels
         case .slowfast:
-            throw AVADetectorError("model.backbone 'slowfast' is not built yet: SlowFastBackbone arrives with the slowfast branch (use 2d or slowonly)")
+            guard config.lastStage == "layer4" else {
+                throw AVADetectorError("model.last_stage must be layer4 for the slowfast backbone (its pathways fuse after every stage)")
+            }
+            let sf = SlowFastConfig(depth: config.depth, alpha: config.alpha, betaInv: config.betaInv, lateralNorm: config.lateralNorm,
+                                    spatialStrides: config.strides, slowTemporalKernels: config.temporalKernels)
+            do { try sf.validate() } catch { throw AVADetectorError("model.\(error)") }
+            let b = SlowFastBackbone(config: sf, generator: &generator)
+            backbone = b
+            outputStride = b.outputStride; featureChannels = b.outChannels
         }
         roi_head = AVARoIHead(inChannels: featureChannels * (config.context ? 2 : 1), classes: config.classes, dropout: config.dropout,
                               roiSize: config.roiSize, featureStride: outputStride, generator: &generator)
@@ -138,6 +150,8 @@ public final class AVADetector: Module {
                 }
             case let r as ResNet3d:
                 try r.inflate(from: state)
+            case let sf as SlowFastBackbone:
+                try sf.inflate(from: state)
             default:
                 throw AVADetectorError("\(path): this backbone does not load 2D encoder weights")
             }

@@ -87,6 +87,12 @@ public struct AVAModelConfig: Codable, Equatable, Sendable {
     public var context: Bool = false
     public var dropout: Float = 0.5
     public var roiSize: Int = 8
+    /// SlowFast only: the fast pathway's frame-rate ratio (the clip is the fast-rate clip, so
+    /// data.clip_length must be a multiple of it), its channel reduction 1/beta, and the lateral
+    /// connections' batch norm + ReLU (PySlowFast; mmaction2's laterals are convolutions only).
+    public var alpha: Int = 8
+    public var betaInv: Int = 8
+    public var lateralNorm: Bool = false
     public init() {}
 }
 
@@ -127,6 +133,9 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         if !["auto", "videos", "frame_folders"].contains(data.framesKind) { throw fail("data.frames_kind", "'\(data.framesKind)' is not auto, videos or frame_folders") }
         if data.clipLength < 1 { throw fail("data.clip_length", "must be >= 1") }
         if data.frameInterval < 1 { throw fail("data.frame_interval", "must be >= 1") }
+        if model.backbone == "slowfast" && (model.alpha < 1 || data.clipLength % model.alpha != 0) {
+            throw fail("data.clip_length", "must be a multiple of model.alpha (\(model.alpha)) for the slowfast backbone (the clip is the fast pathway's)")
+        }
         if data.fps < 1 { throw fail("data.fps", "must be >= 1") }
         if data.trainCrop < 16 { throw fail("data.train_crop", "must be >= 16") }
         if data.trainJitterScales.count != 2 || data.trainJitterScales[0] > data.trainJitterScales[1] || data.trainJitterScales[0] < data.trainCrop {
@@ -188,6 +197,7 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         c.backbone = AVABackboneKind(rawValue: model.backbone) ?? .slowonly
         c.depth = model.depth; c.lastStage = model.lastStage; c.strides = model.strides; c.temporalKernels = model.temporalKernels
         c.classes = classes; c.context = model.context; c.dropout = model.dropout; c.roiSize = model.roiSize
+        c.alpha = model.alpha; c.betaInv = model.betaInv; c.lateralNorm = model.lateralNorm
         return c
     }
 }

@@ -37,8 +37,36 @@ final class AVADetectorTests: XCTestCase {
         var g = RandomGenerator(seed: 0)
         XCTAssertTrue(try AVADetector(config: tinyConfig(.twoD), generator: &g).stateDictKeys().contains("backbone.encoder.layer1.0.conv1.weight"))
         XCTAssertThrowsError(try AVADetector(config: tinyConfig(.slowfast), generator: &g)) { e in
-            XCTAssertTrue("\(e)".contains("'slowfast' is not built yet"), "\(e)")
+            XCTAssertTrue("\(e)".contains("model.last_stage must be layer4"), "\(e)")
         }
+    }
+
+    /// The SlowFast backbone in the detector: logits for a fast-rate clip, the slow pathway
+    /// inflated from a CycleTime checkpoint's 2D encoder, the fast pathway left at its init.
+    func testSlowFastDetector() throws {
+        var g = RandomGenerator(seed: 4)
+        let enc = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4"), generator: &g)
+        let dir = avaTempDir("slowfast")
+        var prefixed: [String: Tensor] = [:]
+        for (k, v) in enc.stateDict() { prefixed["encoder." + k] = v }
+        try SafeTensors.write(prefixed, to: dir + "/ct.safetensors")
+        var c = tinyConfig(.slowfast); c.lastStage = "layer4"; c.alpha = 2
+        var g1 = RandomGenerator(seed: 5)
+        let d = try AVADetector(config: c, generator: &g1)
+        let fastBefore = d.stateDict()["backbone.fast_path.conv1.weight"]!.clone()
+        try d.loadEncoder(from: dir + "/ct.safetensors")
+        let w2 = enc.stateDict()["conv1.weight"]!, w3 = d.stateDict()["backbone.slow_path.conv1.weight"]!
+        XCTAssertEqual(w3.shape, [64, 3, 1, 7, 7])
+        assertClose(w3.reshaped([64, 3, 7, 7]), w2, rtol: 0, atol: 0)
+        assertClose(d.stateDict()["backbone.fast_path.conv1.weight"]!, fastBefore, rtol: 0, atol: 0)
+        d.eval()
+        let l = d.logits(randn([1, 3, 4, 32, 32], seed: 2, requiresGrad: false), boxes: [[AVABox(0.1, 0.2, 0.7, 0.9)]])
+        XCTAssertEqual(l.shape, [1, 4])
+        XCTAssertEqual(d.outputStride, 16)
+        XCTAssertEqual(d.featureChannels, 512 + 64)
+        c.alpha = 0
+        var g2 = RandomGenerator(seed: 5)
+        XCTAssertThrowsError(try AVADetector(config: c, generator: &g2)) { XCTAssertTrue("\($0)".contains("alpha"), "\($0)") }
     }
 
     /// Encoder weights from a CycleTime checkpoint ('encoder.' keys) and from torchvision keys; the
