@@ -18,8 +18,10 @@ public struct Figure: Sendable {
         Figure(name: name + ".svg", caption: caption, content: .svg(svg))
     }
 
-    public static func png(_ name: String, _ caption: String, _ canvas: Canvas) throws -> Figure {
-        Figure(name: name + ".png", caption: caption, content: .png(try canvas.pngData(), width: canvas.width, height: canvas.height))
+    /// A PNG figure; photographs are stored as 256-colour palette PNGs (`quantize`) to keep reports small.
+    public static func png(_ name: String, _ caption: String, _ canvas: Canvas, quantize: Bool = true) throws -> Figure {
+        Figure(name: name + ".png", caption: caption,
+               content: .png(try canvas.pngData(quantize: quantize), width: canvas.width, height: canvas.height))
     }
 
     public var data: Data {

@@ -331,8 +331,8 @@ public enum Report {
                 + "cycletime eval davis --davis-root DAVIS --results \(run.path)/propagation/davis\n```"))
             return b
         }
-        if found.contains("davis") { b += try davisSection(davis, options: options) }
-        if found.contains("jhmdb") { b += try jhmdbSection(root + "/jhmdb", options: options) }
+        if found.contains("davis") { b += try davisSection(davis, options: options) + taskNotes(davis) }
+        if found.contains("jhmdb") { b += try jhmdbSection(root + "/jhmdb", options: options) + taskNotes(root + "/jhmdb") }
         if found.contains("vip") {
             if let d = fm.contents(atPath: root + "/vip/miou.json"), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
                let mean = (o["mean"] as? NSNumber)?.doubleValue {
@@ -342,6 +342,12 @@ public enum Report {
             }
         }
         return b
+    }
+
+    /// `notes.md` of a results folder (how the results were made), quoted in the report.
+    static func taskNotes(_ dir: String) -> [ReportBlock] {
+        guard let d = FileManager.default.contents(atPath: dir + "/notes.md") else { return [] }
+        return [.markdown("Notes (`\((dir as NSString).lastPathComponent)/notes.md`): " + String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))]
     }
 
     static func davisSection(_ dir: String, options: ReportOptions) throws -> [ReportBlock] {

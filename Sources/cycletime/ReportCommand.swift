@@ -17,7 +17,7 @@ struct ReportCommand: ParsableCommand {
             is stated in its section. --compare RUN_A RUN_B ... puts runs side by side.
             """)
 
-    @Argument(help: "Run directory (config.yaml, metrics.jsonl, checkpoints/)") var run: String?
+    @Argument(help: "Run directory (config.yaml, metrics.jsonl, checkpoints/)") var runDirectory: String?
     @Option(parsing: .upToNextOption, help: "Compare these run directories (curves on one plot, a table of final figures)")
     var compare: [String] = []
     @Option(help: "Output folder: writes <out>/<name>.ipynb, <out>/<name>.md, <out>/<name>_files/") var out: String?
@@ -30,8 +30,8 @@ struct ReportCommand: ParsableCommand {
     @Option(name: .customLong("tile-width"), help: "Width of one frame in PNG grids (pixels)") var tileWidth = 144
 
     func validate() throws {
-        if run == nil && compare.isEmpty { throw ValidationError("give a run directory, or --compare RUN_A RUN_B ...") }
-        if run != nil && !compare.isEmpty { throw ValidationError("give either a run directory or --compare, not both") }
+        if runDirectory == nil && compare.isEmpty { throw ValidationError("give a run directory, or --compare RUN_A RUN_B ...") }
+        if runDirectory != nil && !compare.isEmpty { throw ValidationError("give either a run directory or --compare, not both") }
         if tileWidth < 32 || tileWidth > 1024 { throw ValidationError("--tile-width must be in 32...1024") }
     }
 
@@ -46,8 +46,8 @@ struct ReportCommand: ParsableCommand {
         options.tileWidth = tileWidth
         options.progress = { progressLine($0) }
         let blocks: [ReportBlock], title: String, dest: String
-        if let run {
-            let r = try RunRecord.load(run)
+        if let runDirectory {
+            let r = try RunRecord.load(runDirectory)
             blocks = try Report.blocks(r, options: options)
             progressDone()
             title = "Run report: \(r.name)"

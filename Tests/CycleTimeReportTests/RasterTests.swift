@@ -66,6 +66,21 @@ final class RasterTests: XCTestCase {
         XCTAssertEqual(Canvas(image: back), g)
     }
 
+    /// Median-cut palette of a real photograph: at most 256 colours, small error, smaller PNG.
+    func testQuantizedPNGOfARealFrame() throws {
+        let root = try requireSharedData("davis-mini")
+        let c = Canvas(image: try Image.read(root + "/JPEGImages/480p/blackswan/00000.jpg")).resized(width: 213)
+        let q = c.quantized()
+        XCTAssertLessThanOrEqual(q.palette?.count ?? 0, 256)
+        let back = q.rgbBytes()
+        var err = 0.0
+        for i in back.indices { err += abs(Double(back[i]) - Double(c.rgb[i])) }
+        XCTAssertLessThan(err / Double(back.count), 6, "mean absolute error per channel")
+        XCTAssertLessThan(try c.pngData(quantize: true).count, try c.pngData().count * 2 / 3)
+        let two = Canvas.grid([[Canvas(width: 3, height: 3, fill: .red), Canvas(width: 3, height: 3, fill: .cyan)]], gap: 0)
+        XCTAssertEqual(two.quantized().rgbBytes(), two.rgb.map { UInt8(($0 >> 3) * 8 + 4) })  // bin centres
+    }
+
     func testBoxesAndLinesOnARealFrame() throws {
         let root = try requireSharedData("davis-mini")
         var c = Canvas(image: try Image.read(root + "/JPEGImages/480p/dog/00000.jpg"))

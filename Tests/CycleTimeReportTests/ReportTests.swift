@@ -61,6 +61,7 @@ final class ReportTests: XCTestCase {
         let r = try runProcess(exe, ["report", dir, "--out", out])
         XCTAssertEqual(r.status, 0, r.stderr)
         try checkNotebook(out + "/r.ipynb")
+        _ = try validateWithNbformat(out + "/r.ipynb")
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/r.md"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/r_files/curve-loss.svg"))
         let siblings = try FileManager.default.contentsOfDirectory(atPath: dir + "-report")

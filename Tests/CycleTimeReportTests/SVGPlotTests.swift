@@ -1,5 +1,8 @@
 import CycleTimeReport
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import TestSupport
 import XCTest
 
