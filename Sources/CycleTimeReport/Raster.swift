@@ -47,15 +47,19 @@ public struct Canvas: Equatable, Sendable {
         rgb[i] = mix(rgb[i], c.r); rgb[i + 1] = mix(rgb[i + 1], c.g); rgb[i + 2] = mix(rgb[i + 2], c.b)
     }
 
+    /// A filled rectangle (corners included, clipped to the canvas).
     public mutating func fillRect(x0: Int, y0: Int, x1: Int, y1: Int, _ c: RGB, alpha: Double = 1) {
-        for y in max(0, min(y0, y1))...min(height - 1, max(y0, y1)) where y >= 0 {
-            for x in max(0, min(x0, x1))...min(width - 1, max(x0, x1)) where x >= 0 { blend(x, y, c, alpha: alpha) }
+        let ya = max(0, min(y0, y1)), yb = min(height - 1, max(y0, y1)), xa = max(0, min(x0, x1)), xb = min(width - 1, max(x0, x1))
+        guard ya <= yb, xa <= xb else { return }
+        for y in ya...yb {
+            for x in xa...xb { blend(x, y, c, alpha: alpha) }
         }
     }
 
     /// A filled disc.
     public mutating func fillCircle(cx: Double, cy: Double, radius r: Double, _ c: RGB, alpha: Double = 1) {
-        let x0 = Int(floor(cx - r)), x1 = Int(ceil(cx + r)), y0 = Int(floor(cy - r)), y1 = Int(ceil(cy + r))
+        guard cx.isFinite, cy.isFinite, r.isFinite, abs(cx) < 1e6, abs(cy) < 1e6, r < 1e4 else { return }
+        let x0 = max(-1, Int(floor(cx - r))), x1 = min(width, Int(ceil(cx + r))), y0 = max(-1, Int(floor(cy - r))), y1 = min(height, Int(ceil(cy + r)))
         guard x0 <= x1, y0 <= y1 else { return }
         for y in y0...y1 {
             for x in x0...x1 {
@@ -67,8 +71,9 @@ public struct Canvas: Equatable, Sendable {
 
     /// A line of the given thickness (discs stamped along it).
     public mutating func line(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, _ c: RGB, thickness: Double = 2) {
+        // Non-finite or far-off coordinates (e.g. a diverged transform) draw nothing.
+        guard [x0, y0, x1, y1].allSatisfy({ $0.isFinite && abs($0) < 1e5 }) else { return }
         let n = max(1, Int(ceil(max(abs(x1 - x0), abs(y1 - y0)))))
-        guard n < 100_000 else { return }
         for i in 0...n {
             let t = Double(i) / Double(n)
             let x = x0 + (x1 - x0) * t, y = y0 + (y1 - y0) * t

@@ -13,6 +13,12 @@ final class RasterTests: XCTestCase {
         c.fillRect(x0: 2, y0: 0, x1: 3, y1: 0, .red)
         XCTAssertEqual(c.pixel(3, 0), .red)
         XCTAssertEqual(c.pixel(0, 0), .black)
+        let before = c
+        c.fillRect(x0: -9, y0: -9, x1: -5, y1: -5, .red)    // off the canvas: nothing, no trap
+        c.line(.nan, 0, 3, .infinity, .red)                  // a diverged box: nothing
+        c.fillCircle(cx: 1e300, cy: 0, radius: 3, .red)
+        c.text("OFF", x: -100, y: 50)
+        XCTAssertEqual(c, before)
     }
 
     func testMaskOverlayUsesPaletteAlphaAndOutline() {
