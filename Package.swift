@@ -46,12 +46,14 @@ let package = Package(
         ]),
         .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
+        // Reports: notebooks and Markdown pages with SVG curves and PNG frames (libpng via CycleTimeVideo).
+        .target(name: "CycleTimeReport", dependencies: ["CycleTimeVideo", "CycleTimeTraining", "CycleTimeTracking"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
                 "CycleTimeTracking", "CycleTimeTraining", "CycleTimeDetection",
-                "CycleTimePropagation",
+                "CycleTimePropagation", "CycleTimeReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["CycleTimeCore"], path: "Tests/TestSupport"),
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "CycleTimeData", "CycleTimeVideo", "cycletime", "TestSupport"]),
+        .testTarget(name: "CycleTimeReportTests", dependencies: ["CycleTimeReport", "CycleTimeVideo", "cycletime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,5 +7,5 @@ struct CycleTimeCommand: ParsableCommand {
         commandName: "cycletime",
         abstract: "Self-supervised video representation learning on the CPU.",
         subcommands: [TrainCommand.self, Bench.self, VideoCommand.self, FeaturesCommand.self, PropagateCommand.self,
-                      EvalCommand.self, AVACommand.self])
+                      EvalCommand.self, AVACommand.self, ReportCommand.self])
 }

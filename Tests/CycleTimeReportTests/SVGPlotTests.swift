@@ -1,0 +1,146 @@
+import CycleTimeReport
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import TestSupport
+import XCTest
+
+/// Reads an SVG back: tick labels and positions, axis labels, polylines by series name.
+struct ParsedSVG {
+    var xticks: [(pos: Double, value: Double)] = []
+    var yticks: [(pos: Double, value: Double)] = []
+    var xLabel = "", yLabel = "", title = ""
+    var polylines: [(series: String, points: [(Double, Double)])] = []
+    var bars: [(label: String, value: Double)] = []
+
+    init(_ svg: String) throws {
+        final class Delegate: NSObject, XMLParserDelegate {
+            var out: ParsedSVG
+            var currentClass: String?, currentAttrs: [String: String] = [:], text = ""
+            init(_ o: ParsedSVG) { out = o }
+            func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                        attributes: [String: String] = [:]) {
+                if name == "text" { currentClass = attributes["class"]; currentAttrs = attributes; text = "" }
+                if name == "polyline", let s = attributes["data-series"], let p = attributes["points"] {
+                    let pts = p.split(separator: " ").map { pair -> (Double, Double) in
+                        let xy = pair.split(separator: ",").compactMap { Double($0) }
+                        return (xy[0], xy[1])
+                    }
+                    out.polylines.append((s, pts))
+                }
+                if name == "rect", let l = attributes["data-label"], let v = attributes["data-value"].flatMap(Double.init) {
+                    out.bars.append((l, v))
+                }
+            }
+            func parser(_ parser: XMLParser, foundCharacters string: String) { text += string }
+            func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+                guard name == "text" else { return }
+                switch currentClass {
+                case "xtick": if let v = Double(text), let x = currentAttrs["x"].flatMap(Double.init) { out.xticks.append((x, v)) }
+                case "ytick": if let v = Double(text), let y = currentAttrs["y"].flatMap(Double.init) { out.yticks.append((y - 4, v)) }
+                case "xlabel": out.xLabel = text
+                case "ylabel": out.yLabel = text
+                case "title": out.title = text
+                default: break
+                }
+                currentClass = nil
+            }
+        }
+        let d = Delegate(self)
+        let p = XMLParser(data: Data(svg.utf8))
+        p.delegate = d
+        guard p.parse() else { throw ReportError("SVG does not parse as XML: \(p.parserError.map { "\($0)" } ?? "?")") }
+        self = d.out
+    }
+
+    /// Data coordinates of a pixel, through the first and last tick of each axis.
+    func data(_ p: (Double, Double)) -> (Double, Double) {
+        let (x0, x1) = (xticks.first!, xticks.last!), (y0, y1) = (yticks.first!, yticks.last!)
+        return (x0.value + (p.0 - x0.pos) / (x1.pos - x0.pos) * (x1.value - x0.value),
+                y0.value + (p.1 - y0.pos) / (y1.pos - y0.pos) * (y1.value - y0.value))
+    }
+}
+
+final class SVGPlotTests: XCTestCase {
+    func testNiceAxisCoversDataWithRoundTicks() {
+        let a = NiceAxis(lo: 0.013, hi: 0.437)
+        XCTAssertLessThanOrEqual(a.lo, 0.013)
+        XCTAssertGreaterThanOrEqual(a.hi, 0.437)
+        XCTAssertEqual(a.step, 0.1, accuracy: 1e-12)
+        XCTAssertEqual(a.ticks.map(a.label), ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5"])
+        let flat = NiceAxis(lo: 2e-4, hi: 2e-4)  // a constant learning rate still gets a range
+        XCTAssertLessThan(flat.lo, 2e-4)
+        XCTAssertGreaterThan(flat.hi, 2e-4)
+        XCTAssertEqual(Double(flat.label(flat.ticks[1]))!, flat.ticks[1], accuracy: flat.step * 1e-6)
+    }
+
+    func testSmoothingIsDebiasedEMAAndKeepsGaps() {
+        let s = smoothed([1, nil, 3], weight: 0.5)
+        XCTAssertEqual(s[0]!, 1, accuracy: 1e-12)
+        XCTAssertNil(s[1])
+        XCTAssertEqual(s[2]!, (0.5 * 0.5 + 0.5 * 3) / 0.75, accuracy: 1e-12)
+    }
+
+    /// Curves regenerated from a real run's metrics.jsonl: every raw polyline point maps back,
+    /// through the drawn tick labels, to the logged value; axes, title and legend are there.
+    func testCurvesMatchMetricsAndAxesAreLabelled() throws {
+        let path = repoRoot + "/Tests/Fixtures/report/timecycle-r18-smoke-metrics.jsonl"
+        let (m, notes) = MetricsTable.parse(try String(contentsOfFile: path, encoding: .utf8), file: path)
+        XCTAssertTrue(notes.isEmpty)
+        XCTAssertEqual(m.rows.count, 40)
+        let plots = Report.curvePlots(m, gradClip: 10)
+        XCTAssertEqual(Array(plots.map(\.0).prefix(4)), ["loss", "loss_long", "loss_skip", "loss_inlier"])
+        for k in ["lr", "grad_norm", "clips_per_s", "data_wait", "step_time"] { XCTAssertTrue(plots.contains { $0.0 == k }, k) }
+        for (key, plot) in plots where key != "step_time" {
+            let svg = try ParsedSVG(plot.svg())
+            XCTAssertFalse(svg.title.isEmpty)
+            XCTAssertEqual(svg.xLabel, "step (optimizer updates)")
+            XCTAssertFalse(svg.yLabel.isEmpty, key)
+            XCTAssertGreaterThanOrEqual(svg.xticks.count, 2)
+            XCTAssertGreaterThanOrEqual(svg.yticks.count, 2)
+            let name = key == "lr" ? "lr" : "\(key) (raw)"
+            let lines = svg.polylines.filter { $0.series == name }
+            XCTAssertEqual(lines.count, 1, "\(key): one polyline for \(name)")
+            let pts = lines.first?.points ?? []
+            XCTAssertEqual(pts.count, m.rows.count, key)
+            let ys = m.column(key).map { $0! }, yspan = plot.yAxis.hi - plot.yAxis.lo
+            for (i, p) in pts.enumerated() {
+                let d = svg.data(p)
+                XCTAssertEqual(d.0, m.steps[i], accuracy: 0.01, "\(key) step of point \(i)")
+                XCTAssertEqual(d.1, ys[i], accuracy: yspan * 1e-4, "\(key) value at step \(i + 1)")
+            }
+            if key != "lr" { XCTAssertEqual(svg.polylines.filter { $0.series.hasPrefix("\(key) (smoothed") }.count, 1, key) }
+        }
+    }
+
+    /// The committed report of the smoke run: its curve figures are exactly what metrics.jsonl gives.
+    func testCommittedSmokeReportCurvesAreRegenerated() throws {
+        let dir = repoRoot + "/notebooks-export/timecycle-r18-smoke/timecycle-r18-smoke_files"
+        let path = repoRoot + "/Tests/Fixtures/report/timecycle-r18-smoke-metrics.jsonl"
+        let (m, _) = MetricsTable.parse(try String(contentsOfFile: path, encoding: .utf8), file: path)
+        for (key, plot) in Report.curvePlots(m, gradClip: 10) {
+            let committed = try String(contentsOfFile: dir + "/curve-\(key).svg", encoding: .utf8)
+            XCTAssertEqual(committed, plot.svg(), "curve-\(key).svg differs from the curves of metrics.jsonl")
+        }
+    }
+
+    func testBarChartSortsAndLabels() throws {
+        let c = BarChart(title: "J&F", xLabel: "sequence", yLabel: "J&F", bars: [("a", 0.2), ("b", 0.9), ("c", 0.5)], range: 0...1)
+        let svg = try ParsedSVG(c.svg())
+        XCTAssertEqual(svg.bars.map(\.label), ["b", "c", "a"])
+        XCTAssertEqual(svg.bars.map(\.value), [0.9, 0.5, 0.2])
+        XCTAssertEqual(svg.title, "J&F")
+        XCTAssertEqual(svg.xLabel, "sequence")
+        XCTAssertEqual(svg.yticks.first?.value, 0)
+        XCTAssertEqual(svg.yticks.last?.value, 1)
+    }
+
+    func testMissingValuesBreakTheLineAndTextIsEscaped() throws {
+        var p = LinePlot(title: "a <b> & c", xLabel: "x", yLabel: "y")
+        p.series.append(PlotSeries(name: "s", x: [1, 2, 3, 4, 5], y: [1, 2, nil, 4, 5], color: "#000"))
+        let svg = try ParsedSVG(p.svg())
+        XCTAssertEqual(svg.title, "a <b> & c")
+        XCTAssertEqual(svg.polylines.map(\.points.count), [2, 2])
+    }
+}
