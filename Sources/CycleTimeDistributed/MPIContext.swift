@@ -71,7 +71,7 @@ public final class MPIContext: @unchecked Sendable {
         localSize = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
     }
 
-    /// The text of an MPI error code (MPI_Error_string).
+    /// The text of an MPI error code (MPI_Error_string; only after MPI_Init, as Open MPI aborts before).
     public static func errorString(_ code: Int32) -> String {
         var buf = [CChar](repeating: 0, count: Int(ct_mpi_max_error_string()) + 1)
         var len: Int32 = 0

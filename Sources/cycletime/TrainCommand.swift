@@ -29,7 +29,9 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let trainer = try makeTrainer(configPath: config, overrides: overrides)
         if trainer.isLeader { trainer.progress = ProgressReporter(every: trainer.config.train.logEvery) }
-        let interrupt = Interrupt.install()
+        let interrupt = Interrupt.install(what: trainer.mpi.map {
+            "\($0.label): stop requested (Ctrl-C, or mpirun ending the job because a rank ended): finishing the step with the other ranks; rank 0 writes a checkpoint"
+        } ?? "finishing the current step and writing a checkpoint")
         trainer.shouldStop = { interrupt.requested }
         // Under mpirun: MPI_Finalize only after a run every rank ended the same way (after an
         // error the process exits non-zero and mpirun ends the other ranks).
@@ -48,7 +50,7 @@ final class Interrupt: @unchecked Sendable {
 
     var requested: Bool { lock.lock(); defer { lock.unlock() }; return flag }
 
-    static func install() -> Interrupt {
+    static func install(what: String = "finishing the current step and writing a checkpoint") -> Interrupt {
         let i = Interrupt()
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
@@ -62,7 +64,7 @@ final class Interrupt: @unchecked Sendable {
                     FileHandle.standardError.write(Data("\ninterrupted again: exiting now; the last checkpoint is kept\n".utf8))
                     _exit(128 + sig)
                 }
-                FileHandle.standardError.write(Data("\ninterrupt: finishing the current step and writing a checkpoint (again to abort)\n".utf8))
+                FileHandle.standardError.write(Data("\ninterrupt: \(what) (again to abort)\n".utf8))
             }
             s.resume()
             i.sources.append(s)
