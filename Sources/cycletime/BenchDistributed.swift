@@ -99,9 +99,10 @@ extension BenchTrain {
             var sg = RandomGenerator(seed: UInt64(i))
             let s = trainingStep(task, batch: b, optimizer: optimizer, gradClip: cfg.train.gradClip, generator: &sg,
                                  reduceGradients: mpi.size > 1 ? { averager.average() } : nil)
-            // The slowest rank's step is the job's step.
-            let slowest = try mpi.allReduce([s.timings.total, s.timings.allReduce], max: true)
-            if i > 0 { stepSeconds.append(slowest[0]); reduceSeconds.append(slowest[1]) }
+            // The slowest rank's step is the job's step; the all-reduce time is the slowest rank's
+            // (the least, as it arrives last: the others' include waiting for it).
+            let v = try mpi.allReduce([s.timings.total, -s.timings.allReduce], max: true)
+            if i > 0 { stepSeconds.append(v[0]); reduceSeconds.append(-v[1]) }
         }
         func med(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
         // All-reduce of the whole gradient of the resnet18 and resnet50 TimeCycle models, as buckets.
