@@ -40,9 +40,14 @@ let package = Package(
         .target(name: "CycleTimeNN", dependencies: ["CycleTimeCore"]),
         .target(name: "CycleTimeModels", dependencies: ["CycleTimeNN"]),
         .target(name: "CycleTimeTracking", dependencies: ["CycleTimeModels"]),
+        // Data-parallel training on MPI (Open MPI): only CycleTimeDistributed touches MPI.
+        .systemLibrary(
+            name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .target(name: "CycleTimeDistributed", dependencies: ["CycleTimeNN", "CMPI"]),
         // Training: YAML run configs, the training loop, run directories, checkpoints, resume.
         .target(name: "CycleTimeTraining", dependencies: [
-            "CycleTimeTracking", "CycleTimeData", "CycleTimeDetection", .product(name: "Yams", package: "Yams"),
+            "CycleTimeTracking", "CycleTimeData", "CycleTimeDetection", "CycleTimeDistributed", .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
@@ -52,7 +57,7 @@ let package = Package(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
-                "CycleTimeTracking", "CycleTimeTraining", "CycleTimeDetection",
+                "CycleTimeTracking", "CycleTimeTraining", "CycleTimeDetection", "CycleTimeDistributed",
                 "CycleTimePropagation", "CycleTimeReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
@@ -62,6 +67,7 @@ let package = Package(
         .testTarget(name: "CycleTimeModelsTests", dependencies: ["CycleTimeModels", "TestSupport"]),
         .testTarget(name: "CycleTimeVideoTests", dependencies: ["CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
+        .testTarget(name: "CycleTimeDistributedTests", dependencies: ["CycleTimeDistributed", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),
         .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeVideo", "cycletime", "TestSupport"]),

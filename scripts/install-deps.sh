@@ -4,7 +4,7 @@
 # whose examples/data/vtest.avi is the demo's real video).
 set -euo pipefail
 pkgs=(pkg-config libopenblas-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-      ffmpeg libpng-dev libjpeg-dev zlib1g-dev "$@")
+      ffmpeg libpng-dev libjpeg-dev zlib1g-dev libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,8 +8,11 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
     public let source: Source
     public let batchSize: Int
     public let seed: UInt64
-    /// Batches per epoch (samples / batch size, last partial batch dropped).
+    /// Batches per epoch (samples / (batch size x shards), last partial batch dropped).
     public let batchesPerEpoch: Int
+    /// This loader's shard of each batch (data-parallel ranks): batch b is slice `index` of the
+    /// `count` x batchSize samples a single loader with batch size count x batchSize would draw.
+    public let shard: (index: Int, count: Int)
     public let totalBatches: Int?
 
     private let cond = NSCondition()
@@ -28,15 +31,17 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
 
     /// - Parameters: `epochs` nil = endless; `workers` background threads; `queueDepth` batches
     ///   prepared ahead at most; `startBatch` the index of the first batch delivered (to resume:
-    ///   batch b is the same whatever batch the loader started from).
+    ///   batch b is the same whatever batch the loader started from); `shard` (index, count) the
+    ///   slice of every global batch this loader delivers (disjoint samples for each index).
     public init(source: Source, batchSize: Int, workers: Int = 2, queueDepth: Int = 4, seed: UInt64 = 0,
-                epochs: Int? = 1, shuffle: Bool = true, startBatch: Int = 0) {
-        precondition(batchSize > 0 && workers > 0 && queueDepth > 0)
+                epochs: Int? = 1, shuffle: Bool = true, startBatch: Int = 0, shard: (index: Int, count: Int) = (0, 1)) {
+        precondition(batchSize > 0 && workers > 0 && queueDepth > 0 && shard.count > 0 && (0..<shard.count).contains(shard.index))
         self.source = source
         self.batchSize = batchSize
         self.seed = seed
         self.queueDepth = queueDepth
-        let perEpoch = source.count / batchSize
+        self.shard = shard
+        let perEpoch = source.count / (batchSize * shard.count)
         batchesPerEpoch = perEpoch
         totalBatches = epochs.map { $0 * perEpoch }
         self.shuffle = shuffle
@@ -109,7 +114,8 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
 
             var samples: [Source.Sample] = []
             var k = 0
-            var cursor = (b % batchesPerEpoch) * batchSize
+            let first = shard.index * batchSize  // this shard's first position in the global batch
+            var cursor = (b % batchesPerEpoch) * batchSize * shard.count + first
             var failedAll = false
             while samples.count < batchSize {
                 if k >= source.count { failedAll = true; break }  // every sample tried: nothing good left
@@ -118,7 +124,7 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
                 k += 1
                 cond.lock(); let isBad = bad.contains(idx); cond.unlock()
                 if isBad { continue }
-                let sampleSeed = seed &+ UInt64(b) &* 1_000_003 &+ UInt64(samples.count)
+                let sampleSeed = seed &+ UInt64(b) &* 1_000_003 &+ UInt64(first + samples.count)
                 do {
                     samples.append(try source.sample(idx, seed: sampleSeed))
                 } catch {

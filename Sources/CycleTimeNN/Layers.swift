@@ -120,6 +120,8 @@ public class BatchNormBase: Module {
     public var momentum: Float?
     public let affine: Bool, trackRunningStats: Bool
     let inputRank: Int
+    /// Set: training uses the statistics of all processes (synchronized batch norm, SyncBatchNorm.swift).
+    public var statisticsReducer: CrossProcessSum?
 
     init(numFeatures: Int, eps: Float, momentum: Float?, affine: Bool, trackRunningStats: Bool, inputRank: Int) {
         self.numFeatures = numFeatures; self.eps = eps; self.momentum = momentum
@@ -146,6 +148,7 @@ public class BatchNormBase: Module {
             factor = momentum ?? 1 / n.data[0]
         }
         let useBatchStats = training || (runningMean == nil && runningVar == nil)
+        if training, let r = statisticsReducer { return synchronizedForward(x, reducer: r, momentum: factor) }
         let passStats = !training || trackRunningStats
         return F.batchNorm(x, runningMean: passStats ? runningMean : nil, runningVar: passStats ? runningVar : nil,
                            weight: weight, bias: bias, training: useBatchStats, momentum: factor, eps: eps)

@@ -49,6 +49,12 @@ public final class RunDirectory {
         try? fm.removeItem(atPath: probe)
     }
 
+    /// The directory of a run this process only reads from or reports about (a data-parallel
+    /// rank other than 0): nothing is created or checked.
+    public init(unopened path: String) {
+        self.path = path
+    }
+
     deinit {
         try? metricsHandle?.close()
         try? logHandle?.close()

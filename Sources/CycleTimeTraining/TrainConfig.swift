@@ -90,6 +90,17 @@ public struct LoopConfig: Codable, Equatable, Sendable {
     public init() {}
 }
 
+/// Data-parallel training under `mpirun` (read only when the process is a rank of an MPI job).
+public struct DistributedConfig: Codable, Equatable, Sendable {
+    /// Batch norm with the statistics of all ranks (nn.SyncBatchNorm); false: per rank, as DDP.
+    public var syncBatchnorm: Bool = false
+    /// Seconds a rank waits for the others in a collective operation before it aborts the job.
+    public var timeoutSeconds: Double = 300
+    /// Gradient all-reduce bucket size, MiB.
+    public var bucketMb: Double = 25
+    public init() {}
+}
+
 /// A pretraining run: everything `cycletime train` needs. Every random choice flows from `seed`.
 public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var seed: Int = 0
@@ -108,6 +119,8 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
     public var train = LoopConfig()
+    /// Ranks of an MPI job (`mpirun -np N cycletime train`): batch_size is per rank.
+    public var distributed = DistributedConfig()
     public init() {}
 
     /// Checks values that decode but make no sense; errors name the field.
@@ -166,6 +179,8 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         if train.keepCheckpoints < 1 { throw fail("train.keep_checkpoints", "must be >= 1") }
         if train.logEvery < 1 { throw fail("train.log_every", "must be >= 1") }
         if train.gradClip < 0 { throw fail("train.grad_clip", "must be >= 0") }
+        if !(distributed.timeoutSeconds > 0) { throw fail("distributed.timeout_seconds", "must be > 0") }
+        if !(distributed.bucketMb > 0) { throw fail("distributed.bucket_mb", "must be > 0") }
         if objective == .crw {
             do { try crw.validate() } catch let e as CRWConfigError {
                 throw fail("crw." + ConfigLoader.snake(e.field), e.message)

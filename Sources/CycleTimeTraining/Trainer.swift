@@ -1,5 +1,6 @@
 import CycleTimeCore
 import CycleTimeData
+import CycleTimeDistributed
 import CycleTimeNN
 import Foundation
 
@@ -36,7 +37,9 @@ public struct TrainingError: Error, CustomStringConvertible, LocalizedError, Sen
 /// Wall-clock seconds of the phases of one training step.
 public struct StepTimings: Sendable {
     public var forward = 0.0, backward = 0.0, clip = 0.0, optimizer = 0.0
-    public var total: Double { forward + backward + clip + optimizer }
+    /// The gradient all-reduce of data-parallel training (0 in a single process).
+    public var allReduce = 0.0
+    public var total: Double { forward + backward + allReduce + clip + optimizer }
 }
 
 /// The optimizer named by the config over `parameters`.
@@ -66,10 +69,12 @@ public func makeSchedule(_ s: ScheduleConfig, lr: Double, totalSteps: Int) -> an
     return s.warmupSteps > 0 ? LinearWarmup(warmupSteps: s.warmupSteps, startFactor: Float(s.warmupFactor), then: main) : main
 }
 
-/// One optimization step: forward, backward, gradient-norm clipping, optimizer update.
+/// One optimization step: forward, backward, (data-parallel: `reduceGradients`, the all-reduce of
+/// the gradients), gradient-norm clipping, optimizer update.
 /// Returns the loss terms' values, the total gradient norm before clipping and the timings.
 public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, optimizer: Optimizer, gradClip: Double,
-                                          generator: inout RandomGenerator) -> (terms: [(String, Double)], gradNorm: Double, timings: StepTimings) {
+                                          generator: inout RandomGenerator, reduceGradients: (() -> Void)? = nil)
+    -> (terms: [(String, Double)], gradNorm: Double, timings: StepTimings) {
     var tm = StepTimings()
     var t0 = DispatchTime.now().uptimeNanoseconds
     func lap() -> Double {
@@ -83,6 +88,10 @@ public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, opt
     tm.forward = lap()
     terms[0].1.backward()
     tm.backward = lap()
+    if let reduceGradients {
+        reduceGradients()
+        tm.allReduce = lap()
+    }
     let params = optimizer.parameters.map(\.tensor)
     let norm = gradClip > 0 ? clipGradNorm(params, maxNorm: Float(gradClip)) : clipGradNorm(params, maxNorm: .infinity)
     tm.clip = lap()
@@ -95,6 +104,12 @@ public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, opt
 /// resume and clean interruption. Every random choice flows from the config's seed: batch b's
 /// samples are drawn from (seed, b) and step s's generator from (seed, s), so a resumed run
 /// continues exactly as an uninterrupted one.
+///
+/// Under `mpirun` (`mpi` set) each rank trains on its slice of every global batch of
+/// ranks x batch_size clips (PrefetchLoader's shard: disjoint, reshuffled every epoch from the
+/// seed), starts from rank 0's weights and optimizer state, averages the gradients after the
+/// backward pass, and only rank 0 writes the run directory. Checkpoints do not depend on the
+/// number of ranks, so a run resumes with any number.
 public final class Trainer<Task: TrainingTask> {
     public let config: TrainConfig
     public let configFile: String
@@ -103,6 +118,17 @@ public final class Trainer<Task: TrainingTask> {
     public let optimizer: Optimizer
     public let totalSteps: Int
     public private(set) var step = 0
+    /// The step of the last checkpoint written (or restored).
+    public private(set) var lastCheckpointStep = 0
+    /// The MPI job when this process is one of its ranks, else nil.
+    public let mpi: MPIContext?
+    /// Rank and number of ranks (0 and 1 in a single process).
+    public var rank: Int { mpi?.rank ?? 0 }
+    public var ranks: Int { mpi?.size ?? 1 }
+    /// Whether this process writes the run directory (metrics, log, checkpoints, progress).
+    public var isLeader: Bool { rank == 0 }
+    /// The gradient all-reduce (data-parallel only).
+    public let averager: GradientAverager?
     /// Where progress goes (a terminal line, or plain lines).
     public var progress: ProgressReporter?
     /// Polled after each step; true makes the loop write a checkpoint and return `.interrupted`.
@@ -113,17 +139,28 @@ public final class Trainer<Task: TrainingTask> {
     /// Warnings (skipped videos, config changes on resume).
     public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
 
-    public init(config: TrainConfig, configFile: String, task: Task, run: RunDirectory) throws {
+    /// `mpi`: the job when this process is a rank of data-parallel training (see `makeTrainer`).
+    public init(config: TrainConfig, configFile: String, task: Task, run: RunDirectory, mpi: MPIContext? = nil) throws {
         self.config = config
         self.configFile = configFile
         self.task = task
         self.run = run
-        let perEpoch = task.source.count / config.train.batchSize
+        self.mpi = mpi
+        let ranks = mpi?.size ?? 1
+        let perEpoch = task.source.count / (config.train.batchSize * ranks)
         if perEpoch == 0 {
-            throw ConfigError(configFile, "field 'train.batch_size' (\(config.train.batchSize)) is larger than the clips per epoch (\(task.source.count) = videos x data.clips_per_video); raise data.clips_per_video or lower the batch size")
+            let across = ranks > 1 ? " x \(ranks) ranks" : ""
+            throw ConfigError(configFile, "field 'train.batch_size' (\(config.train.batchSize)\(across)) is larger than the clips per epoch (\(task.source.count) = videos x data.clips_per_video); raise data.clips_per_video or lower the batch size")
         }
         totalSteps = config.train.steps > 0 ? config.train.steps : config.train.epochs * perEpoch
         optimizer = makeOptimizer(config.optimizer, parameters: task.model.namedParameters().filter { $0.1.requiresGrad }.map { (name: $0.0, tensor: $0.1) })
+        if let mpi {
+            averager = GradientAverager(mpi, parameters: optimizer.parameters.map(\.tensor),
+                                        bucketBytes: max(1, Int(config.distributed.bucketMb * 1_048_576)))
+            if config.distributed.syncBatchnorm { task.model.synchronizeBatchNorm(MPIBatchStatistics(mpi)) }
+        } else {
+            averager = nil
+        }
     }
 
     /// Generator of step `s` (0-based), derived from the seed only.
@@ -147,6 +184,7 @@ public final class Trainer<Task: TrainingTask> {
             "step": String(step),
             "seed": String(config.seed),
             "data_next_batch": String(step),
+            "ranks_when_written": String(ranks),
             "rng_next_step_state": next.stateArray.map { String(format: "%016llx", $0) }.joined(separator: " "),
             "rng_scheme": "batch b is sampled from (seed, b); step s uses a generator derived from (seed, s)",
             "config": configYAML,
@@ -162,7 +200,12 @@ public final class Trainer<Task: TrainingTask> {
     /// Restores model, optimizer and step from the run's latest checkpoint.
     func restore() throws {
         let path = run.latestCheckpointPath
-        let file = try SafeTensors.read(path)
+        try load(try SafeTensors.read(path), from: path)
+        lastCheckpointStep = step
+    }
+
+    /// Model, optimizer and step from a checkpoint's tensors (`path` names it in errors).
+    func load(_ file: SafeTensors.File, from path: String) throws {
         guard let s = file.metadata["step"].flatMap(Int.init) else {
             throw TrainingError("\(path): not a CycleTime training checkpoint (no 'step' in its metadata)")
         }
@@ -188,9 +231,9 @@ public final class Trainer<Task: TrainingTask> {
 
     // MARK: the loop
 
-    /// Trains to `totalSteps` (or until `shouldStop`, or `stopAfter` more steps for tests).
-    public func train(resume: Bool, stopAfter: Int? = nil) throws -> TrainOutcome {
-        let configYAML = try configText ?? ConfigLoader.encode(config)
+    /// Rank 0 (or the single process): checks the run directory, restores a checkpoint when
+    /// resuming and writes the resolved config.
+    func prepareRun(resume: Bool, configYAML: String) throws {
         if resume {
             guard run.hasCheckpoint else {
                 throw TrainingError("\(run.path): --resume given but the run has no checkpoint (checkpoints/latest.safetensors)")
@@ -205,6 +248,33 @@ public final class Trainer<Task: TrainingTask> {
             throw TrainingError("\(run.path) already holds a run (checkpoints/latest.safetensors); pass --resume to continue it, or choose another output_dir")
         }
         try run.writeConfig(configYAML)
+    }
+
+    /// Data-parallel start: every rank gets rank 0's model, optimizer state and step (one
+    /// broadcast of a checkpoint's bytes; empty when rank 0 failed to prepare the run).
+    func shareLeaderState(_ mpi: MPIContext, leaderFailed: Bool) throws {
+        let payload = isLeader && !leaderFailed ? SafeTensors.serialize(checkpointTensors(), metadata: ["step": String(step)]) : Data()
+        let got = try mpi.broadcast(payload, "the broadcast of rank 0's weights")
+        if leaderFailed { return }
+        guard !got.isEmpty else { throw TrainingError("\(mpi.label): rank 0 could not start the run (its message says why)") }
+        if !isLeader {
+            try load(try SafeTensors.parse(got, path: "rank 0's weights"), from: "rank 0's weights")
+            lastCheckpointStep = step
+        }
+    }
+
+    /// Trains to `totalSteps` (or until `shouldStop`, or `stopAfter` more steps for tests).
+    public func train(resume: Bool, stopAfter: Int? = nil) throws -> TrainOutcome {
+        let configYAML = try configText ?? ConfigLoader.encode(config)
+        var setupError: Error?
+        if isLeader {
+            do { try prepareRun(resume: resume, configYAML: configYAML) } catch { setupError = error }
+        }
+        if let mpi {
+            try shareLeaderState(mpi, leaderFailed: setupError != nil)
+            mpi.abortNote = { [unowned self] in isLeader ? "the last checkpoint (step \(lastCheckpointStep)) is intact" : "" }
+        }
+        if let setupError { throw setupError }
         task.model.train()
         let scheduler = LRScheduler(optimizer, schedule: makeSchedule(config.schedule, lr: config.optimizer.lr, totalSteps: totalSteps),
                                     lastStep: step)
@@ -212,57 +282,74 @@ public final class Trainer<Task: TrainingTask> {
             return .finished(step: step)
         }
         let loader = PrefetchLoader(source: task.source, batchSize: config.train.batchSize, workers: config.data.workers,
-                                    queueDepth: config.data.prefetch, seed: UInt64(config.seed), epochs: nil, startBatch: step)
+                                    queueDepth: config.data.prefetch, seed: UInt64(config.seed), epochs: nil, startBatch: step,
+                                    shard: (rank, ranks))
         loader.warn = { [warn] in warn($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
         defer { loader.stop() }
         let startStep = step
         var started = false
         let wallStart = DispatchTime.now().uptimeNanoseconds
-        var lastSaved = step
         while step < totalSteps {
             let t0 = DispatchTime.now().uptimeNanoseconds
             guard let batch = loader.next() else {
                 let why = loader.lastFailureMessage.map { " (last error: \($0))" } ?? ""
                 throw TrainingError("no readable video in data.videos: all \(task.source.count) clips failed to decode\(why)")
             }
-            if !started {
+            if !started && isLeader {
                 progress?.start(step: step, total: totalSteps)
                 started = true
             }
             let wait = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let lr = Double(optimizer.learningRate)
             var g = Self.stepGenerator(seed: config.seed, step: step)
+            if rank > 0 { g = RandomGenerator(seed: g.next() ^ UInt64(rank) &* 0xA24B_AED4_963E_E407) }
             DefaultRandom.generator = Self.stepGenerator(seed: config.seed &+ 1, step: step)
-            let (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: config.train.gradClip, generator: &g)
+            var (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: config.train.gradClip, generator: &g,
+                                                 reduceGradients: averager.map { a in { a.average() } })
             scheduler.step()
+            var interrupt = shouldStop()
+            if let mpi {
+                // The loss terms averaged over the ranks (the global batch's), and whether any rank was interrupted.
+                let v = try mpi.allReduce(terms.map(\.1) + [interrupt ? 1 : 0], "the loss all-reduce")
+                for i in terms.indices { terms[i].1 = v[i] / Double(ranks) }
+                interrupt = v[terms.count] > 0
+            }
             guard terms[0].1.isFinite else {
-                throw TrainingError("the loss is not finite at step \(step + 1) (\(terms.map { "\($0.0) \($0.1)" }.joined(separator: ", "))); the last checkpoint (step \(lastSaved)) is intact")
+                throw TrainingError("the loss is not finite at step \(step + 1) (\(terms.map { "\($0.0) \($0.1)" }.joined(separator: ", "))); the last checkpoint (step \(lastCheckpointStep)) is intact")
             }
             step += 1
             let stepSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            let clips = Double(task.clipCount(batch))
+            let clips = Double(task.clipCount(batch) * ranks)
             var fields: [(String, Double)] = [("step", Double(step))]
             fields += terms
             fields += [("lr", lr), ("grad_norm", norm), ("clips_per_s", clips / stepSeconds),
                        ("data_wait", wait / stepSeconds), ("step_s", stepSeconds),
                        ("forward_s", tm.forward), ("backward_s", tm.backward),
                        ("elapsed_s", Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9)]
-            try run.appendMetrics(fields)
-            if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {
-                run.log(line)
+            if mpi != nil { fields += [("ranks", Double(ranks)), ("allreduce_s", tm.allReduce)] }
+            let stop = interrupt || (stopAfter.map { step - startStep >= $0 } ?? false)
+            let checkpointDue = step % config.train.checkpointEvery == 0 || step == totalSteps || stop
+            if isLeader {
+                try run.appendMetrics(fields)
+                if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {
+                    run.log(line)
+                }
+                if checkpointDue {
+                    let p = try saveCheckpoint(configYAML: configYAML)
+                    run.log("checkpoint step \(step): \(p)")
+                }
             }
-            let stop = shouldStop() || (stopAfter.map { step - startStep >= $0 } ?? false)
-            if step % config.train.checkpointEvery == 0 || step == totalSteps || stop {
-                let p = try saveCheckpoint(configYAML: configYAML)
-                lastSaved = step
-                run.log("checkpoint step \(step): \(p)")
-            }
+            if checkpointDue { lastCheckpointStep = step }
             if stop && step < totalSteps {
-                progress?.finish(message: "interrupted at step \(step)/\(totalSteps); checkpoint written to \(run.latestCheckpointPath)")
+                if isLeader {
+                    progress?.finish(message: "interrupted at step \(step)/\(totalSteps); checkpoint written to \(run.latestCheckpointPath)")
+                }
                 return .interrupted(step: step)
             }
         }
-        progress?.finish(message: "finished \(totalSteps) steps; checkpoint \(run.latestCheckpointPath), metrics \(run.metricsPath)")
+        if isLeader {
+            progress?.finish(message: "finished \(totalSteps) steps; checkpoint \(run.latestCheckpointPath), metrics \(run.metricsPath)")
+        }
         return .finished(step: step)
     }
 }

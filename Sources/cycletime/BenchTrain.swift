@@ -23,18 +23,25 @@ struct BenchTrain: ParsableCommand {
     @Flag(help: "Print the figures as one JSON object.") var json = false
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Option(help: .hidden) var child: String?
+    @Option(help: "Data-parallel benchmark under mpirun with this many ranks (BenchDistributed.swift): all-reduce time and share, scaling efficiency, bandwidth.")
+    var ranks: Int?
+    @Option(help: "Batch per rank of the --ranks benchmark.") var batch = 2
     @Option(help: "Upper bound of the storage cache (freed buffers kept for reuse), MiB.") var cacheMib = StorageCache.limitBytes >> 20
 
     static let known = ["timecycle-r18", "timecycle-r50", "crw-r18"]
 
     func validate() throws {
+        if let r = ranks, r < 2 { throw ValidationError("--ranks must be at least 2 (got \(r))") }
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
         for c in cases where !Self.known.contains(c) {
             throw ValidationError("unknown case '\(c)' (known: \(Self.known.joined(separator: ", ")))")
         }
     }
 
     func run() throws {
+        if child == "mpi" { return try runDistributedChild() }
         if let c = child { return try runCase(c) }
+        if let n = ranks { return try runDistributed(ranks: n) }
         let r = BenchReport(json: json)
         let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
@@ -109,11 +116,7 @@ struct BenchTrain: ParsableCommand {
             batch = c == "timecycle-r50" ? 2 : 4
             let task = TimeCycleTask(config: cfg, videos: [])
             params = task.model.parameterCount
-            let s = cfg.timecycle.frameSize, p = cfg.timecycle.patchSize
-            let theta = Tensor(uninitialized: [batch, 2, 3])
-            for i in 0..<batch { for (k, v) in [Float(1.0 / 3), 0, 0.2, 0, Float(1.0 / 3), -0.1].enumerated() { theta.data[i * 6 + k] = v } }
-            let b = TimeCycleBatch(clip: randn([batch, cfg.data.clipOffsets.count, 3, s, s]), image: randn([batch, 3, s, s]),
-                                   patch: randn([batch, 3, p, p]), theta: theta)
+            let b = timeCycleBenchBatch(cfg, batch: batch, generator: &g)
             timings = measureSteps(task, batch: b, optimizer: makeOptimizer(cfg.optimizer, parameters: task.model.namedParameters().map { (name: $0.0, tensor: $0.1) }),
                                    gradClip: cfg.train.gradClip)
         default:

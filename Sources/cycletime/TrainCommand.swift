@@ -1,5 +1,6 @@
 import ArgumentParser
 import CycleTimeCore
+import CycleTimeDistributed
 import CycleTimeTraining
 import Dispatch
 import Foundation
@@ -15,7 +16,9 @@ struct TrainCommand: ParsableCommand {
             state_dict with torchvision encoder keys under 'encoder.', optimizer state under \
             'optimizer.', step and RNG in the metadata; latest.safetensors is the newest). Ctrl-C \
             finishes the current step, writes a checkpoint and exits with status 130; --resume \
-            continues from the latest checkpoint exactly as an uninterrupted run would.
+            continues from the latest checkpoint exactly as an uninterrupted run would. \
+            `mpirun -np N cycletime train --config C` trains data-parallel on N ranks (batch_size per \
+            rank; only rank 0 writes the run directory; config section 'distributed').
             """)
 
     @Option(help: "The run config (YAML).") var config: String
@@ -25,10 +28,15 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let trainer = try makeTrainer(configPath: config, overrides: overrides)
-        trainer.progress = ProgressReporter(every: trainer.config.train.logEvery)
-        let interrupt = Interrupt.install()
+        if trainer.isLeader { trainer.progress = ProgressReporter(every: trainer.config.train.logEvery) }
+        let interrupt = Interrupt.install(what: trainer.mpi.map {
+            "\($0.label): stop requested (Ctrl-C, or mpirun ending the job because a rank ended): finishing the step with the other ranks; rank 0 writes a checkpoint"
+        } ?? "finishing the current step and writing a checkpoint")
         trainer.shouldStop = { interrupt.requested }
+        // Under mpirun: MPI_Finalize only after a run every rank ended the same way (after an
+        // error the process exits non-zero and mpirun ends the other ranks).
         let outcome = try trainer.train(resume: resume, stopAfter: nil)
+        trainer.mpi?.finalize()
         if case .interrupted = outcome { throw ExitCode(130) }
     }
 }
@@ -42,7 +50,7 @@ final class Interrupt: @unchecked Sendable {
 
     var requested: Bool { lock.lock(); defer { lock.unlock() }; return flag }
 
-    static func install() -> Interrupt {
+    static func install(what: String = "finishing the current step and writing a checkpoint") -> Interrupt {
         let i = Interrupt()
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
@@ -56,7 +64,7 @@ final class Interrupt: @unchecked Sendable {
                     FileHandle.standardError.write(Data("\ninterrupted again: exiting now; the last checkpoint is kept\n".utf8))
                     _exit(128 + sig)
                 }
-                FileHandle.standardError.write(Data("\ninterrupt: finishing the current step and writing a checkpoint (again to abort)\n".utf8))
+                FileHandle.standardError.write(Data("\ninterrupt: \(what) (again to abort)\n".utf8))
             }
             s.resume()
             i.sources.append(s)
