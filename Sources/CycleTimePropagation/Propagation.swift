@@ -146,6 +146,7 @@ public final class LabelPropagator: Propagator {
         var local = [Float](repeating: 0, count: tilesX * T * T * maxWin)
         let top = TopKStore(queries: T * w, k: K)
         let saved = BLAS.threads
+        BLAS.threads = 1
         defer { BLAS.threads = saved }
 
         for y0 in stride(from: 0, to: h, by: T) {
@@ -161,23 +162,28 @@ public final class LabelPropagator: Propagator {
                 }
             }
             top.reset(nqBand)
-            // First frame: dense, one GEMM for the band.
-            BLAS.threads = saved
-            ctx[0].features.withUnsafeBufferPointer { fb in
-                BLAS.sgemm(transA: false, transB: true, m: nqBand, n: hw, k: c, a: qT, lda: c, b: fb.baseAddress!, ldb: c, c: &dense, ldc: hw)
-            }
-            BLAS.threads = 1
-            dense.withUnsafeBufferPointer { d in
-                let dp = UnsafeSendable(d.baseAddress!)
-                Parallel.chunks(nqBand, costPerItem: hw) { r in
-                    for i in r {
-                        let row = dp.p + i * hw
-                        var j = 0
-                        while top.count(i) < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
-                        var m = top.minimum(i)
-                        while j < hw {
-                            if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minimum(i) }
-                            j += 1
+            // First frame: dense, one single-threaded GEMM per worker's rows (OpenBLAS stays at one
+            // thread for the whole prediction: switching its pool on and off per band leaves its
+            // idle thread spinning against ours), then the top-k scan of the same rows.
+            qT.withUnsafeBufferPointer { qb in
+                let qp = UnsafeSendable(qb.baseAddress!)
+                ctx[0].features.withUnsafeBufferPointer { fb in
+                    let fp = UnsafeSendable(fb.baseAddress!)
+                    dense.withUnsafeMutableBufferPointer { d in
+                        let dp = SendablePointer(d.baseAddress!)
+                        Parallel.chunks(nqBand, costPerItem: hw * c) { r in
+                            BLAS.sgemm(transA: false, transB: true, m: r.count, n: hw, k: c, a: qp.p + r.lowerBound * c, lda: c,
+                                       b: fp.p, ldb: c, c: dp + r.lowerBound * hw, ldc: hw)
+                            for i in r {
+                                let row = UnsafePointer(dp + i * hw)
+                                var j = 0
+                                while top.count(i) < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
+                                var m = top.minimum(i)
+                                while j < hw {
+                                    if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minimum(i) }
+                                    j += 1
+                                }
+                            }
                         }
                     }
                 }
