@@ -36,6 +36,9 @@ struct PropagationArguments: ParsableArguments {
     @Option(help: "Neighbours kept: over all context nodes (crw 10), per context frame (timecycle 5)") var topk: Int?
     @Option(name: .customLong("square-size"), help: "Squash frames to this square size before the encoder (timecycle 320; 0 = keep the frame size)")
     var squareSize: Int?
+    @Flag(help: "Also write the labels drawn on the frames: <out>/overlays/<sequence>/<frame>.png and <out>/overlays/<sequence>.mp4 (JHMDB: <clip>/overlays/ and overlays.mp4)")
+    var overlays = false
+    @Option(name: .customLong("overlay-fps"), help: "Frame rate of the overlay videos") var overlayFps: Double = 12
 
     func validate() throws {
         let n = [checkpoint != nil, imagenet != nil, randomInit, pixels].filter { $0 }.count
@@ -155,15 +158,17 @@ struct PropagateDAVIS: ParsableCommand {
     func propagateSequence(_ seq: DAVISSequence, extractor: FeatureExtractor, tick: () -> Void) throws {
         guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
         try propagateMaskSequence(name: seq.name, framePaths: seq.framePaths, firstMaskPath: firstPath, extractor: extractor,
-                                  options: args.options, out: out, maxFrames: maxFrames, tick: tick)
+                                  options: args.options, out: out, maxFrames: maxFrames,
+                                  overlayFps: args.overlays ? args.overlayFps : nil, tick: tick)
     }
 }
 
 /// Propagates a first-frame mask through `framePaths`, writing `<out>/<name>/<frame stem>.png`
 /// (frame 0 = the given mask; same palette, or gray when the mask has none). The folder is
-/// written as `<out>/.<name>.partial` and renamed when complete.
+/// written as `<out>/.<name>.partial` and renamed when complete. With `overlayFps`, the labels
+/// drawn on the frames go to `<out>/overlays/<name>/` and `<out>/overlays/<name>.mp4`.
 func propagateMaskSequence(name: String, framePaths: [String], firstMaskPath: String, extractor: FeatureExtractor,
-                           options: PropagationOptions, out: String, maxFrames: Int?, tick: () -> Void) throws {
+                           options: PropagationOptions, out: String, maxFrames: Int?, overlayFps: Double? = nil, tick: () -> Void) throws {
     let first: Image
     do { first = try Image.readPNG(firstMaskPath) } catch { throw EvaluationError("\(error)") }
     guard first.channels == 1 else { throw EvaluationError("\(firstMaskPath): not a palette or gray PNG") }
@@ -171,9 +176,18 @@ func propagateMaskSequence(name: String, framePaths: [String], firstMaskPath: St
     try? FileManager.default.removeItem(atPath: partial)
     try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
     let stems = framePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+    let overlay = try overlayFps.map { fps -> OverlayWriter in
+        try FileManager.default.createDirectory(atPath: out + "/overlays", withIntermediateDirectories: true)
+        return try OverlayWriter(dir: out + "/overlays/" + name, fps: fps)
+    }
     func write(_ ids: [Int], _ t: Int) throws {
         let img = Image(width: first.width, height: first.height, channels: 1, pixels: ids.map { UInt8(clamping: $0) }, palette: first.palette)
         do { try img.writePNG(partial + "/" + stems[t] + ".png") } catch { throw EvaluationError("\(error)") }
+        if let overlay {
+            let frame: Image
+            do { frame = try Image.read(framePaths[t]) } catch { throw EvaluationError("\(error)") }
+            try overlay.add(OverlayWriter.mask(frame, labels: ids, width: first.width, height: first.height, palette: first.palette), stem: stems[t])
+        }
     }
     try write(first.pixels.map(Int.init), 0)
     tick()
@@ -188,6 +202,7 @@ func propagateMaskSequence(name: String, framePaths: [String], firstMaskPath: St
     let final = out + "/" + name
     try? FileManager.default.removeItem(atPath: final)
     try FileManager.default.moveItem(atPath: partial, toPath: final)
+    try overlay?.finish()
 }
 
 struct PropagateVIP: ParsableCommand {
@@ -213,7 +228,8 @@ struct PropagateVIP: ParsableCommand {
         for (vi, v) in videos.enumerated() {
             guard let m0 = v.maskPaths[0] else { throw EvaluationError("\(root): video '\(v.name)' has no mask of its first frame") }
             try propagateMaskSequence(name: v.name, framePaths: v.framePaths, firstMaskPath: m0, extractor: extractor,
-                                      options: args.options, out: out, maxFrames: maxFrames) { progress.tick("[\(vi + 1)/\(videos.count)] \(v.name)") }
+                                      options: args.options, out: out, maxFrames: maxFrames,
+                                      overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(vi + 1)/\(videos.count)] \(v.name)") }
         }
         progressDone()
         print("results in \(out); score them with: cycletime eval vip --root \(root) --results \(out)")
@@ -260,6 +276,16 @@ struct PropagateJHMDB: ParsableCommand {
             let dir = out + "/\(clip.className)/\(clip.name)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try JHMDBEvaluation.writeKeypoints(keypoints, to: dir + "/keypoints.csv")
+            if args.overlays {
+                let overlay = try OverlayWriter(dir: dir + "/overlays", fps: args.overlayFps)
+                for (t, points) in keypoints.enumerated() {
+                    let frame: Image
+                    do { frame = try Image.read(clip.framePaths[t]) } catch { throw EvaluationError("\(error)") }
+                    let stem = ((clip.framePaths[t] as NSString).lastPathComponent as NSString).deletingPathExtension
+                    try overlay.add(OverlayWriter.keypoints(frame, points), stem: stem)
+                }
+                try overlay.finish()
+            }
         }
         progressDone()
         print("keypoints in \(out); score them with: cycletime eval jhmdb --root \(root) --results \(out)")

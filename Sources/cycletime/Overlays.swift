@@ -1,0 +1,72 @@
+import CycleTimePropagation
+import CycleTimeReport
+import CycleTimeVideo
+import Foundation
+
+/// `--overlays` of the propagate commands: each frame with its propagated labels drawn on it, as
+/// `<dir>/<frame>.png` and the whole sequence as `<dir>.mp4`. Both are written under temporary
+/// names and renamed by `finish()`, so an interrupted run leaves no overlay that looks complete.
+final class OverlayWriter {
+    let dir: String, partial: String, videoPath: String, videoPartial: String
+    let fps: Double
+    private var video: VideoWriter?
+
+    init(dir: String, fps: Double) throws {
+        self.dir = dir; self.fps = fps
+        let parent = (dir as NSString).deletingLastPathComponent, name = (dir as NSString).lastPathComponent
+        partial = parent + "/." + name + ".partial"
+        videoPath = dir + ".mp4"
+        videoPartial = parent + "/." + name + ".partial.mp4"
+        try? FileManager.default.removeItem(atPath: partial)
+        try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
+    }
+
+    /// Adds frame `stem` (frames must come in order).
+    func add(_ canvas: Canvas, stem: String) throws {
+        do {
+            try canvas.image.writePNG(partial + "/" + stem + ".png")
+            // The encoder needs even sizes: drop a last odd row or column.
+            let w = canvas.width & ~1, h = canvas.height & ~1
+            if video == nil { video = try VideoWriter(path: videoPartial, width: w, height: h, fps: fps) }
+            let c = (w == canvas.width && h == canvas.height) ? canvas : canvas.cropped(x: 0, y: 0, width: w, height: h)
+            try video?.write(rgb: c.rgb)
+        } catch { throw EvaluationError("overlays \(dir): \(error)") }
+    }
+
+    func finish() throws {
+        do {
+            try video?.finish()
+            video = nil
+            try? FileManager.default.removeItem(atPath: dir)
+            try FileManager.default.moveItem(atPath: partial, toPath: dir)
+            if FileManager.default.fileExists(atPath: videoPartial) {
+                try? FileManager.default.removeItem(atPath: videoPath)
+                try FileManager.default.moveItem(atPath: videoPartial, toPath: videoPath)
+            }
+        } catch { throw EvaluationError("overlays \(dir): \(error)") }
+    }
+
+    /// A frame with a label map (palette colours at half opacity, opaque outlines).
+    static func mask(_ frame: Image, labels: [Int], width: Int, height: Int, palette: [[UInt8]]?) -> Canvas {
+        var c = Canvas(image: frame)
+        c.overlayLabels(labels.map { UInt8(clamping: $0) }, width: width, height: height, palette: palette, alpha: 0.5, outline: true)
+        return c
+    }
+
+    /// JHMDB's skeleton (1-based joints: neck, belly, face, shoulders R/L, hips R/L, elbows R/L,
+    /// knees R/L, wrists R/L, ankles R/L).
+    static let skeleton = [(1, 3), (1, 2), (1, 4), (1, 5), (2, 6), (2, 7), (4, 8), (8, 12), (5, 9), (9, 13), (6, 10), (10, 14), (7, 11), (11, 15)]
+
+    /// A frame with keypoints (0-based pixels; negative = not predicted), one colour per joint.
+    static func keypoints(_ frame: Image, _ points: [Point2]) -> Canvas {
+        var c = Canvas(image: frame)
+        func ok(_ i: Int) -> Bool { i < points.count && points[i].x >= 0 && points[i].y >= 0 }
+        for (a, b) in skeleton where ok(a - 1) && ok(b - 1) {
+            c.line(points[a - 1].x, points[a - 1].y, points[b - 1].x, points[b - 1].y, RGB(255, 255, 255), thickness: 2)
+        }
+        for (j, p) in points.enumerated() where ok(j) {
+            c.fillCircle(cx: p.x, cy: p.y, radius: 3.5, Colormap.turbo(Double(j) / Double(max(points.count - 1, 1))))
+        }
+        return c
+    }
+}
