@@ -42,17 +42,19 @@ final class PropagationTests: XCTestCase {
     }
 }
 
-final class LabelPropagatorTests: XCTestCase {
-    func normalizedRandom(_ n: Int, _ c: Int, seed: UInt64) -> [Float] {
-        let t = randn([n, c], seed: seed)
-        var v = Array(UnsafeBufferPointer(start: t.data, count: n * c))
-        for i in 0..<n {
-            var s: Float = 0
-            for k in 0..<c { s += v[i * c + k] * v[i * c + k] }
-            for k in 0..<c { v[i * c + k] /= s.squareRoot() }
-        }
-        return v
+/// n random rows of c values, each L2-normalized: features [n, C] for propagator tests.
+func normalizedRandom(_ n: Int, _ c: Int, seed: UInt64) -> [Float] {
+    let t = randn([n, c], seed: seed)
+    var v = Array(UnsafeBufferPointer(start: t.data, count: n * c))
+    for i in 0..<n {
+        var s: Float = 0
+        for k in 0..<c { s += v[i * c + k] * v[i * c + k] }
+        for k in 0..<c { v[i * c + k] /= s.squareRoot() }
     }
+    return v
+}
+
+final class LabelPropagatorTests: XCTestCase {
 
     /// The dense procedure written plainly: every context node scored, radius mask on the preceding
     /// frames only, top-k by sorting, softmax, weighted labels.

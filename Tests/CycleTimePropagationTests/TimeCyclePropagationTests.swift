@@ -7,17 +7,6 @@ import XCTest
 @testable import cycletime
 
 final class TimeCyclePropagationTests: XCTestCase {
-    func normalizedRandom(_ n: Int, _ c: Int, seed: UInt64) -> [Float] {
-        let t = randn([n, c], seed: seed)
-        var v = Array(UnsafeBufferPointer(start: t.data, count: n * c))
-        for i in 0..<n {
-            var s: Float = 0
-            for k in 0..<c { s += v[i * c + k] * v[i * c + k] }
-            for k in 0..<c { v[i * c + k] /= s.squareRoot() }
-        }
-        return v
-    }
-
     /// TimeCycle's test procedure written plainly (in Double): per context frame a softmax over
     /// all its cells, the top-k probabilities (sorted) times the labels, summed; divided by the
     /// number of context frames; each label channel min-max normalized.
