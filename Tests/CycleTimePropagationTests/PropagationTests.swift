@@ -5,24 +5,24 @@ import Foundation
 import TestSupport
 import XCTest
 
-final class PropagationTests: XCTestCase {
-    /// Crops of `img` (and its mask) at the given offsets: a real image moving by known shifts.
-    func crops(_ img: Image, _ mask: Image, offsets: [(Int, Int)], width: Int, height: Int) -> ([Image], [[Int]]) {
-        var frames: [Image] = [], masks: [[Int]] = []
-        for (ox, oy) in offsets {
-            var px = [UInt8](repeating: 0, count: width * height * 3), m = [Int](repeating: 0, count: width * height)
-            for y in 0..<height {
-                for x in 0..<width {
-                    let s = (y + oy) * img.width + (x + ox)
-                    for c in 0..<3 { px[(y * width + x) * 3 + c] = img.pixels[s * 3 + c] }
-                    m[y * width + x] = Int(mask.pixels[s])
-                }
+/// Crops of `img` (and its mask) at the given offsets: a real image moving by known shifts.
+func crops(_ img: Image, _ mask: Image, offsets: [(Int, Int)], width: Int, height: Int) -> ([Image], [[Int]]) {
+    var frames: [Image] = [], masks: [[Int]] = []
+    for (ox, oy) in offsets {
+        var px = [UInt8](repeating: 0, count: width * height * 3), m = [Int](repeating: 0, count: width * height)
+        for y in 0..<height {
+            for x in 0..<width {
+                let s = (y + oy) * img.width + (x + ox)
+                for c in 0..<3 { px[(y * width + x) * 3 + c] = img.pixels[s * 3 + c] }
+                m[y * width + x] = Int(mask.pixels[s])
             }
-            frames.append(Image(width: width, height: height, channels: 3, pixels: px)); masks.append(m)
         }
-        return (frames, masks)
+        frames.append(Image(width: width, height: height, channels: 3, pixels: px)); masks.append(m)
     }
+    return (frames, masks)
+}
 
+final class PropagationTests: XCTestCase {
     /// Acceptance 2: raw-pixel (Lab) features keep J above 0.9 on a real image moved by known shifts.
     func testPixelPropagationOnShiftedRealImage() throws {
         let root = try requireSharedData("davis-mini")

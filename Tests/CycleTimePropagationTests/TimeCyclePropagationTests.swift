@@ -68,19 +68,7 @@ final class TimeCyclePropagationTests: XCTestCase {
         let img = try Image.read(root + "/JPEGImages/480p/blackswan/00000.jpg")
         let mask = try Image.readPNG(root + "/Annotations/480p/blackswan/00000.png")
         let W = 400, H = 320
-        var frames: [Image] = [], masks: [[Int]] = []
-        for t in 0..<8 {
-            let ox = 200 + 6 * t, oy = 80 + 3 * t
-            var px = [UInt8](repeating: 0, count: W * H * 3), m = [Int](repeating: 0, count: W * H)
-            for y in 0..<H {
-                for x in 0..<W {
-                    let s = (y + oy) * img.width + (x + ox)
-                    for c in 0..<3 { px[(y * W + x) * 3 + c] = img.pixels[s * 3 + c] }
-                    m[y * W + x] = Int(mask.pixels[s])
-                }
-            }
-            frames.append(Image(width: W, height: H, channels: 3, pixels: px)); masks.append(m)
-        }
+        let (frames, masks) = crops(img, mask, offsets: (0..<8).map { t in (200 + 6 * t, 80 + 3 * t) }, width: W, height: H)
         var js: [Double] = []
         try MaskPropagation.run(frameCount: frames.count, frame: { frames[$0] }, firstMask: masks[0], maskWidth: W, maskHeight: H,
                                 extractor: .pixels(stride: 8, l2Normalize: true), options: .defaults(.timecycle)) { t, pred in
