@@ -5,12 +5,6 @@ import CycleTimeVideo
 import CycleTimeCore
 import TestSupport
 
-func tmpDir() -> String {
-    let d = NSTemporaryDirectory() + "cycletime-data-\(UUID().uuidString)"
-    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
-
 final class DatasetsTests: XCTestCase {
     func testDAVIS() throws {
         let root = try requireSharedData("davis-mini")
@@ -51,7 +45,7 @@ final class DatasetsTests: XCTestCase {
 
     func testJHMDBSplitList() throws {
         let root = try requireSharedData("jhmdb-mini")
-        let splits = tmpDir()
+        let splits = temporaryDirectory()
         let clip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
         try "\(clip).avi 2\nother_clip.avi 1\n".write(toFile: splits + "/catch_test_split1.txt", atomically: true, encoding: .utf8)
         XCTAssertEqual(try JHMDBDataset(root: root, splitDir: splits, split: 1, train: false).clips.map(\.name), [clip])
@@ -60,7 +54,7 @@ final class DatasetsTests: XCTestCase {
 
     func testVIPLayout() throws {
         // A VIP-layout folder written here: Images/<video>/*.jpg, Annotations/Category_ids/<video>/*.png.
-        let root = tmpDir()
+        let root = temporaryDirectory()
         let fm = FileManager.default
         try fm.createDirectory(atPath: root + "/Images/videoA", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: root + "/Annotations/Category_ids/videoA", withIntermediateDirectories: true)

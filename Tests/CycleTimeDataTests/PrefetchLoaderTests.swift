@@ -29,7 +29,7 @@ final class PrefetchLoaderTests: XCTestCase {
 
     func testSkipsBadVideosAndCounts() throws {
         let videos = try requireSharedData("videos")
-        let d = tmpDir()
+        let d = temporaryDirectory()
         FileManager.default.createFile(atPath: d + "/empty.mp4", contents: Data())
         FileManager.default.createFile(atPath: d + "/text.mp4", contents: Data("not a video".utf8))
         let src = try Data(contentsOf: URL(fileURLWithPath: videos + "/vtest.avi"))

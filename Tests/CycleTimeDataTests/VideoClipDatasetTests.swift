@@ -74,7 +74,7 @@ final class VideoClipDatasetTests: XCTestCase {
         let ds = try VideoClipDataset(folder: videos)
         XCTAssertEqual(ds.paths.map { ($0 as NSString).lastPathComponent },
                        ["arm-wrestling.mp4", "gym-basketball.mp4", "pool-cleaning.mp4", "vtest.avi"])
-        let d = tmpDir()
+        let d = temporaryDirectory()
         try "\(videos)/vtest.avi\n\(videos)/pool-cleaning.mp4\n".write(toFile: d + "/list.txt", atomically: true, encoding: .utf8)
         XCTAssertEqual(try VideoClipDataset(listFile: d + "/list.txt").count, 2)
     }

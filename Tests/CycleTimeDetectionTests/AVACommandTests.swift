@@ -82,7 +82,7 @@ final class AVACommandTests: XCTestCase {
     func testTrainTestEvalOnJHMDBAndVideos() throws {
         let exe = try cycletimeExecutable()
         let jhmdb = try requireSharedData("jhmdb-mini"), videos = try requireSharedData("videos")
-        let dir = avaTempDir("e2e")
+        let dir = temporaryDirectory("e2e")
 
         // JHMDB: the clip is a video; 'catch' is class 12 of a small label map (pbtxt form).
         let pm = try XCTUnwrap(try MatFile.read(jhmdb + "/puppet_mask/catch/\(Self.jhmdbClip)/puppet_mask.mat")["part_mask"]?.array)
@@ -154,7 +154,7 @@ final class AVACommandTests: XCTestCase {
     func testBadInputsAreOneLineErrors() throws {
         let exe = try cycletimeExecutable()
         let videos = try requireSharedData("videos")
-        let dir = avaTempDir("bad")
+        let dir = temporaryDirectory("bad")
         try "pool-cleaning,0001,0.1,0.1,0.9,0.9,1,0\n".write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
         try "1: clean\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
         try "{\"pool-cleaning,0001\": [[0.1, 0.1, 0.9, 0.9, 0.95]], \"nowhere,0001\": [[0.1, 0.1, 0.9, 0.9, 0.95]]}\n".write(toFile: dir + "/p.json", atomically: true, encoding: .utf8)
@@ -253,7 +253,7 @@ final class AVACommandTests: XCTestCase {
     /// written as a video) reaches a frame-mAP clearly above chance on held-out videos (seeded).
     func testDetectorFromPretrainedEncoderLearnsMotion() throws {
         let exe = try cycletimeExecutable()
-        let dir = avaTempDir("motion")
+        let dir = temporaryDirectory("motion")
         let writer = try VideoWriter(path: dir + "/pretrain.mp4", width: 64, height: 64, fps: 10)
         let trainRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<36).map { "train\($0)" }, seed: 11, video: writer)
         try writer.finish()

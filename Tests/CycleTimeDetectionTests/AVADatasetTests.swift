@@ -6,19 +6,12 @@ import XCTest
 
 @testable import CycleTimeDetection
 
-/// A fresh temporary folder.
-func avaTempDir(_ name: String) -> String {
-    let p = NSTemporaryDirectory() + "cycletime-ava-tests/\(name)-\(getpid())-\(UUID().uuidString.prefix(8))"
-    try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-}
-
 final class AVADatasetTests: XCTestCase {
     /// mmaction2 (img_00001.jpg) and PySlowFast (<video_id>_000001.jpg) frame folders, and JHMDB's
     /// 00001.png: frames found, counted, read in order; a missing video is an error naming it.
     func testFrameFolderConventions() throws {
         let davis = try requireSharedData("davis-mini") + "/JPEGImages/480p/blackswan"
-        let root = avaTempDir("frames")
+        let root = temporaryDirectory("frames")
         for (video, name) in [("vidA", { (n: Int) in String(format: "img_%05d.jpg", n) }), ("vidB", { (n: Int) in String(format: "vidB_%06d.jpg", n) })] {
             try FileManager.default.createDirectory(atPath: root + "/" + video, withIntermediateDirectories: true)
             for n in 1...7 {

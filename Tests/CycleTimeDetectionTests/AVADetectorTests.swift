@@ -46,7 +46,7 @@ final class AVADetectorTests: XCTestCase {
     func testSlowFastDetector() throws {
         var g = RandomGenerator(seed: 4)
         let enc = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4"), generator: &g)
-        let dir = avaTempDir("slowfast")
+        let dir = temporaryDirectory("slowfast")
         var prefixed: [String: Tensor] = [:]
         for (k, v) in enc.stateDict() { prefixed["encoder." + k] = v }
         try SafeTensors.write(prefixed, to: dir + "/ct.safetensors")
@@ -74,7 +74,7 @@ final class AVADetectorTests: XCTestCase {
     func testLoadEncoderFromCheckpointAndTorchvision() throws {
         var g = RandomGenerator(seed: 9)
         let enc = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer2"), generator: &g)
-        let dir = avaTempDir("encoder")
+        let dir = temporaryDirectory("encoder")
         var prefixed: [String: Tensor] = ["head.weight": Tensor.zeros([2, 2])]
         for (k, v) in enc.stateDict() { prefixed["encoder." + k] = v }
         try SafeTensors.write(prefixed, to: dir + "/ct.safetensors")

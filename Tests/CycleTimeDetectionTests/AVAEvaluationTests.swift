@@ -103,7 +103,7 @@ final class AVAEvaluationTests: XCTestCase {
     /// Excluded keyframes drop both their ground truth and their detections; timestamps compare as
     /// numbers ("0902" in one file, 902 in another).
     func testExcludedAndNumericTimestamps() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory()
         try "v,0902,0,0,0.5,0.5,1,0\nv,903,0,0,0.5,0.5,1,0\n".write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
         try "v,902,0,0,0.5,0.5,1,0.9\nv,0903,0.5,0.5,1,1,1,0.8\n".write(toFile: dir + "/det.csv", atomically: true, encoding: .utf8)
         try "v,903\n".write(toFile: dir + "/ex.csv", atomically: true, encoding: .utf8)
@@ -144,10 +144,4 @@ final class AVAEvaluationTests: XCTestCase {
         // heapreplace pops the smallest tuple (0.5, 1, ...).
         XCTAssertEqual(h.sortedDescending().map(\.action), [2, 3])
     }
-}
-
-func tempDir() -> String {
-    let p = NSTemporaryDirectory() + "cycletime-ava-\(UUID().uuidString)"
-    try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
 }

@@ -5,7 +5,7 @@ import TestSupport
 
 final class AVAFormatsTests: XCTestCase {
     func write(_ text: String, _ name: String) throws -> String {
-        let p = tempDir() + "/" + name
+        let p = temporaryDirectory() + "/" + name
         try text.write(toFile: p, atomically: true, encoding: .utf8)
         return p
     }

@@ -51,7 +51,7 @@ final class RoIHeadTests: XCTestCase {
     /// The results CSV: %04d timestamps, 3-decimal boxes, 4-decimal scores, threshold 0.002 (kept at
     /// equality), readable back by the evaluator's reader.
     func testResultsWriter() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory()
         let path = dir + "/results.csv"
         let key = AVAKey("vid", 902)
         let probs = Tensor([0, 0.51234, 0.0019, 0, 0.002, 0.9], shape: [2, 3])

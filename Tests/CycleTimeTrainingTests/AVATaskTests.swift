@@ -62,7 +62,7 @@ final class AVATaskTests: XCTestCase {
         XCTAssertEqual(c.model.focalAlpha, 3)
         XCTAssertEqual(c.model.focalGamma, 1)
         XCTAssertEqual(c.clipOptions.sampler, AVAClipSampler(frames: 8, interval: 8))
-        let dir = freshDir("ava-config")
+        let dir = temporaryDirectory("ava-config")
         let cfg = try writeTinyRun(dir)
         for (set, expected) in [("data.train_jitter_scales=[32, 64]", "field 'data.train_jitter_scales' must be [low, high] with train_crop <= low <= high"),
                                 ("model.backbone=3d", "field 'model.backbone' '3d' is not 2d, slowonly or slowfast"),
@@ -77,12 +77,12 @@ final class AVATaskTests: XCTestCase {
 
     /// Custom classes: outputs = subset + 1; keyframes whose boxes have no trained class are left out.
     func testCustomClasses() throws {
-        let dir = freshDir("ava-custom")
+        let dir = temporaryDirectory("ava-custom")
         let t = try makeAVATrainer(configPath: try writeTinyRun(dir), overrides: ["data.custom_classes=[12]", "train.batch_size=1"]) { _ in }
         XCTAssertEqual(t.task.detector.roi_head.fc_cls.weight.shape[0], 2)
         XCTAssertEqual(t.task.source.count, 2)
         XCTAssertEqual(t.task.classes.ids, [12])
-        let all = try makeAVATrainer(configPath: try writeTinyRun(freshDir("ava-all"))) { _ in }
+        let all = try makeAVATrainer(configPath: try writeTinyRun(temporaryDirectory("ava-all"))) { _ in }
         XCTAssertEqual(all.task.detector.roi_head.fc_cls.weight.shape[0], 4)
         XCTAssertEqual(all.task.source.count, 4)
     }
@@ -90,7 +90,7 @@ final class AVATaskTests: XCTestCase {
     /// Stopping after 2 steps and resuming gives exactly the weights of an uninterrupted 4-step run
     /// (data jitter, crops, flips and dropout all come from the seed); frozen BN and focal loss train.
     func testResumeIsExactAndFrozenBatchNormFocal() throws {
-        let a = freshDir("ava-a"), b = freshDir("ava-b")
+        let a = temporaryDirectory("ava-a"), b = temporaryDirectory("ava-b")
         let full = try makeAVATrainer(configPath: try writeTinyRun(a)) { _ in }
         XCTAssertEqual(try full.train(resume: false), .finished(step: 4))
         let cfgB = try writeTinyRun(b)
@@ -104,7 +104,7 @@ final class AVATaskTests: XCTestCase {
         let cfgText = try String(contentsOfFile: b + "/run/config.yaml", encoding: .utf8)
         XCTAssertTrue(cfgText.contains("train_jitter_scales"), "config.yaml is the AVA config")
 
-        let c = freshDir("ava-frozen")
+        let c = temporaryDirectory("ava-frozen")
         let frozen = try makeAVATrainer(configPath: try writeTinyRun(c), overrides: ["model.frozen_bn=true", "model.focal=true", "train.steps=2"]) { _ in }
         let before = frozen.task.detector.stateDict()["backbone.encoder.bn1.running_var"]!.clone()
         let bnWeight = frozen.task.detector.stateDict()["backbone.encoder.bn1.weight"]!.clone()

@@ -36,7 +36,7 @@ final class CRWTaskTests: XCTestCase {
     }
 
     func testCRWTrainsCheckpointsAndResumesExactly() throws {
-        let dir = freshDir("crw")
+        let dir = temporaryDirectory("crw")
         let straight = try makeTrainer(configPath: try config(dir, output: dir + "/a", steps: 4))
         straight.warn = { _ in }
         XCTAssertEqual(try straight.train(resume: false, stopAfter: nil), .finished(step: 4))

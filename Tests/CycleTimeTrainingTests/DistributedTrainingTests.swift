@@ -55,7 +55,7 @@ final class DistributedTrainingTests: XCTestCase {
     /// So the check is 1e-4 relative over all parameters, and no more than that noise floor.
     func testTwoRanksGiveTheWeightsOfOneRankWithTheDoubleBatch() throws {
         let exe = try cycletimeExecutable(), mpirun = try mpirun()
-        let dir = freshDir("ddp")
+        let dir = temporaryDirectory("ddp")
         let extra = """
             optimizer:
               name: sgd
@@ -134,7 +134,7 @@ final class DistributedTrainingTests: XCTestCase {
     /// its own message.
     func testADeadRankEndsTheJobWithinTheTimeoutAndResumeContinues() throws {
         let exe = try cycletimeExecutable()
-        let dir = freshDir("ddp-kill")
+        let dir = temporaryDirectory("ddp-kill")
         let timeout = 10.0
         let cfg = try config(dir, "run", batch: 1, steps: 200, extra: "distributed:\n  timeout_seconds: \(timeout)\n")
         let run = dir + "/run"

@@ -1,11 +1,12 @@
 import CycleTimeCore
 import Foundation
+import TestSupport
 import XCTest
 @testable import CycleTimeTraining
 
 final class RunDirectoryTests: XCTestCase {
     func testCheckpointsKeepTheNewestAndLatestPointsToTheLastOne() throws {
-        let run = try RunDirectory(path: freshDir("rundir") + "/run")
+        let run = try RunDirectory(path: temporaryDirectory("rundir") + "/run")
         for step in [10, 20, 30, 40] {
             try run.saveCheckpoint(step: step, tensors: ["w": Tensor([Float(step)], shape: [1])], metadata: ["step": "\(step)"], keep: 2)
         }
@@ -21,7 +22,7 @@ final class RunDirectoryTests: XCTestCase {
     }
 
     func testMetricsLinesAndTruncationOnResume() throws {
-        let run = try RunDirectory(path: freshDir("metrics") + "/run")
+        let run = try RunDirectory(path: temporaryDirectory("metrics") + "/run")
         for s in 1...5 { try run.appendMetrics([("step", Double(s)), ("loss", 1.0 / Double(s)), ("bad", .nan)]) }
         try run.truncateMetrics(afterStep: 3)
         try run.appendMetrics([("step", 4), ("loss", 0.5), ("bad", 1)])
@@ -32,7 +33,7 @@ final class RunDirectoryTests: XCTestCase {
     }
 
     func testAPathUnderAFileIsAClearError() throws {
-        let dir = freshDir("file")
+        let dir = temporaryDirectory("file")
         try Data().write(to: URL(fileURLWithPath: dir + "/f"))
         XCTAssertThrowsError(try RunDirectory(path: dir + "/f/run")) { e in
             XCTAssertTrue("\(e)".contains("is a file, not a folder"), "\(e)")

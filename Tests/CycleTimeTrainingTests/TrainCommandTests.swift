@@ -7,7 +7,7 @@ final class TrainCommandTests: XCTestCase {
     /// Acceptance 5: one clear line and a non-zero exit for each kind of bad input.
     func testBadInputGivesOneLineAndNonZeroExit() throws {
         let exe = try cycletimeExecutable()
-        let dir = freshDir("bad")
+        let dir = temporaryDirectory("bad")
         let videos = try requireSharedData("videos")
         try Data("garbage".utf8).write(to: URL(fileURLWithPath: dir + "/notavideo.txt"))
         try FileManager.default.createDirectory(atPath: dir + "/unreadable", withIntermediateDirectories: true)
@@ -42,7 +42,7 @@ final class TrainCommandTests: XCTestCase {
     /// Ctrl-C finishes the step, writes a checkpoint and exits 130; --resume then completes the run.
     func testInterruptWritesCheckpointAndResumeFinishes() throws {
         let exe = try cycletimeExecutable()
-        let dir = freshDir("sigint")
+        let dir = temporaryDirectory("sigint")
         let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 40)
         let metrics = dir + "/run/metrics.jsonl"
         let r = try runProcess(exe, ["train", "--config", cfg]) { p in

@@ -19,7 +19,7 @@ final class TrainerTests: XCTestCase {
 
     /// Acceptance 3: N steps, stop, resume, N more = an uninterrupted 2N-step run.
     func testResumeEqualsUninterruptedRun() throws {
-        let dir = freshDir("resume")
+        let dir = temporaryDirectory("resume")
         let straight = try writeTinyConfig(dir, output: dir + "/straight", steps: 6)
         let a = try makeTrainer(straight)
         XCTAssertEqual(try a.train(resume: false), .finished(step: 6))
@@ -47,7 +47,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testCheckpointHoldsTorchvisionEncoderKeysOptimizerStepAndRNG() throws {
-        let dir = freshDir("ckpt")
+        let dir = temporaryDirectory("ckpt")
         let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 4)
         let t = try makeTrainer(cfg)
         XCTAssertEqual(try t.train(resume: false), .finished(step: 4))
@@ -79,7 +79,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testAFolderWithNoReadableVideoIsAnError() throws {
-        let dir = freshDir("noread")
+        let dir = temporaryDirectory("noread")
         try FileManager.default.createDirectory(atPath: dir + "/videos", withIntermediateDirectories: true)
         try Data("this is not a video".utf8).write(to: URL(fileURLWithPath: dir + "/videos/broken.mp4"))
         let cfg = dir + "/c.yaml"

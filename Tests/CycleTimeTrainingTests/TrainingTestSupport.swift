@@ -4,13 +4,6 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// A fresh temporary folder.
-func freshDir(_ name: String = "run") -> String {
-    let p = NSTemporaryDirectory() + "cycletime-training-tests/\(name)-\(getpid())-\(UUID().uuidString.prefix(8))"
-    try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-}
-
 /// A small TimeCycle config on the shared test videos: 96x96 frames, 32x32 patches, D 32, batch 2.
 func tinyConfigYAML(output: String, videos: String, steps: Int = 6, extra: String = "") -> String {
     """

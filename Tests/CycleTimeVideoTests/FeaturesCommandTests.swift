@@ -18,7 +18,7 @@ final class FeaturesCommandTests: XCTestCase {
         for (k, t) in model.namedBuffers() where k.hasSuffix("running_mean") || k.hasSuffix("running_var") {
             for i in 0..<t.count { t.data[i] = k.hasSuffix("running_var") ? 0.5 + g.nextFloat() : 0.1 * (g.nextFloat() - 0.5) }
         }
-        let path = tempDir() + "/resnet18.safetensors"
+        let path = temporaryDirectory() + "/resnet18.safetensors"
         try! model.save(to: path)
         return path
     }()
@@ -50,7 +50,7 @@ final class FeaturesCommandTests: XCTestCase {
     /// The brief's example: a 480x854 DAVIS frame, layer3 at stride 8 -> [1, 256, 60, 107].
     func testImageLayer3Stride8MatchesModel() throws {
         let imgPath = try requireSharedData("davis-mini/JPEGImages/480p/blackswan/00000.jpg")
-        let out = tempDir() + "/f.safetensors"
+        let out = temporaryDirectory() + "/f.safetensors"
         try run(["--checkpoint", Self.checkpoint, "--arch", "resnet18", "--layer", "layer3", "--stride8", "--image", imgPath, "--out", out])
         let file = try SafeTensors.read(out)
         let f = try XCTUnwrap(file.tensors["features"])
@@ -77,7 +77,7 @@ final class FeaturesCommandTests: XCTestCase {
     /// A state dict written by torchvision + safetensors.torch.save_file (F16 weights, I64
     /// num_batches_tracked; conv1/bn1/layer1 only) gives torchvision's layer1 features.
     func testTorchvisionCheckpointMatchesPyTorch() throws {
-        let out = tempDir() + "/t.safetensors"
+        let out = temporaryDirectory() + "/t.safetensors"
         try run(["--checkpoint", Fixtures.directory + "/features_resnet18_layer1.safetensors", "--arch", "resnet18",
                  "--layer", "layer1", "--image", Fixtures.directory + "/features_input.png", "--out", out])
         let f = try XCTUnwrap(try SafeTensors.load(out)["features"])
@@ -89,7 +89,7 @@ final class FeaturesCommandTests: XCTestCase {
     /// Video frames in chunks (batch 2, 5 frames: a partial last chunk) equal the model on all frames at once.
     func testVideoFramesMatchModel() throws {
         let video = try requireSharedData("videos/arm-wrestling.mp4")
-        let out = tempDir() + "/v.safetensors"
+        let out = temporaryDirectory() + "/v.safetensors"
         try run(["--checkpoint", Self.checkpoint, "--arch", "resnet18", "--layer", "layer4", "--video", video,
                  "--short-side", "64", "--fps", "7", "--max-frames", "5", "--batch-size", "2", "--out", out])
         let file = try SafeTensors.read(out)
@@ -116,7 +116,7 @@ final class FeaturesCommandTests: XCTestCase {
     /// A checkpoint whose encoder keys carry `encoder.` (plus other keys) loads like the plain one;
     /// `--prefix` names another prefix.
     func testPrefixedCheckpoint() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory()
         let img = try smallImage(dir)
         let plain = try SafeTensors.load(Self.checkpoint)
         var prefixed: [String: Tensor] = ["head.weight": Tensor.zeros([3, 3]), "conv1.weight": Tensor.zeros([1])]
@@ -139,7 +139,7 @@ final class FeaturesCommandTests: XCTestCase {
     /// `--random-init --seed N` is the truncated encoder with torchvision's init drawn from seed N;
     /// `--short-side` on an image resizes bilinearly (F.interpolate, align_corners=False).
     func testRandomInitAndImageShortSide() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory()
         let img = try smallImage(dir)
         try run(["--random-init", "--seed", "3", "--layer", "layer1", "--image", img, "--short-side", "40", "--out", dir + "/r.safetensors"])
         let f = try SafeTensors.load(dir + "/r.safetensors")["features"]!
@@ -159,7 +159,7 @@ final class FeaturesCommandTests: XCTestCase {
     /// The streaming writer: batches appended, header filled at the end (metadata with JSON
     /// specials); an aborted write leaves neither the file nor its temporary.
     func testStreamingWriter() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory()
         let path = dir + "/s.safetensors"
         let meta = ["source": "a \"quoted\" \\ path\nwith newline", "arch": "resnet18"]
         let w = try StreamingFeatureWriter(path: path, frameShape: [2, 1, 3], metadata: meta)
@@ -184,7 +184,7 @@ final class FeaturesCommandTests: XCTestCase {
 
     /// Each bad input: one readable line naming the file/key/field, a non-zero exit, no output file.
     func testBadInputs() throws {
-        let dir = tempDir()
+        let dir = temporaryDirectory()
         let img = try smallImage(dir)
         let ck = Self.checkpoint
         FileManager.default.createFile(atPath: dir + "/empty.safetensors", contents: Data())

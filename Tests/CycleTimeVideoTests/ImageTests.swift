@@ -21,7 +21,7 @@ final class ImageTests: XCTestCase {
         let w = 7, h = 5
         let idx = (0..<(w * h)).map { UInt8($0 % 4) }
         let img = Image(width: w, height: h, channels: 1, pixels: idx, palette: Array(davisPalette().prefix(4)))
-        let p = tempDir() + "/mask.png"
+        let p = temporaryDirectory() + "/mask.png"
         try img.writePNG(p)
         let back = try Image.readPNG(p)
         XCTAssertEqual(back, img)
@@ -31,7 +31,7 @@ final class ImageTests: XCTestCase {
     func testRGBAndGrayRoundTrip() throws {
         let rgb = Image(width: 3, height: 2, channels: 3, pixels: (0..<18).map { UInt8($0 * 13) })
         let gray = Image(width: 4, height: 3, channels: 1, pixels: (0..<12).map { UInt8($0 * 20) })
-        let d = tempDir()
+        let d = temporaryDirectory()
         try rgb.writePNG(d + "/rgb.png")
         try gray.writePNG(d + "/gray.png")
         XCTAssertEqual(try Image.read(d + "/rgb.png"), rgb)
@@ -45,7 +45,7 @@ final class ImageTests: XCTestCase {
         let w = 9, h = 6
         let idx = (0..<(w * h)).map { UInt8(($0 * 7) % 5) }
         let pal = Array(davisPalette().prefix(5))
-        let p = tempDir() + "/pillow.png"
+        let p = temporaryDirectory() + "/pillow.png"
         try Image(width: w, height: h, channels: 1, pixels: idx, palette: pal).writePNG(p)
         let script = """
         import sys
@@ -92,7 +92,7 @@ final class ImageTests: XCTestCase {
     }
 
     func testWrongCRCIsAnError() throws {
-        let p = tempDir() + "/crc.png"
+        let p = temporaryDirectory() + "/crc.png"
         try Image(width: 4, height: 4, channels: 3, pixels: [UInt8](repeating: 77, count: 48)).writePNG(p)
         var data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: p)))
         // IHDR's CRC sits at bytes 29...32 (8 signature + 8 tag + 13 data).
@@ -102,7 +102,7 @@ final class ImageTests: XCTestCase {
     }
 
     func testTruncatedAndBadImages() throws {
-        let d = tempDir()
+        let d = temporaryDirectory()
         let p = d + "/big.png"
         let px = (0..<(64 * 64 * 3)).map { UInt8(($0 * 31) % 251) }
         try Image(width: 64, height: 64, channels: 3, pixels: px).writePNG(p)

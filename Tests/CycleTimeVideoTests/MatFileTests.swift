@@ -76,19 +76,19 @@ final class MatFileTests: XCTestCase {
         bytes.replaceSubrange(0..<header.count, with: header)
         bytes[126] = 0x49; bytes[127] = 0x4D
         bytes.replaceSubrange(512..<520, with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A])
-        let p = NSTemporaryDirectory() + "v73-\(UUID().uuidString).mat"
+        let p = temporaryDirectory() + "/v73.mat"
         try Data(bytes).write(to: URL(fileURLWithPath: p))
         XCTAssertThrowsError(try MatFile.read(p)) { e in XCTAssertTrue("\(e)".contains("7.3"), "\(e)") }
     }
 
     func testBadFiles() throws {
         XCTAssertThrowsError(try MatFile.read("/nonexistent.mat")) { e in XCTAssertTrue("\(e)".contains("no such file")) }
-        let p = NSTemporaryDirectory() + "empty-\(UUID().uuidString).mat"
+        let p = temporaryDirectory() + "/empty.mat"
         FileManager.default.createFile(atPath: p, contents: Data())
         XCTAssertThrowsError(try MatFile.read(p)) { e in XCTAssertTrue("\(e)".contains("empty")) }
         // Truncated compressed file.
         let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/types_plain.mat"))
-        let t = NSTemporaryDirectory() + "trunc-\(UUID().uuidString).mat"
+        let t = temporaryDirectory() + "/trunc.mat"
         try data.prefix(300).write(to: URL(fileURLWithPath: t))
         XCTAssertThrowsError(try MatFile.read(t)) { e in XCTAssertTrue("\(e)".contains("truncated"), "\(e)") }
     }

@@ -10,7 +10,7 @@ final class VideoCommandsTests: XCTestCase {
         let path = try requireSharedData("videos/arm-wrestling.mp4")
         var info = try CycleTimeCommand.parseAsRoot(["video", "info", path])
         try info.run()
-        let out = tempDir() + "/frames"
+        let out = temporaryDirectory() + "/frames"
         var frames = try CycleTimeCommand.parseAsRoot(["video", "frames", path, "--fps", "2", "--short-side", "64", "--out", out, "--format", "jpg"])
         try frames.run()
         let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
@@ -23,7 +23,7 @@ final class VideoCommandsTests: XCTestCase {
 
     /// Bad input gives one readable line and a non-zero exit code, never a crash.
     func testBadInputIsOneLineAndNonZeroExit() throws {
-        let d = tempDir()
+        let d = temporaryDirectory()
         FileManager.default.createFile(atPath: d + "/text.mp4", contents: Data("hello".utf8))
         FileManager.default.createFile(atPath: d + "/empty.mp4", contents: Data())
         for (file, expect) in [("/nonexistent/x.mp4", "no such file"), (d + "/text.mp4", "Invalid data"), (d + "/empty.mp4", "empty file")] {

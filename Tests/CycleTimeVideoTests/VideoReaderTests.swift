@@ -28,12 +28,6 @@ func psnr(_ a: [UInt8], _ b: [UInt8]) -> Double {
     return mse == 0 ? 99 : 10 * log10(255 * 255 / mse)
 }
 
-func tempDir() -> String {
-    let d = NSTemporaryDirectory() + "cycletime-video-\(UUID().uuidString)"
-    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
-
 final class VideoReaderTests: XCTestCase {
     static let videos = ["videos/vtest.avi", "videos/arm-wrestling.mp4", "videos/gym-basketball.mp4", "videos/pool-cleaning.mp4"]
 
@@ -173,7 +167,7 @@ final class VideoReaderTests: XCTestCase {
 
     func testOtherContainersAndCodecs() throws {
         // Made here with ffmpeg: VP9 in WebM and FFV1 in Matroska (no frame count in the header: counted).
-        let d = tempDir()
+        let d = temporaryDirectory()
         for (name, codec) in [("clip.webm", "libvpx-vp9"), ("clip.mkv", "ffv1")] {
             let p = d + "/" + name
             _ = try shell(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=12", "-frames:v", "17",
@@ -220,13 +214,13 @@ final class VideoReaderTests: XCTestCase {
     }
 
     func testEmptyFile() {
-        let p = tempDir() + "/empty.mp4"
+        let p = temporaryDirectory() + "/empty.mp4"
         FileManager.default.createFile(atPath: p, contents: Data())
         assertMediaError({ _ = try VideoReader(p) }, contains: "empty")
     }
 
     func testTextFileNamedMP4() {
-        let p = tempDir() + "/notes.mp4"
+        let p = temporaryDirectory() + "/notes.mp4"
         FileManager.default.createFile(atPath: p, contents: Data("these are not video frames\n".utf8))
         assertMediaError({ _ = try VideoReader(p) }, contains: "notes.mp4: cannot open: Invalid data")
     }
@@ -235,7 +229,7 @@ final class VideoReaderTests: XCTestCase {
         for v in ["videos/vtest.avi", "videos/arm-wrestling.mp4"] {
             let src = try requireSharedData(v)
             let data = try Data(contentsOf: URL(fileURLWithPath: src))
-            let p = tempDir() + "/truncated." + (v as NSString).pathExtension
+            let p = temporaryDirectory() + "/truncated." + (v as NSString).pathExtension
             try data.prefix(data.count / 3).write(to: URL(fileURLWithPath: p))
             assertMediaError({
                 let r = try VideoReader(p)
@@ -245,7 +239,7 @@ final class VideoReaderTests: XCTestCase {
     }
 
     func testAudioOnlyFile() throws {
-        let p = tempDir() + "/tone.m4a"
+        let p = temporaryDirectory() + "/tone.m4a"
         _ = try shell(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-y", p])
         guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("ffmpeg could not make an audio file") }
         assertMediaError({ _ = try VideoReader(p) }, contains: "no video stream")

@@ -6,7 +6,7 @@ import TestSupport
 
 final class VideoWriterTests: XCTestCase {
     func testWriteAndReadBack() throws {
-        let path = tempDir() + "/out.mp4"
+        let path = temporaryDirectory() + "/out.mp4"
         let w = 64, h = 48, n = 10
         var frames: [[UInt8]] = []
         for k in 0..<n {
@@ -35,7 +35,7 @@ final class VideoWriterTests: XCTestCase {
     }
 
     func testMPEG4FallbackAndTensorInput() throws {
-        let path = tempDir() + "/out-mpeg4.mp4"
+        let path = temporaryDirectory() + "/out-mpeg4.mp4"
         let writer = try VideoWriter(path: path, width: 32, height: 32, fps: 5, preferH264: false)
         XCTAssertEqual(writer.codecName, "mpeg4")
         for _ in 0..<3 { try writer.write(Tensor.full([3, 32, 32], 0.5)) }
@@ -46,6 +46,6 @@ final class VideoWriterTests: XCTestCase {
     }
 
     func testOddSizeIsAnError() {
-        XCTAssertThrowsError(try VideoWriter(path: tempDir() + "/x.mp4", width: 33, height: 32))
+        XCTAssertThrowsError(try VideoWriter(path: temporaryDirectory() + "/x.mp4", width: 33, height: 32))
     }
 }

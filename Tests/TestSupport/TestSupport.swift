@@ -173,3 +173,33 @@ public func runProcess(_ executable: String, _ arguments: [String], environment:
     return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
 }
+
+/// A fresh, empty folder for one test's files, under this test process's own temporary root
+/// (`$TMPDIR/cycletime-tests-PID`). The root is removed when the test bundle finishes, so repeated
+/// runs do not fill the disk; set `CYCLETIME_KEEP_TEST_FILES=1` to keep it for inspection.
+public func temporaryDirectory(_ name: String = "tmp") -> String {
+    TestFiles.registerCleanup()
+    let p = TestFiles.root + "/\(name)-\(UUID().uuidString.prefix(8))"
+    try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+    return p
+}
+
+/// Removes the temporary root of `temporaryDirectory` when the test bundle finishes.
+final class TestFiles: NSObject, XCTestObservation {
+    static let root = NSTemporaryDirectory() + "cycletime-tests-\(getpid())"
+    nonisolated(unsafe) static var registered = false
+
+    static func registerCleanup() {
+        guard !registered else { return }
+        registered = true
+        XCTestObservationCenter.shared.addTestObserver(TestFiles())
+    }
+
+    func testBundleDidFinish(_ testBundle: Bundle) {
+        guard ProcessInfo.processInfo.environment["CYCLETIME_KEEP_TEST_FILES"] == nil else {
+            print("test files kept in \(TestFiles.root)")
+            return
+        }
+        try? FileManager.default.removeItem(atPath: TestFiles.root)
+    }
+}
