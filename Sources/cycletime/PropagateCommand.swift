@@ -4,6 +4,7 @@ import CycleTimeData
 import CycleTimeModels
 import CycleTimeNN
 import CycleTimePropagation
+import CycleTimeTraining
 import CycleTimeVideo
 import Foundation
 
@@ -26,6 +27,8 @@ struct PropagationArguments: ParsableArguments {
     @Option(help: "resnet18, resnet34, resnet50, ...") var arch = "resnet18"
     @Option(help: "Feature layer: layer1...layer4") var layer = "layer3"
     @Option(help: "Stage strides, e.g. 1,2,1,1 (output stride 8)") var strides = "1,2,1,1"
+    @Option(help: "Padding of the encoder's convolutions: zeros, reflect, or auto (a CycleTime checkpoint's own: reflect for a CRW run trained with crw.reflect_padding, zeros otherwise)")
+    var padding = "auto"
     @Option(name: .customLong("pixel-stride"), help: "Grid stride of --pixels") var pixelStride = 8
     @Flag(name: .customLong("no-l2"), help: "No per-cell L2 normalization of the features") var noL2 = false
     @Option(help: "Test procedure: crw (the contrastive random walk's, default) or timecycle (TimeCycle's); sets the defaults below")
@@ -48,6 +51,7 @@ struct PropagationArguments: ParsableArguments {
         if o.contextFrames < 0 || o.topK < 1 || !(o.radius > 0) || !(o.temperature > 0) || pixelStride < 1 || (squareSize ?? 0) < 0 {
             throw ValidationError("--context >= 0, --topk >= 1, --radius > 0, --temperature > 0, --square-size >= 0 and --pixel-stride >= 1")
         }
+        if !["auto", "zeros", "reflect"].contains(padding) { throw ValidationError("--padding: auto, zeros or reflect, not '\(padding)'") }
         if parsedStrides == nil { throw ValidationError("--strides: four positive integers, e.g. 1,2,1,1") }
         if ResNetConfig(name: arch) == nil { throw ValidationError("--arch: unknown architecture '\(arch)'") }
         if !FeaturesCommand.layers.contains(layer) { throw ValidationError("--layer: unknown layer '\(layer)'") }
@@ -68,33 +72,63 @@ struct PropagationArguments: ParsableArguments {
         return o
     }
 
-    var encoderDescription: String {
+    func encoderDescription(padding pad: PadMode) -> String {
         let o = options
         let p = "\(o.procedure.rawValue) procedure (context \(o.contextFrames), radius \(o.radius), temperature \(o.temperature), top-\(o.topK)"
             + (o.squareSize.map { ", frames squashed to \($0)x\($0))" } ?? ")")
         if pixels { return "pixels (Lab, stride \(pixelStride)), " + p }
         let w = checkpoint.map { "checkpoint \($0)" } ?? imagenet.map { "imagenet \($0)" } ?? "random-init seed \(seed)"
-        return "\(arch) \(layer) strides \(strides), \(w), " + p
+        return "\(arch) \(layer) strides \(strides), \(pad == .reflect ? "reflect" : "zero") padding, \(w), " + p
     }
 
-    /// The feature extractor (weights loaded, eval mode).
-    func extractor() throws -> FeatureExtractor {
-        if pixels { return .pixels(stride: pixelStride, l2Normalize: !noL2) }
-        let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1])!
+    /// The checkpoint file: `--checkpoint` itself, or a run folder's `checkpoints/latest.safetensors`.
+    func checkpointFile() throws -> String? {
+        guard var path = checkpoint else { return nil }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            path += "/checkpoints/latest.safetensors"
+            guard FileManager.default.fileExists(atPath: path) else { throw EvaluationError("\(path): no checkpoint in the run folder") }
+        }
+        return path
+    }
+
+    /// The encoder's padding: `--padding`, or with `auto` the one the checkpoint was trained with
+    /// (its metadata holds the run's config), so features at test time match training.
+    func paddingMode(checkpoint path: String?) throws -> PadMode {
+        switch padding {
+        case "reflect": return .reflect
+        case "zeros": return .zeros
+        default:
+            guard let path else { return .zeros }
+            let meta: [String: String]
+            do { meta = try SafeTensors.read(path).metadata } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
+            guard meta["objective"] == TrainingObjective.crw.rawValue else { return .zeros }
+            guard let yaml = meta["config"] else {
+                throw EvaluationError("\(path): a CRW checkpoint without its config in the metadata; give --padding zeros or reflect")
+            }
+            do {
+                return try ConfigLoader.decode(TrainConfig.self, yaml: yaml, file: path + " (metadata config)").crw.reflectPadding ? .reflect : .zeros
+            } catch {
+                throw EvaluationError("\(error); give --padding zeros or reflect")
+            }
+        }
+    }
+
+    /// The feature extractor (weights loaded, eval mode) and the padding it uses.
+    func extractor() throws -> (FeatureExtractor, PadMode) {
+        if pixels { return (.pixels(stride: pixelStride, l2Normalize: !noL2), .zeros) }
+        let path = try checkpointFile()
+        let pad = try paddingMode(checkpoint: path)
+        let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1], paddingMode: pad)!
         var g = RandomGenerator(seed: seed)
         let model = ResNet(config: config, initialize: randomInit, generator: &g)
-        if var path = checkpoint {
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-                path += "/checkpoints/latest.safetensors"
-                guard FileManager.default.fileExists(atPath: path) else { throw EvaluationError("\(path): no checkpoint in the run folder") }
-            }
+        if let path {
             try FeaturesCommand.loadEncoder(model, from: path, prefix: "encoder.", description: "\(arch) up to \(layer)")
         } else if let imagenet {
             try FeaturesCommand.loadEncoder(model, from: imagenet, prefix: "", description: "\(arch) up to \(layer)")
         }
         model.eval()
-        return .encoder(model, l2Normalize: !noL2)
+        return (.encoder(model, l2Normalize: !noL2), pad)
     }
 }
 
@@ -139,14 +173,14 @@ struct PropagateDAVIS: ParsableCommand {
             for w in wanted where !names.contains(w) { throw EvaluationError("\(root): no sequence '\(w)' in set '\(set)'") }
             names = wanted
         }
-        let extractor = try args.extractor()
+        let (extractor, pad) = try args.extractor()
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let seqs = try names.map { n -> DAVISSequence in
             do { return try dataset.sequence(n) } catch { throw EvaluationError("\(error)") }
         }
         let total = seqs.map { min($0.frameCount, maxFrames ?? Int.max) }.reduce(0, +)
         let progress = FrameProgress(total: total)
-        progressLine("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription)")
+        progressLine("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription(padding: pad))")
         if isatty(STDERR_FILENO) != 0 { progressDone() }
         for (si, seq) in seqs.enumerated() {
             try propagateSequence(seq, extractor: extractor) { progress.tick("[\(si + 1)/\(seqs.count)] \(seq.name)") }
@@ -219,7 +253,7 @@ struct PropagateVIP: ParsableCommand {
     func run() throws {
         let ds: VIPDataset
         do { ds = try VIPDataset(root: root, split: split) } catch { throw EvaluationError("\(error)") }
-        let extractor = try args.extractor()
+        let (extractor, _) = try args.extractor()
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let videos = try ds.videoNames.map { n -> VIPVideo in
             do { return try ds.video(n) } catch { throw EvaluationError("\(error)") }
@@ -253,7 +287,7 @@ struct PropagateJHMDB: ParsableCommand {
         let ds: JHMDBDataset
         do { ds = try JHMDBDataset(root: root, splitDir: splitDir, split: split, train: false) } catch { throw EvaluationError("\(error)") }
         if ds.clips.isEmpty { throw EvaluationError("\(root): no JHMDB clips with joint_positions.mat") }
-        let extractor = try args.extractor()
+        let (extractor, _) = try args.extractor()
         let progress = FrameProgress(total: ds.clips.map(\.frameCount).reduce(0, +))
         for (ci, clip) in ds.clips.enumerated() {
             let gt = try JHMDBEvaluation.groundTruth(clip)

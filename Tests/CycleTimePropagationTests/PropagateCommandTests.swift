@@ -32,11 +32,48 @@ final class PropagateCommandTests: XCTestCase {
         let expected = FeatureExtractor.encoder(source, l2Normalize: true).features(img)
         for c in [dir + "/run", dir + "/run/checkpoints/latest.safetensors"] {
             let args = try PropagationArguments.parse(["--checkpoint", c])
-            let f = try args.extractor().features(img)
+            let f = try args.extractor().0.features(img)
             XCTAssertEqual(f.height, 6); XCTAssertEqual(f.width, 8); XCTAssertEqual(f.channels, 256)
             var worst: Float = 0
             for i in 0..<f.values.count { worst = max(worst, abs(f.values[i] - expected.values[i])) }
             XCTAssertLessThan(worst, 1e-5, c)
+        }
+    }
+
+    /// A CRW run trained with reflect padding is propagated with reflect padding (read from the
+    /// checkpoint's config), so test-time features are the trained ones; `--padding` overrides it,
+    /// and other checkpoints keep torchvision's zero padding.
+    func testPaddingFollowsTheCheckpointsTrainingConfig() throws {
+        var g = RandomGenerator(seed: 8)
+        let reflect = ResNet(config: ResNetConfig(name: "resnet18", lastStage: "layer3", strides: [1, 2, 1, 1], paddingMode: .reflect)!,
+                             initialize: true, generator: &g)
+        reflect.eval()
+        var dict: [String: Tensor] = [:]
+        for (k, t) in reflect.stateDict() { dict["encoder." + k] = t }
+        let crw = dir + "/crw.safetensors", tc = dir + "/tc.safetensors", bare = dir + "/bare.safetensors"
+        try SafeTensors.write(dict, metadata: ["objective": "crw", "config": "objective: crw\ncrw:\n  reflect_padding: true\n"], to: crw)
+        try SafeTensors.write(dict, metadata: ["objective": "timecycle", "config": "objective: timecycle\n"], to: tc)
+        try SafeTensors.write(dict, metadata: ["objective": "crw"], to: bare)
+        let img = Image(width: 64, height: 48, channels: 3, pixels: (0..<(64 * 48 * 3)).map { UInt8(($0 * 7) % 253) })
+        let expected = FeatureExtractor.encoder(reflect, l2Normalize: true).features(img)
+        func worst(_ args: [String]) throws -> (Float, PadMode) {
+            let (e, pad) = try PropagationArguments.parse(args).extractor()
+            let f = e.features(img)
+            var w: Float = 0
+            for i in 0..<f.values.count { w = max(w, abs(f.values[i] - expected.values[i])) }
+            return (w, pad)
+        }
+        let auto = try worst(["--checkpoint", crw])
+        XCTAssertEqual(auto.1, .reflect); XCTAssertLessThan(auto.0, 1e-5)
+        let forced = try worst(["--checkpoint", crw, "--padding", "zeros"])
+        XCTAssertEqual(forced.1, .zeros); XCTAssertGreaterThan(forced.0, 1e-3)
+        XCTAssertEqual(try worst(["--checkpoint", tc]).1, .zeros)
+        XCTAssertEqual(try worst(["--checkpoint", tc, "--padding", "reflect"]).0, 0, accuracy: 1e-5)
+        XCTAssertThrowsError(try PropagationArguments.parse(["--checkpoint", bare]).extractor()) {
+            XCTAssertTrue("\($0)".contains(bare) && "\($0)".contains("--padding"), "\($0)")
+        }
+        XCTAssertThrowsError(try PropagationArguments.parse(["--checkpoint", crw, "--padding", "circular"])) {
+            XCTAssertTrue("\($0)".contains("--padding"), "\($0)")
         }
     }
 
