@@ -133,9 +133,12 @@ struct FeaturesCommand: ParsableCommand {
     /// Loads the encoder keys of a state dict into `model`: strict for the model's keys (missing
     /// keys, shape mismatches and unexpected keys of the created stages are errors, each one line
     /// naming the file and key); keys of later stages, avgpool and fc are ignored.
-    static func loadEncoder(_ model: ResNet, from path: String, prefix: String?, description: String) throws {
+    /// `tensors`: the file's tensors when the caller has already read it (`path` then only names it).
+    static func loadEncoder(_ model: ResNet, from path: String, tensors: [String: Tensor]? = nil, prefix: String?, description: String) throws {
         let all: [String: Tensor]
-        do { all = try SafeTensors.load(path) } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
+        if let tensors { all = tensors } else {
+            do { all = try SafeTensors.load(path) } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
+        }
         if all.isEmpty { throw FeaturesError("\(path): checkpoint has no tensors") }
         var dict: [String: Tensor] = [:]
         let p = prefix ?? "encoder."

@@ -94,14 +94,12 @@ struct PropagationArguments: ParsableArguments {
 
     /// The encoder's padding: `--padding`, or with `auto` the one the checkpoint was trained with
     /// (its metadata holds the run's config), so features at test time match training.
-    func paddingMode(checkpoint path: String?) throws -> PadMode {
+    func paddingMode(checkpoint path: String?, metadata meta: [String: String]) throws -> PadMode {
         switch padding {
         case "reflect": return .reflect
         case "zeros": return .zeros
         default:
             guard let path else { return .zeros }
-            let meta: [String: String]
-            do { meta = try SafeTensors.read(path).metadata } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
             guard meta["objective"] == TrainingObjective.crw.rawValue else { return .zeros }
             guard let yaml = meta["config"] else {
                 throw EvaluationError("\(path): a CRW checkpoint without its config in the metadata; give --padding zeros or reflect")
@@ -118,12 +116,17 @@ struct PropagationArguments: ParsableArguments {
     func extractor() throws -> (FeatureExtractor, PadMode) {
         if pixels { return (.pixels(stride: pixelStride, l2Normalize: !noL2), .zeros) }
         let path = try checkpointFile()
-        let pad = try paddingMode(checkpoint: path)
+        // The checkpoint is read once: its metadata gives the padding, its tensors the weights.
+        var file: SafeTensors.File?
+        if let path {
+            do { file = try SafeTensors.read(path) } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
+        }
+        let pad = try paddingMode(checkpoint: path, metadata: file?.metadata ?? [:])
         let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1], paddingMode: pad)!
         var g = RandomGenerator(seed: seed)
         let model = ResNet(config: config, initialize: randomInit, generator: &g)
         if let path {
-            try FeaturesCommand.loadEncoder(model, from: path, prefix: "encoder.", description: "\(arch) up to \(layer)")
+            try FeaturesCommand.loadEncoder(model, from: path, tensors: file?.tensors, prefix: "encoder.", description: "\(arch) up to \(layer)")
         } else if let imagenet {
             try FeaturesCommand.loadEncoder(model, from: imagenet, prefix: "", description: "\(arch) up to \(layer)")
         }
