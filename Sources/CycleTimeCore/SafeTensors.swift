@@ -186,7 +186,9 @@ public enum SafeTensors {
     /// interrupted write never leaves a partial file under the final name.
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
         let data = serialize(tensors, metadata: metadata)
-        try writeAtomically(data, to: path)
+        do { try AtomicFile.write(data, to: path) } catch let e as FileWriteError {
+            throw SafeTensorsError.cannotWrite(path: path, reason: e.reason)
+        }
     }
 
     static func jsonString(_ s: String) -> String {
@@ -203,24 +205,5 @@ public enum SafeTensors {
             }
         }
         return out + "\""
-    }
-}
-
-/// Writes `data` to a temporary file in the same folder, then renames it to `path`.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let dir = url.deletingLastPathComponent().path
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-        throw SafeTensorsError.cannotWrite(path: path, reason: "folder \(dir) does not exist")
-    }
-    let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-        throw SafeTensorsError.cannotWrite(path: path, reason: "cannot create a file in \(dir) (permissions?)")
-    }
-    if rename(tmp, path) != 0 {
-        let reason = String(cString: strerror(errno))
-        unlink(tmp)
-        throw SafeTensorsError.cannotWrite(path: path, reason: reason)
     }
 }

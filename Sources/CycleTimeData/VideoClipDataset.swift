@@ -21,8 +21,8 @@ public struct ClipOptions: Sendable {
     public var scaleRange: ClosedRange<Double> = 0.7...1.0
     /// Horizontal flip with probability 1/2 (one draw per clip).
     public var horizontalFlip: Bool = true
-    public var mean: [Float]? = [0.485, 0.456, 0.406]
-    public var std: [Float]? = [0.229, 0.224, 0.225]
+    public var mean: [Float]? = Normalization.imagenet.mean
+    public var std: [Float]? = Normalization.imagenet.std
     /// FFmpeg decoding threads per clip (1 inside the multi-threaded loader).
     public var decoderThreads: Int = 1
     public init() {}

@@ -44,8 +44,8 @@ public struct AVAClipOptions: Sendable, Equatable {
     public var testShortSide = 256
     /// Videos are decoded with their short side at this size (nil: native size); frame folders are read as they are.
     public var decodeShortSide: Int? = 320
-    public var mean: [Float] = [0.485, 0.456, 0.406]
-    public var std: [Float] = [0.229, 0.224, 0.225]
+    public var mean: [Float] = Normalization.imagenet.mean
+    public var std: [Float] = Normalization.imagenet.std
     public init() {}
 }
 

@@ -127,17 +127,12 @@ public final class AVADetector: Module {
     /// the SlowOnly backbone inflates them (I3D). Missing keys and bad shapes are errors naming the
     /// file and key; keys the backbone does not use (fc, heads) are ignored.
     public func loadEncoder(from path: String) throws {
-        let file: SafeTensors.File
-        do { file = try SafeTensors.read(path) } catch {
+        let state: [String: Tensor]
+        do { state = try CheckpointFile(path).encoderState().state } catch {
             let msg = "\(error)"
             throw AVADetectorError(msg.contains(path) ? msg : "\(path): \(msg)")
         }
-        var state: [String: Tensor] = [:]
-        if file.tensors.keys.contains(where: { $0.hasPrefix("encoder.") }) {
-            for (k, v) in file.tensors where k.hasPrefix("encoder.") { state[String(k.dropFirst(8))] = v }
-        } else if file.tensors["conv1.weight"] != nil {
-            state = file.tensors
-        } else {
+        if state["conv1.weight"] == nil {
             throw AVADetectorError("\(path): no encoder weights (neither a CycleTime checkpoint with 'encoder.' keys nor torchvision keys such as 'conv1.weight')")
         }
         do {

@@ -140,18 +140,8 @@ public func writeAVAResults(_ detections: [AVADetection], to path: String, thres
             + String(format: "%.3f,%.3f,%.3f,%.3f,%d,%.4f\n", d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.actionID, d.score)
         n += 1
     }
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp-\(getpid())")
-    do {
-        try Data(text.utf8).write(to: tmp)
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw AVAError(path, "cannot write results: \(error.localizedDescription)")
-    }
-    if rename(tmp.path, path) != 0 {
-        let reason = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: tmp)
-        throw AVAError(path, "cannot write results: \(reason)")
+    do { try AtomicFile.write(text, to: path) } catch let e as FileWriteError {
+        throw AVAError(path, "cannot write results: \(e.reason)")
     }
     return n
 }

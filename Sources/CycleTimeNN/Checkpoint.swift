@@ -5,10 +5,13 @@ import CycleTimeCore
 public enum CheckpointError: Error, CustomStringConvertible {
     /// The file was read but its state dict does not fit the module.
     case stateDict(path: String, error: StateDictError)
+    /// The file is not the checkpoint expected (layout, keys, metadata); the message says how.
+    case invalid(path: String, message: String)
 
     public var description: String {
         switch self {
         case .stateDict(let p, let e): return "\(p): \(e.description)"
+        case .invalid(let p, let m): return "\(p): \(m)"
         }
     }
 }

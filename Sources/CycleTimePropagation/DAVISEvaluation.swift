@@ -266,8 +266,3 @@ extension DAVISEvaluationResult {
         "Sequence,J-Mean,F-Mean\n" + objects.map { "\($0.name),\(String(format: "%.6f", $0.jMean)),\(String(format: "%.6f", $0.fMean))" }.joined(separator: "\n") + "\n"
     }
 }
-
-/// Writes text atomically (CycleTimeCore's temporary file + rename).
-public func writeAtomically(_ text: String, to path: String) throws {
-    do { try CycleTimeCore.writeAtomically(Data(text.utf8), to: path) } catch { throw EvaluationError("\(error)") }
-}

@@ -11,22 +11,17 @@ public struct FrameFeatures: Sendable {
     public var height: Int, width: Int, channels: Int
 }
 
-/// What turns a frame into features: a ResNet (eval mode, ImageNet normalization of the training
-/// pipeline) or the pixels' Lab colour on the stride grid.
+/// What turns a frame into features: a ResNet (eval mode) fed frames normalized as given (ImageNet's
+/// statistics by default, as the released CRW and TimeCycle test code), or the pixels' Lab colour
+/// on the stride grid.
 public enum FeatureExtractor {
-    case encoder(ResNet, l2Normalize: Bool)
+    case encoder(ResNet, l2Normalize: Bool, normalization: Normalization = .imagenet)
     case pixels(stride: Int, l2Normalize: Bool)
-
-    /// The ImageNet normalization of the training data pipeline (ClipOptions defaults).
-    public static var normalization: (mean: [Float], std: [Float]) {
-        let o = ClipOptions()
-        return (o.mean ?? [0, 0, 0], o.std ?? [1, 1, 1])
-    }
 
     /// Feature grid size for an image of height x width.
     public func gridSize(height: Int, width: Int) -> (h: Int, w: Int) {
         switch self {
-        case .encoder(let m, _): return (m.outputSize(height), m.outputSize(width))
+        case .encoder(let m, _, _): return (m.outputSize(height), m.outputSize(width))
         case .pixels(let s, _): return ((height + s - 1) / s, (width + s - 1) / s)
         }
     }
@@ -41,9 +36,8 @@ public enum FeatureExtractor {
             (H == image.height && W == image.width) ? x : F.interpolate(x, size: [H, W], mode: .bilinear, alignCorners: false)
         }
         switch self {
-        case .encoder(let model, let norm):
-            let (mean, std) = Self.normalization
-            let x = squashed(image.tensor(mean: mean, std: std).unsqueezed(axis: 0))
+        case .encoder(let model, let norm, let normalization):
+            let x = squashed(image.tensor(mean: normalization.mean, std: normalization.std).unsqueezed(axis: 0))
             chw = noGrad { model(x) }
             l2 = norm
         case .pixels(let stride, let norm):

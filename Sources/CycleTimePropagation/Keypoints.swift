@@ -126,7 +126,7 @@ public enum JHMDBEvaluation {
     public static func writeKeypoints(_ k: [[Point2]], to path: String) throws {
         var s = "frame,joint,x,y\n"
         for (t, js) in k.enumerated() { for (j, p) in js.enumerated() { s += "\(t),\(j),\(p.x),\(p.y)\n" } }
-        try writeAtomically(s, to: path)
+        try AtomicFile.write(s, to: path)
     }
 
     public static func readKeypoints(_ path: String) throws -> [[Point2]] {

@@ -54,8 +54,8 @@ public struct CRWConfig: Sendable, Equatable, Codable {
     public var patchJitterScale: ClosedRange<Double> = 0.7...0.9
     public var patchJitterAspect: ClosedRange<Double> = (3.0 / 4.0)...(4.0 / 3.0)
     /// Per-channel normalization of the patches (the released IMG_MEAN / IMG_STD).
-    public var mean: [Float] = [0.4914, 0.4822, 0.4465]
-    public var std: [Float] = [0.2023, 0.1994, 0.2010]
+    public var mean: [Float] = Normalization.crw.mean
+    public var std: [Float] = Normalization.crw.std
     /// Frame rate clips are sampled at.
     public var fps: Double = 8
     /// Optimizer (Adam) and multi-step schedule: lr x gamma at each milestone (in epochs, as released).

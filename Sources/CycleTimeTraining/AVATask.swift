@@ -1,5 +1,6 @@
 import CycleTimeCore
 import CycleTimeData
+import CycleTimeModels
 import CycleTimeDetection
 import CycleTimeNN
 import Foundation
@@ -46,8 +47,8 @@ public struct AVADataConfig: Codable, Equatable, Sendable {
     public var cacheMb: Int = 512
     public var workers: Int = 2
     public var prefetch: Int = 4
-    public var mean: [Float] = [0.485, 0.456, 0.406]
-    public var std: [Float] = [0.229, 0.224, 0.225]
+    public var mean: [Float] = Normalization.imagenet.mean
+    public var std: [Float] = Normalization.imagenet.std
     public init() {}
 }
 
@@ -348,11 +349,11 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     }
     let data = try inputs.testDataset(report: report)
     let det = try inputs.makeDetector(loadEncoder: false)
-    let file: SafeTensors.File
-    do { file = try SafeTensors.read(ckpt) } catch { throw TrainingError("\(error)") }
+    let file: CheckpointFile
+    do { file = try CheckpointFile(ckpt) } catch { throw TrainingError("\(error)") }
     if let o = file.metadata["objective"], o != "ava" { throw TrainingError("\(ckpt): a checkpoint of objective '\(o)', not an AVA detector") }
     do {
-        try det.loadStateDict(file.tensors.filter { !$0.key.hasPrefix("optimizer.") }, strict: true)
+        try det.loadStateDict(file.modelState, strict: true)
     } catch {
         throw TrainingError("\(ckpt): the checkpoint does not fit the configured detector: \(error)")
     }

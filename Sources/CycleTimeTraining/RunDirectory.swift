@@ -64,7 +64,7 @@ public final class RunDirectory {
     public var hasCheckpoint: Bool { FileManager.default.fileExists(atPath: latestCheckpointPath) }
 
     public func writeConfig(_ yaml: String) throws {
-        try writeAtomically(Data(yaml.utf8), to: configPath)
+        try AtomicFile.write(Data(yaml.utf8), to: configPath)
     }
 
     // MARK: checkpoints
@@ -79,7 +79,7 @@ public final class RunDirectory {
         let p = checkpointPath(step: step)
         try SafeTensors.write(tensors, metadata: metadata, to: p)
         // latest: a hard link to the new file, swapped in by rename (never a half-written file).
-        let tmp = latestCheckpointPath + ".tmp-\(getpid())"
+        let tmp = AtomicFile.temporaryPath(for: latestCheckpointPath)
         unlink(tmp)
         if link(p, tmp) != 0 {
             try FileManager.default.copyItem(atPath: p, toPath: tmp)
@@ -129,7 +129,7 @@ public final class RunDirectory {
         }
         try? metricsHandle?.close()
         metricsHandle = nil
-        try writeAtomically(Data((kept.map { $0 + "\n" }.joined()).utf8), to: metricsPath)
+        try AtomicFile.write(Data((kept.map { $0 + "\n" }.joined()).utf8), to: metricsPath)
     }
 
     static func json(_ v: Double) -> String {

@@ -38,9 +38,9 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// Background decoding threads and batches prepared ahead.
     public var workers: Int = 2
     public var prefetch: Int = 4
-    /// Per-channel normalization of RGB in [0, 1] (ImageNet's, the same as evaluation uses).
-    public var mean: [Float] = ClipOptions().mean ?? []
-    public var std: [Float] = ClipOptions().std ?? []
+    /// Per-channel normalization of RGB in [0, 1] (ImageNet's, as the released test code uses).
+    public var mean: [Float] = Normalization.imagenet.mean
+    public var std: [Float] = Normalization.imagenet.std
     public init() {}
 }
 
@@ -215,5 +215,30 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         o.mean = data.mean
         o.std = data.std
         return o
+    }
+}
+
+extension TrainConfig {
+    /// The encoder this config trains, as its checkpoints record it.
+    public var encoderSpec: EncoderSpec {
+        switch objective {
+        case .timecycle:
+            return EncoderSpec(arch: timecycle.encoder, lastStage: "layer3", strides: timecycle.encoderStrides, padding: .zeros,
+                               normalization: Normalization(mean: data.mean, std: data.std))
+        case .crw:
+            return EncoderSpec(arch: crw.encoder, lastStage: crw.encoderLastStage, strides: crw.encoderStrides,
+                               padding: crw.reflectPadding ? .reflect : .zeros, normalization: Normalization(mean: crw.mean, std: crw.std))
+        }
+    }
+
+    /// The encoder spec of a pretraining checkpoint written before specs were recorded as metadata
+    /// keys, from the training config embedded in its metadata (`CheckpointFile.encoderSpec`'s
+    /// resolver). Nil for files that are not pretraining checkpoints.
+    public static func resolveEncoderSpec(metadata: [String: String], file: String) throws -> EncoderSpec? {
+        guard let o = metadata["objective"], TrainingObjective(rawValue: o) != nil else { return nil }
+        guard let yaml = metadata["config"] else {
+            throw CheckpointError.invalid(path: file, message: "a \(o) checkpoint without its config in the metadata")
+        }
+        return try ConfigLoader.decode(TrainConfig.self, yaml: yaml, file: file + " (metadata config)").encoderSpec
     }
 }

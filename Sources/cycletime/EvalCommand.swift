@@ -43,11 +43,11 @@ struct EvalDAVIS: ParsableCommand {
         progressDone()
         print(r.table(), terminator: "")
         if !noWrite {
-            try writeAtomically(r.globalCSV(), to: results + "/global_results-\(set).csv")
-            try writeAtomically(r.perSequenceCSV(), to: results + "/per-sequence_results-\(set).csv")
+            try AtomicFile.write(r.globalCSV(), to: results + "/global_results-\(set).csv")
+            try AtomicFile.write(r.perSequenceCSV(), to: results + "/per-sequence_results-\(set).csv")
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(try enc.encode(r), to: results + "/davis-eval-\(set).json")
+            try AtomicFile.write(try enc.encode(r), to: results + "/davis-eval-\(set).json")
         }
     }
 }
@@ -83,11 +83,11 @@ struct EvalJHMDB: ParsableCommand {
         print(header.joined(separator: "  "))
         print(values.joined(separator: "   "))
         if !noWrite {
-            try writeAtomically(header.joined(separator: ",") + "\n" + values.joined(separator: ",") + "\n", to: results + "/pck.csv")
+            try AtomicFile.write(header.joined(separator: ",") + "\n" + values.joined(separator: ",") + "\n", to: results + "/pck.csv")
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try writeAtomically(try enc.encode(r), to: results + "/pck.json")
+            try AtomicFile.write(try enc.encode(r), to: results + "/pck.json")
         }
     }
 }
@@ -109,9 +109,9 @@ struct EvalVIP: ParsableCommand {
         for (k, v) in r.perClass.enumerated() { print("  class \(k): \(v.isNaN ? "absent" : String(format: "%.6f", v))") }
         if !noWrite {
             let csv = "class,iou\n" + r.perClass.enumerated().map { "\($0.offset),\($0.element)" }.joined(separator: "\n") + "\nmean,\(r.mean)\n"
-            try writeAtomically(csv, to: results + "/miou.csv")
+            try AtomicFile.write(csv, to: results + "/miou.csv")
             let obj: [String: Any] = ["miou": r.mean.isNaN ? "nan" : r.mean as Any, "per_class": r.perClass.map { $0.isNaN ? "nan" : $0 as Any }]
-            try writeAtomically(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self), to: results + "/miou.json")
+            try AtomicFile.write(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self), to: results + "/miou.json")
         }
     }
 }

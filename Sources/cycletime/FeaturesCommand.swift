@@ -74,20 +74,14 @@ struct FeaturesCommand: ParsableCommand {
         return ResNet(config: config, initialize: false, generator: &g)
     }
 
-    /// The ImageNet normalization of the training data pipeline.
-    static var normalization: (mean: [Float], std: [Float]) {
-        let o = ClipOptions()
-        return (o.mean!, o.std!)
-    }
-
     func run() throws {
         try checkOutputFolder()
         let model = makeModel()
         if let checkpoint {
-            try Self.loadEncoder(model, from: checkpoint, prefix: prefix, description: "\(arch) up to \(layer)")
+            try CheckpointFile(checkpoint).loadEncoder(into: model, prefix: prefix, description: "\(arch) up to \(layer)")
         }
         model.eval()
-        let (mean, std) = Self.normalization
+        let (mean, std) = (Normalization.imagenet.mean, Normalization.imagenet.std)
         var meta: [String: String] = [
             "arch": arch, "layer": layer, "stride8": stride8 ? "true" : "false",
             "output_stride": String(model.outputStride), "source": image ?? video!,
@@ -128,49 +122,6 @@ struct FeaturesCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), isDir.boolValue {
             throw FeaturesError("\(out): cannot write: it is a folder")
         }
-    }
-
-    /// Loads the encoder keys of a state dict into `model`: strict for the model's keys (missing
-    /// keys, shape mismatches and unexpected keys of the created stages are errors, each one line
-    /// naming the file and key); keys of later stages, avgpool and fc are ignored.
-    /// `tensors`: the file's tensors when the caller has already read it (`path` then only names it).
-    static func loadEncoder(_ model: ResNet, from path: String, tensors: [String: Tensor]? = nil, prefix: String?, description: String) throws {
-        let all: [String: Tensor]
-        if let tensors { all = tensors } else {
-            do { all = try SafeTensors.load(path) } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
-        }
-        if all.isEmpty { throw FeaturesError("\(path): checkpoint has no tensors") }
-        var dict: [String: Tensor] = [:]
-        let p = prefix ?? "encoder."
-        var used = ""  // the prefix actually stripped
-        if !p.isEmpty && all.keys.contains(where: { $0.hasPrefix(p) }) {
-            for (k, t) in all where k.hasPrefix(p) { dict[String(k.dropFirst(p.count))] = t }
-            used = p
-        } else if let prefix, !prefix.isEmpty {
-            throw FeaturesError("\(path): no key starts with the prefix '\(prefix)' (e.g. '\(all.keys.sorted()[0])')")
-        } else {
-            dict = all
-        }
-        let entries = model.namedStateEntries()
-        let stages = Set(entries.map { String($0.0.split(separator: ".")[0]) })
-        for (k, t) in entries {
-            guard let src = dict[k] else {
-                if k.hasSuffix("num_batches_tracked") { continue }
-                let missing = entries.filter { dict[$0.0] == nil && !$0.0.hasSuffix("num_batches_tracked") }.count
-                throw FeaturesError("\(path): missing key '\(used)\(k)' for \(description)"
-                                    + (missing > 1 ? " (\(missing) keys missing)" : "") + " (wrong --arch or --prefix?)")
-            }
-            if src.shape != t.shape {
-                throw FeaturesError("\(path): key '\(used)\(k)' has shape \(src.shape) in the checkpoint but \(t.shape) in \(description) (wrong --arch?)")
-            }
-        }
-        let modelKeys = Set(entries.map { $0.0 })
-        let unexpected = dict.keys.filter { !modelKeys.contains($0) && stages.contains(String($0.split(separator: ".")[0])) }.sorted()
-        if let first = unexpected.first {
-            throw FeaturesError("\(path): unexpected key '\(used)\(first)' for \(description)"
-                                + (unexpected.count > 1 ? " (\(unexpected.count) unexpected keys)" : "") + " (wrong --arch?)")
-        }
-        for (k, t) in entries { if let src = dict[k] { t.assign(src) } }
     }
 
     /// Features of every frame, `batchSize` frames per forward pass, streamed to `path` as they are

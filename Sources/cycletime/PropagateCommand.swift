@@ -29,6 +29,8 @@ struct PropagationArguments: ParsableArguments {
     @Option(help: "Stage strides, e.g. 1,2,1,1 (output stride 8)") var strides = "1,2,1,1"
     @Option(help: "Padding of the encoder's convolutions: zeros, reflect, or auto (a CycleTime checkpoint's own: reflect for a CRW run trained with crw.reflect_padding, zeros otherwise)")
     var padding = "auto"
+    @Option(help: "Input normalization of the frames: imagenet (ImageNet's statistics, what the released CRW and TimeCycle test code use whatever the encoder was trained with) or checkpoint (the encoder's training normalization recorded in a CycleTime checkpoint)")
+    var normalization = "imagenet"
     @Option(name: .customLong("pixel-stride"), help: "Grid stride of --pixels") var pixelStride = 8
     @Flag(name: .customLong("no-l2"), help: "No per-cell L2 normalization of the features") var noL2 = false
     @Option(help: "Test procedure: crw (the contrastive random walk's, default) or timecycle (TimeCycle's); sets the defaults below")
@@ -52,6 +54,8 @@ struct PropagationArguments: ParsableArguments {
             throw ValidationError("--context >= 0, --topk >= 1, --radius > 0, --temperature > 0, --square-size >= 0 and --pixel-stride >= 1")
         }
         if !["auto", "zeros", "reflect"].contains(padding) { throw ValidationError("--padding: auto, zeros or reflect, not '\(padding)'") }
+        if !["imagenet", "checkpoint"].contains(normalization) { throw ValidationError("--normalization: imagenet or checkpoint, not '\(normalization)'") }
+        if normalization == "checkpoint" && checkpoint == nil { throw ValidationError("--normalization checkpoint needs --checkpoint") }
         if parsedStrides == nil { throw ValidationError("--strides: four positive integers, e.g. 1,2,1,1") }
         if ResNetConfig(name: arch) == nil { throw ValidationError("--arch: unknown architecture '\(arch)'") }
         if !FeaturesCommand.layers.contains(layer) { throw ValidationError("--layer: unknown layer '\(layer)'") }
@@ -93,45 +97,44 @@ struct PropagationArguments: ParsableArguments {
     }
 
     /// The encoder's padding: `--padding`, or with `auto` the one the checkpoint was trained with
-    /// (its metadata holds the run's config), so features at test time match training.
-    func paddingMode(checkpoint path: String?, metadata meta: [String: String]) throws -> PadMode {
+    /// (its encoder spec, recorded or derived from its embedded training config), so features at
+    /// test time match training.
+    func paddingMode(_ spec: () throws -> EncoderSpec?) throws -> PadMode {
         switch padding {
         case "reflect": return .reflect
         case "zeros": return .zeros
         default:
-            guard let path else { return .zeros }
-            guard meta["objective"] == TrainingObjective.crw.rawValue else { return .zeros }
-            guard let yaml = meta["config"] else {
-                throw EvaluationError("\(path): a CRW checkpoint without its config in the metadata; give --padding zeros or reflect")
-            }
-            do {
-                return try ConfigLoader.decode(TrainConfig.self, yaml: yaml, file: path + " (metadata config)").crw.reflectPadding ? .reflect : .zeros
-            } catch {
-                throw EvaluationError("\(error); give --padding zeros or reflect")
-            }
+            do { return try spec()?.padding ?? .zeros } catch { throw EvaluationError("\(error); give --padding zeros or reflect") }
         }
+    }
+
+    /// The input normalization: `--normalization imagenet`, or `checkpoint` (the encoder spec's).
+    func inputNormalization(_ spec: () throws -> EncoderSpec?) throws -> Normalization {
+        guard normalization == "checkpoint" else { return .imagenet }
+        guard let s = try spec() else {
+            throw EvaluationError("--normalization checkpoint: the weights record no training normalization (give --normalization imagenet)")
+        }
+        return s.normalization
     }
 
     /// The feature extractor (weights loaded, eval mode) and the padding it uses.
     func extractor() throws -> (FeatureExtractor, PadMode) {
         if pixels { return (.pixels(stride: pixelStride, l2Normalize: !noL2), .zeros) }
-        let path = try checkpointFile()
-        // The checkpoint is read once: its metadata gives the padding, its tensors the weights.
-        var file: SafeTensors.File?
-        if let path {
-            do { file = try SafeTensors.read(path) } catch let e as SafeTensorsError { throw FeaturesError(e.description) }
-        }
-        let pad = try paddingMode(checkpoint: path, metadata: file?.metadata ?? [:])
+        // The checkpoint is read once: its metadata gives the spec, its tensors the weights.
+        let file = try checkpointFile().map { try CheckpointFile($0) }
+        let spec = { try file?.encoderSpec(resolver: TrainConfig.resolveEncoderSpec) }
+        let pad = try paddingMode(spec)
+        let norm = try inputNormalization(spec)
         let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1], paddingMode: pad)!
         var g = RandomGenerator(seed: seed)
         let model = ResNet(config: config, initialize: randomInit, generator: &g)
-        if let path {
-            try FeaturesCommand.loadEncoder(model, from: path, tensors: file?.tensors, prefix: "encoder.", description: "\(arch) up to \(layer)")
+        if let file {
+            try file.loadEncoder(into: model, prefix: "encoder.", description: "\(arch) up to \(layer)")
         } else if let imagenet {
-            try FeaturesCommand.loadEncoder(model, from: imagenet, prefix: "", description: "\(arch) up to \(layer)")
+            try CheckpointFile(imagenet).loadEncoder(into: model, prefix: "", description: "\(arch) up to \(layer)")
         }
         model.eval()
-        return (.encoder(model, l2Normalize: !noL2), pad)
+        return (.encoder(model, l2Normalize: !noL2, normalization: norm), pad)
     }
 }
 

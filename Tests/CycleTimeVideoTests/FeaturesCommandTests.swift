@@ -54,7 +54,7 @@ final class FeaturesCommandTests: XCTestCase {
         try run(["--checkpoint", Self.checkpoint, "--arch", "resnet18", "--layer", "layer3", "--stride8", "--image", imgPath, "--out", out])
         let file = try SafeTensors.read(out)
         let f = try XCTUnwrap(file.tensors["features"])
-        let (mean, std) = FeaturesCommand.normalization
+        let (mean, std) = (Normalization.imagenet.mean, Normalization.imagenet.std)
         let img = try Image.read(imgPath)
         XCTAssertEqual([img.height, img.width], [480, 854])
         let shapeModel = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 1]), initialize: false)
@@ -94,7 +94,7 @@ final class FeaturesCommandTests: XCTestCase {
                  "--short-side", "64", "--fps", "7", "--max-frames", "5", "--batch-size", "2", "--out", out])
         let file = try SafeTensors.read(out)
         let f = try XCTUnwrap(file.tensors["features"])
-        let (mean, std) = FeaturesCommand.normalization
+        let (mean, std) = (Normalization.imagenet.mean, Normalization.imagenet.std)
         let reader = try VideoReader(video, fps: 7, resize: .shortSide(64))
         XCTAssertEqual([reader.outputHeight, reader.outputWidth], [64, 85])
         let x = try reader.readAll(mean: mean, std: std, maxFrames: 5)
@@ -131,7 +131,7 @@ final class FeaturesCommandTests: XCTestCase {
         XCTAssertEqual(a.shape, [1, 128, 7, 9])
         XCTAssertEqual(a.array, try SafeTensors.load(dir + "/b.safetensors")["features"]!.array)
         XCTAssertEqual(a.array, try SafeTensors.load(dir + "/c.safetensors")["features"]!.array)
-        let (mean, std) = FeaturesCommand.normalization
+        let (mean, std) = (Normalization.imagenet.mean, Normalization.imagenet.std)
         let x = try Image.read(img).tensor(mean: mean, std: std).unsqueezed(axis: 0)
         assertClose(a, try reference(x, layer: "layer2", strides: [1, 2, 2, 2]), rtol: 1e-5, atol: 1e-5)
     }
@@ -145,7 +145,7 @@ final class FeaturesCommandTests: XCTestCase {
         let f = try SafeTensors.load(dir + "/r.safetensors")["features"]!
         var g = RandomGenerator(seed: 3)
         let model = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer1"), generator: &g).eval()
-        let (mean, std) = FeaturesCommand.normalization
+        let (mean, std) = (Normalization.imagenet.mean, Normalization.imagenet.std)
         var x = try Image.read(img).tensor(mean: mean, std: std).unsqueezed(axis: 0)
         x = F.interpolate(x, size: [40, 51], mode: .bilinear, alignCorners: false)  // 56x72 -> short side 40
         let expected = noGrad { model(x) }

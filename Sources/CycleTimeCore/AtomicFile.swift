@@ -1,0 +1,111 @@
+import Foundation
+
+/// The error of an output that could not be written; names the path and the system's reason
+/// (e.g. "No space left on device", "Permission denied").
+public struct FileWriteError: Error, CustomStringConvertible, LocalizedError, Equatable {
+    public let path: String
+    public let reason: String
+    public init(_ path: String, _ reason: String) { self.path = path; self.reason = reason }
+    public var description: String { "\(path): cannot write: \(reason)" }
+    public var errorDescription: String? { description }
+}
+
+/// The one way CycleTime writes an output file or folder: into a hidden temporary beside the final
+/// path (`.<name>.tmp-<pid>`), renamed into place only when complete, so an interrupted or failed
+/// write never leaves something under the final name that looks complete. An existing file or
+/// folder at the final path is replaced.
+public enum AtomicFile {
+    /// The hidden temporary of `path` for this process.
+    public static func temporaryPath(for path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+    }
+
+    /// Whether `name` (a file name) is a temporary left by `temporaryPath`, of any process.
+    public static func isTemporary(_ name: String) -> Bool {
+        guard name.hasPrefix("."), let r = name.range(of: ".tmp-", options: .backwards) else { return false }
+        let pid = name[r.upperBound...]
+        return !pid.isEmpty && pid.allSatisfy(\.isNumber)
+    }
+
+    /// Removes the temporaries that `temporaryPath` left in `folder` (a process killed mid-write).
+    /// Returns the names removed.
+    @discardableResult
+    public static func removeTemporaries(in folder: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        let stale = names.filter(isTemporary)
+        for n in stale { try? FileManager.default.removeItem(atPath: folder + "/" + n) }
+        return stale
+    }
+
+    /// Writes `data` to `path` atomically.
+    public static func write(_ data: Data, to path: String) throws {
+        try withTemporary(for: path) { tmp in
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { throw FileWriteError(path, String(cString: strerror(errno))) }
+            defer { close(fd) }
+            try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+                var done = 0
+                while done < buf.count {
+                    let n = Foundation.write(fd, buf.baseAddress! + done, buf.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw FileWriteError(path, String(cString: strerror(errno)))
+                    }
+                    done += n
+                }
+            }
+        }
+    }
+
+    /// Writes `text` (UTF-8) to `path` atomically.
+    public static func write(_ text: String, to path: String) throws {
+        try write(Data(text.utf8), to: path)
+    }
+
+    /// Runs `body` with the temporary path (the body creates a file or a folder there); when it
+    /// returns, the temporary is renamed onto `path`. When the body throws, or the rename fails,
+    /// the temporary is removed and nothing changes at `path`. The containing folder must exist.
+    @discardableResult
+    public static func withTemporary<T>(for path: String, _ body: (String) throws -> T) throws -> T {
+        let fm = FileManager.default
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw FileWriteError(path, "folder \(dir) does not exist")
+        }
+        let tmp = temporaryPath(for: path)
+        try? fm.removeItem(atPath: tmp)
+        let result: T
+        do { result = try body(tmp) } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw error
+        }
+        try moveIntoPlace(tmp, path)
+        return result
+    }
+
+    /// Renames `tmp` onto `path`; a folder already at `path` is moved aside first and removed after.
+    private static func moveIntoPlace(_ tmp: String, _ path: String) throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        var aside: String?
+        if fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            let old = URL(fileURLWithPath: path).deletingLastPathComponent().path + "/." + URL(fileURLWithPath: path).lastPathComponent + ".old-\(getpid())"
+            try? fm.removeItem(atPath: old)
+            guard rename(path, old) == 0 else {
+                let why = String(cString: strerror(errno))
+                try? fm.removeItem(atPath: tmp)
+                throw FileWriteError(path, "cannot replace the existing folder: \(why)")
+            }
+            aside = old
+        }
+        guard rename(tmp, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            if let aside { _ = rename(aside, path) }
+            try? fm.removeItem(atPath: tmp)
+            throw FileWriteError(path, why)
+        }
+        if let aside { try? fm.removeItem(atPath: aside) }
+    }
+}
