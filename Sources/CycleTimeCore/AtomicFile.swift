@@ -81,12 +81,14 @@ public enum AtomicFile {
             try? fm.removeItem(atPath: tmp)
             throw error
         }
-        try moveIntoPlace(tmp, path)
+        try commit(tmp, to: path)
         return result
     }
 
-    /// Renames `tmp` onto `path`; a folder already at `path` is moved aside first and removed after.
-    private static func moveIntoPlace(_ tmp: String, _ path: String) throws {
+    /// Renames a finished temporary (`temporaryPath(for: path)`, written piece by piece by its
+    /// owner) onto `path`; a folder already at `path` is moved aside first and removed after. On
+    /// failure the temporary is removed. `withTemporary` does this for work done in one call.
+    public static func commit(_ tmp: String, to path: String) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         var aside: String?

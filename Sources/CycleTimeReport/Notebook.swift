@@ -1,3 +1,4 @@
+import CycleTimeVideo
 import Foundation
 
 /// A figure of a report: an SVG document or PNG bytes, with the file name it gets beside the

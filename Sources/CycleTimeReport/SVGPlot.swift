@@ -1,3 +1,4 @@
+import CycleTimeVideo
 import Foundation
 
 /// Deterministic SVG figures (fixed number formatting, sans-serif text, no embedded fonts):

@@ -33,8 +33,10 @@ public final class CRWTask: TrainingTask {
     public let source: CRWClipSource
     public var model: Module { crw }
     public var objectiveName: String { "crw" }
+    public let checkpointMetadata: [String: String]
 
     public init(config: TrainConfig, videos: [String]) {
+        checkpointMetadata = config.encoderSpec.metadata
         var g = RandomGenerator(seed: UInt64(config.seed))
         crw = CRWModel(config: config.crw, generator: &g)
         source = CRWClipSource(paths: videos, config: config)

@@ -10,9 +10,11 @@ public final class TimeCycleTask: TrainingTask {
     public let source: TimeCycleClipSource
     public var model: Module { timeCycle }
     public var objectiveName: String { "timecycle" }
+    public let checkpointMetadata: [String: String]
 
     /// The model is initialized from the config's seed.
     public init(config: TrainConfig, videos: [String]) {
+        checkpointMetadata = config.encoderSpec.metadata
         var g = RandomGenerator(seed: UInt64(config.seed))
         timeCycle = TimeCycleModel(config: config.timecycle, generator: &g)
         source = TimeCycleClipSource(paths: videos, config: config)

@@ -18,6 +18,12 @@ public protocol TrainingTask: AnyObject {
     func losses(_ batch: Source.Sample, generator: inout RandomGenerator) -> [(String, Tensor)]
     /// Number of clips in a batch.
     func clipCount(_ batch: Source.Sample) -> Int
+    /// Metadata the task adds to every checkpoint (e.g. its encoder spec); none by default.
+    var checkpointMetadata: [String: String] { get }
+}
+
+extension TrainingTask {
+    public var checkpointMetadata: [String: String] { [:] }
 }
 
 /// Why training stopped.
@@ -178,7 +184,7 @@ public final class Trainer<Task: TrainingTask> {
 
     func checkpointMetadata(configYAML: String) -> [String: String] {
         let next = Self.stepGenerator(seed: config.seed, step: step)
-        return [
+        return task.checkpointMetadata.merging([
             "format": "cycletime-checkpoint-1",
             "objective": task.objectiveName,
             "step": String(step),
@@ -188,7 +194,7 @@ public final class Trainer<Task: TrainingTask> {
             "rng_next_step_state": next.stateArray.map { String(format: "%016llx", $0) }.joined(separator: " "),
             "rng_scheme": "batch b is sampled from (seed, b); step s uses a generator derived from (seed, s)",
             "config": configYAML,
-        ]
+        ]) { _, trainer in trainer }
     }
 
     @discardableResult

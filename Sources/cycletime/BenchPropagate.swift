@@ -56,6 +56,7 @@ struct BenchPropagate: ParsableCommand {
         try SafeTensors.write(model.stateDict(), to: weights)
 
         var firstMasks: [[Int]] = []  // the first sequence's predictions, for the comparison with PyTorch
+        let line = ProgressLine()
         var propagated = 0, steadyFrames = 0
         var steadySeconds = 0.0
         let t = try measure {
@@ -76,11 +77,11 @@ struct BenchPropagate: ParsableCommand {
                     last = now
                     propagated += 1
                     if k == 0 && i < torchFrames { firstMasks.append(ids) }
-                    if !json { progressLine("  swift: \(seq.name) frame \(i)/\(n - 1)") }
+                    if !json { line.show("  swift: \(seq.name) frame \(i)/\(n - 1)") }
                 }
             }
         }
-        if !json { progressDone() }
+        if !json { line.finish() }
         let fps = Double(propagated) / t.wall
         let rss = peakRSSBytes()
         r.add("swift_frames", propagated)

@@ -12,13 +12,6 @@ struct EvalCommand: ParsableCommand {
         subcommands: [EvalDAVIS.self, EvalJHMDB.self, EvalVIP.self])
 }
 
-/// Prints a progress line on standard error (one line per step; overwritten on a terminal).
-func progressLine(_ s: String) {
-    let tty = isatty(STDERR_FILENO) != 0
-    FileHandle.standardError.write(Data(((tty ? "\r\u{1B}[K" : "") + s + (tty ? "" : "\n")).utf8))
-}
-func progressDone() { if isatty(STDERR_FILENO) != 0 { FileHandle.standardError.write(Data("\n".utf8)) } }
-
 struct EvalDAVIS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "davis",
@@ -38,9 +31,10 @@ struct EvalDAVIS: ParsableCommand {
     @Flag(help: "Do not write CSV/JSON files") var noWrite = false
 
     func run() throws {
+        let line = ProgressLine()
         let r = try DAVISEvaluation.evaluate(davisRoot: davisRoot, results: results, set: set, resolution: resolution,
-                                             boundThreshold: boundTh, progress: progressLine)
-        progressDone()
+                                             boundThreshold: boundTh, progress: { line.show($0) })
+        line.finish()
         print(r.table(), terminator: "")
         if !noWrite {
             try AtomicFile.write(r.globalCSV(), to: results + "/global_results-\(set).csv")

@@ -13,7 +13,7 @@ struct PropagateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "propagate",
         abstract: "Propagate first-frame labels through videos by nearest-neighbour affinity in feature space.",
-        subcommands: [PropagateDAVIS.self, PropagateJHMDB.self, PropagateVIP.self])
+        subcommands: [PropagateDAVIS.self, PropagateJHMDB.self, PropagateVIP.self, PropagateVideo.self])
 }
 
 /// The encoder and procedure options shared by every task.
@@ -138,25 +138,6 @@ struct PropagationArguments: ParsableArguments {
     }
 }
 
-/// Progress over frames with rate and ETA (one line, overwritten on a terminal; plain lines otherwise).
-final class FrameProgress {
-    let total: Int
-    var done = 0
-    let start = Date()
-    var lastPrint = Date.distantPast
-    init(total: Int) { self.total = total }
-    func tick(_ label: String) {
-        done += 1
-        let tty = isatty(STDERR_FILENO) != 0
-        let now = Date()
-        if !tty && done != total && now.timeIntervalSince(lastPrint) < 5 { return }
-        lastPrint = now
-        let el = now.timeIntervalSince(start), rate = Double(done) / max(el, 1e-9)
-        let eta = Double(total - done) / max(rate, 1e-9)
-        progressLine("\(label)  frame \(done)/\(total)  \(String(format: "%.2f", rate)) frames/s  ETA \(Int(eta))s")
-    }
-}
-
 struct PropagateDAVIS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "davis",
@@ -170,6 +151,10 @@ struct PropagateDAVIS: ParsableCommand {
     @Option(help: "Only these sequences (comma-separated)") var sequences: String?
     @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per sequence") var maxFrames: Int?
 
+    func validate() throws {
+        if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be >= 1") }
+    }
+
     func run() throws {
         let dataset: DAVISDataset
         do { dataset = try DAVISDataset(root: root, set: set, resolution: resolution) } catch { throw EvaluationError("\(error)") }
@@ -180,69 +165,22 @@ struct PropagateDAVIS: ParsableCommand {
             names = wanted
         }
         let (extractor, pad) = try args.extractor()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let seqs = try names.map { n -> DAVISSequence in
             do { return try dataset.sequence(n) } catch { throw EvaluationError("\(error)") }
         }
         let total = seqs.map { min($0.frameCount, maxFrames ?? Int.max) }.reduce(0, +)
-        let progress = FrameProgress(total: total)
-        progressLine("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription(padding: pad))")
-        if isatty(STDERR_FILENO) != 0 { progressDone() }
+        let progress = CountProgress(total: total, unit: "frame")
+        progress.line.show("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription(padding: pad))", force: true)
         for (si, seq) in seqs.enumerated() {
-            try propagateSequence(seq, extractor: extractor) { progress.tick("[\(si + 1)/\(seqs.count)] \(seq.name)") }
+            guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
+            let first = try Image.readPNG(firstPath)
+            guard first.channels == 1 else { throw EvaluationError("\(firstPath): not a palette or gray PNG") }
+            try PropagationJobs.masks(.files(seq.framePaths, name: seq.name), firstMask: first, firstMaskName: firstPath, extractor: extractor,
+                                      options: args.options, out: out, maxFrames: maxFrames,
+                                      overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(si + 1)/\(seqs.count)] \(seq.name)") }
         }
-        progressDone()
-        print("results in \(out); score them with: cycletime eval davis --davis-root \(root) --results \(out)")
+        progress.finish("results in \(out); score them with: cycletime eval davis --davis-root \(root) --results \(out)")
     }
-
-    func propagateSequence(_ seq: DAVISSequence, extractor: FeatureExtractor, tick: () -> Void) throws {
-        guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
-        try propagateMaskSequence(name: seq.name, framePaths: seq.framePaths, firstMaskPath: firstPath, extractor: extractor,
-                                  options: args.options, out: out, maxFrames: maxFrames,
-                                  overlayFps: args.overlays ? args.overlayFps : nil, tick: tick)
-    }
-}
-
-/// Propagates a first-frame mask through `framePaths`, writing `<out>/<name>/<frame stem>.png`
-/// (frame 0 = the given mask; same palette, or gray when the mask has none). The folder is
-/// written as `<out>/.<name>.partial` and renamed when complete. With `overlayFps`, the labels
-/// drawn on the frames go to `<out>/overlays/<name>/` and `<out>/overlays/<name>.mp4`.
-func propagateMaskSequence(name: String, framePaths: [String], firstMaskPath: String, extractor: FeatureExtractor,
-                           options: PropagationOptions, out: String, maxFrames: Int?, overlayFps: Double? = nil, tick: () -> Void) throws {
-    let first: Image
-    do { first = try Image.readPNG(firstMaskPath) } catch { throw EvaluationError("\(error)") }
-    guard first.channels == 1 else { throw EvaluationError("\(firstMaskPath): not a palette or gray PNG") }
-    let partial = out + "/.\(name).partial"
-    try? FileManager.default.removeItem(atPath: partial)
-    try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
-    let stems = framePaths.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
-    let overlay = try overlayFps.map { fps -> OverlayWriter in
-        try FileManager.default.createDirectory(atPath: out + "/overlays", withIntermediateDirectories: true)
-        return try OverlayWriter(dir: out + "/overlays/" + name, fps: fps)
-    }
-    func write(_ ids: [Int], _ t: Int) throws {
-        let img = Image(width: first.width, height: first.height, channels: 1, pixels: ids.map { UInt8(clamping: $0) }, palette: first.palette)
-        do { try img.writePNG(partial + "/" + stems[t] + ".png") } catch { throw EvaluationError("\(error)") }
-        if let overlay {
-            let frame: Image
-            do { frame = try Image.read(framePaths[t]) } catch { throw EvaluationError("\(error)") }
-            try overlay.add(OverlayWriter.mask(frame, labels: ids, width: first.width, height: first.height, palette: first.palette), stem: stems[t])
-        }
-    }
-    try write(first.pixels.map(Int.init), 0)
-    tick()
-    let n = min(framePaths.count, maxFrames ?? Int.max)
-    try MaskPropagation.run(frameCount: n, frame: { t in
-        do { return try Image.read(framePaths[t]) } catch { throw EvaluationError("\(error)") }
-    }, firstMask: first.pixels.map(Int.init), maskWidth: first.width, maskHeight: first.height,
-       extractor: extractor, options: options) { t, ids in
-        try write(ids, t)
-        tick()
-    }
-    let final = out + "/" + name
-    try? FileManager.default.removeItem(atPath: final)
-    try FileManager.default.moveItem(atPath: partial, toPath: final)
-    try overlay?.finish()
 }
 
 struct PropagateVIP: ParsableCommand {
@@ -256,23 +194,27 @@ struct PropagateVIP: ParsableCommand {
     @Option(help: "Split list lists/<split>_videos.txt when present") var split = "val"
     @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per video") var maxFrames: Int?
 
+    func validate() throws {
+        if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be >= 1") }
+    }
+
     func run() throws {
         let ds: VIPDataset
         do { ds = try VIPDataset(root: root, split: split) } catch { throw EvaluationError("\(error)") }
         let (extractor, _) = try args.extractor()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let videos = try ds.videoNames.map { n -> VIPVideo in
             do { return try ds.video(n) } catch { throw EvaluationError("\(error)") }
         }
-        let progress = FrameProgress(total: videos.map { min($0.framePaths.count, maxFrames ?? Int.max) }.reduce(0, +))
+        let progress = CountProgress(total: videos.map { min($0.framePaths.count, maxFrames ?? Int.max) }.reduce(0, +), unit: "frame")
         for (vi, v) in videos.enumerated() {
             guard let m0 = v.maskPaths[0] else { throw EvaluationError("\(root): video '\(v.name)' has no mask of its first frame") }
-            try propagateMaskSequence(name: v.name, framePaths: v.framePaths, firstMaskPath: m0, extractor: extractor,
+            let first = try Image.readPNG(m0)
+            guard first.channels == 1 else { throw EvaluationError("\(m0): not a palette or gray PNG") }
+            try PropagationJobs.masks(.files(v.framePaths, name: v.name), firstMask: first, firstMaskName: m0, extractor: extractor,
                                       options: args.options, out: out, maxFrames: maxFrames,
                                       overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(vi + 1)/\(videos.count)] \(v.name)") }
         }
-        progressDone()
-        print("results in \(out); score them with: cycletime eval vip --root \(root) --results \(out)")
+        progress.finish("results in \(out); score them with: cycletime eval vip --root \(root) --results \(out)")
     }
 }
 
@@ -289,45 +231,68 @@ struct PropagateJHMDB: ParsableCommand {
     @Option(help: "Gaussian sigma of a joint (feature cells)") var sigma: Double = 0.5
     @Option(name: .customLong("decode-topk"), help: "Cells averaged to decode a joint") var decodeTopk = 3
 
+    func validate() throws {
+        if !(sigma > 0 && sigma.isFinite) { throw ValidationError("--sigma must be a finite number > 0") }
+        if decodeTopk < 1 { throw ValidationError("--decode-topk must be >= 1") }
+    }
+
     func run() throws {
         let ds: JHMDBDataset
         do { ds = try JHMDBDataset(root: root, splitDir: splitDir, split: split, train: false) } catch { throw EvaluationError("\(error)") }
         if ds.clips.isEmpty { throw EvaluationError("\(root): no JHMDB clips with joint_positions.mat") }
         let (extractor, _) = try args.extractor()
-        let progress = FrameProgress(total: ds.clips.map(\.frameCount).reduce(0, +))
+        let progress = CountProgress(total: ds.clips.map(\.frameCount).reduce(0, +), unit: "frame")
         for (ci, clip) in ds.clips.enumerated() {
-            let gt = try JHMDBEvaluation.groundTruth(clip)
-            guard gt.count >= clip.frameCount else { throw EvaluationError("\(clip.jointsPath): \(gt.count) frames of joints, \(clip.frameCount) frames") }
-            let first: Image
-            do { first = try Image.read(clip.framePaths[0]) } catch { throw EvaluationError("\(error)") }
-            let W = Double(first.width), H = Double(first.height)
-            var keypoints: [[Point2]] = [gt[0]]
-            progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)")
-            try MaskPropagation.runSoft(frameCount: clip.frameCount, frame: { t in
-                do { return try Image.read(clip.framePaths[t]) } catch { throw EvaluationError("\(error)") }
-            }, extractor: extractor, options: args.options, firstLabels: { h, w in
-                // Pixels -> cells by the real grid size.
-                KeypointLabels.labels(joints: gt[0].map { Point2($0.x * Double(w) / W, $0.y * Double(h) / H) }, gridHeight: h, gridWidth: w, sigma: sigma)
-            }) { _, soft, h, w in
-                let cells = KeypointLabels.decode(soft, gridHeight: h, gridWidth: w, joints: gt[0].count, topK: decodeTopk)
-                keypoints.append(cells.map { $0.x < 0 ? $0 : Point2($0.x / Double(w) * W, $0.y / Double(h) * H) })
-                progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)")
-            }
-            let dir = out + "/\(clip.className)/\(clip.name)"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try JHMDBEvaluation.writeKeypoints(keypoints, to: dir + "/keypoints.csv")
-            if args.overlays {
-                let overlay = try OverlayWriter(dir: dir + "/overlays", fps: args.overlayFps)
-                for (t, points) in keypoints.enumerated() {
-                    let frame: Image
-                    do { frame = try Image.read(clip.framePaths[t]) } catch { throw EvaluationError("\(error)") }
-                    let stem = ((clip.framePaths[t] as NSString).lastPathComponent as NSString).deletingPathExtension
-                    try overlay.add(OverlayWriter.keypoints(frame, points), stem: stem)
-                }
-                try overlay.finish()
-            }
+            try PropagationJobs.keypoints(clip, extractor: extractor, options: args.options, out: out, sigma: sigma, decodeTopK: decodeTopk,
+                                          overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(ci + 1)/\(ds.clips.count)] \(clip.name)") }
         }
-        progressDone()
-        print("keypoints in \(out); score them with: cycletime eval jhmdb --root \(root) --results \(out)")
+        progress.finish("keypoints in \(out); score them with: cycletime eval jhmdb --root \(root) --results \(out)")
+    }
+}
+
+struct PropagateVideo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "video",
+        abstract: "Any video: a first-frame mask or box propagated through it; writes <out>/<video name>/00000.png ... (palette masks).",
+        discussion: "Frames are decoded by FFmpeg at their native size and rate. --first-mask takes a palette (or gray) PNG of label ids of the first frame's size; --first-box x1,y1,x2,y2 (pixels) makes label 1 of the box. With --overlays the labels drawn on the frames go to <out>/overlays/<video name>/ and <out>/overlays/<video name>.mp4.")
+
+    @OptionGroup var args: PropagationArguments
+    @Argument(help: "The video file") var video: String
+    @Option(name: .customLong("first-mask"), help: "Palette or gray PNG of the first frame's labels") var firstMask: String?
+    @Option(name: .customLong("first-box"), help: "x1,y1,x2,y2 in pixels of the first frame: label 1 inside") var firstBox: String?
+    @Option(help: "Output folder") var out: String
+    @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames") var maxFrames: Int?
+
+    func validate() throws {
+        if (firstMask == nil) == (firstBox == nil) { throw ValidationError("give exactly one of --first-mask and --first-box") }
+        if let firstBox, box(firstBox) == nil { throw ValidationError("--first-box: four numbers x1,y1,x2,y2 (pixels), not '\(firstBox)'") }
+        if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be >= 1") }
+    }
+
+    func box(_ s: String) -> [Double]? {
+        let v = s.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        return v.count == 4 && v.allSatisfy({ $0 != nil }) ? v.compactMap { $0 } : nil
+    }
+
+    func run() throws {
+        let frames = try FrameSource.video(video, maxFrames: maxFrames ?? Int.max)
+        // The first frame's size decides the mask's; FrameSource.video hands each frame once, so
+        // the size is read with a reader of its own.
+        let first = try VideoReader(video)
+        guard let f0 = try first.nextFrame() else { throw MediaError(file: video, "no video frames could be decoded") }
+        let mask: Image, maskName: String
+        if let firstMask {
+            mask = try FirstFrameLabels.mask(firstMask, width: f0.width, height: f0.height)
+            maskName = firstMask
+        } else {
+            mask = try FirstFrameLabels.box(box(firstBox ?? "") ?? [], width: f0.width, height: f0.height)
+            maskName = "--first-box"
+        }
+        let (extractor, pad) = try args.extractor()
+        let progress = CountProgress(total: frames.count, unit: "frame")
+        progress.line.show("propagating \(frames.count) frames of \(video) with \(args.encoderDescription(padding: pad))", force: true)
+        try PropagationJobs.masks(frames, firstMask: mask, firstMaskName: maskName, extractor: extractor, options: args.options, out: out,
+                                  overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick(frames.name) }
+        progress.finish("masks in \(out)/\(frames.name)")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CycleTimeReport
+import CycleTimeCore
 import Foundation
 
 /// `cycletime report RUN_DIR`: a notebook and a Markdown page with figures from a run directory.
@@ -44,12 +45,13 @@ struct ReportCommand: ParsableCommand {
         options.avaFrames = avaFrames
         options.correspondence = !noCorrespondence
         options.tileWidth = tileWidth
-        options.progress = { progressLine($0) }
+        let line = ProgressLine()
+        options.progress = { line.show($0) }
         let blocks: [ReportBlock], title: String, dest: String
         if let runDirectory {
             let r = try RunRecord.load(runDirectory)
             blocks = try Report.blocks(r, options: options)
-            progressDone()
+            line.finish()
             title = "Run report: \(r.name)"
             dest = out ?? "notebooks-export/\(r.name)"
         } else {

@@ -1,4 +1,5 @@
 import CycleTimeCore
+import CycleTimeModels
 import Foundation
 import TestSupport
 import XCTest
@@ -51,6 +52,11 @@ final class CRWTaskTests: XCTestCase {
         let a = try SafeTensors.read(dir + "/a/checkpoints/latest.safetensors")
         let b = try SafeTensors.read(dir + "/b/checkpoints/latest.safetensors")
         XCTAssertEqual(a.metadata["objective"], "crw")
+        // The encoder spec is recorded as explicit keys, equal to what the embedded config resolves to.
+        let spec = try XCTUnwrap(try CheckpointFile(path: "a", metadata: a.metadata, tensors: a.tensors).encoderSpec())
+        XCTAssertEqual(spec.padding, .reflect)
+        XCTAssertEqual(spec.normalization, .crw)
+        XCTAssertEqual(spec, try TrainConfig.resolveEncoderSpec(metadata: a.metadata, file: "a"))
         XCTAssertNotNil(a.tensors["encoder.layer1.0.conv1.weight"])
         XCTAssertNotNil(a.tensors["selfsim_fc.0.weight"])
         for (k, t) in a.tensors where !k.hasPrefix("optimizer.") { assertClose(b.tensors[k]!, t, rtol: 1e-5, atol: 1e-7, k) }

@@ -62,6 +62,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(file.metadata["objective"], "timecycle")
         XCTAssertEqual(file.metadata["rng_next_step_state"]?.split(separator: " ").count, 4)
         XCTAssertNotNil(file.metadata["config"])
+        XCTAssertEqual(file.metadata["encoder_arch"], "resnet18")
+        XCTAssertEqual(file.metadata["encoder_last_stage"], "layer3")
+        XCTAssertEqual(file.metadata["encoder_padding"], "zeros")
+        XCTAssertEqual(file.metadata["encoder_normalization"], Normalization.imagenet.description)
         // Periodic checkpoints every 2 steps, the newest kept, latest = the last one.
         let periodic = RunDirectory.periodicSteps(dir + "/run")
         XCTAssertEqual(periodic, [2, 4])

@@ -1,4 +1,3 @@
-import CycleTimeReport
 import CycleTimeVideo
 import Foundation
 import TestSupport

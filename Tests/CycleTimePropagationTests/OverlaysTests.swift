@@ -3,7 +3,7 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// `--overlays` of `cycletime propagate` (Sources/cycletime/Overlays.swift): palette masks drawn on
+/// `--overlays` of `cycletime propagate` (Sources/CycleTimePropagation/Overlays.swift): palette masks drawn on
 /// DAVIS frames and keypoints on the JHMDB clip, as PNG files and an mp4, through the executable.
 final class OverlaysTests: XCTestCase {
     var dir = ""
@@ -33,7 +33,8 @@ final class OverlaysTests: XCTestCase {
         XCTAssertGreaterThan(Double(tinted) / Double(max(fg, 1)), 0.9)
         let info = try VideoReader.probe(dir + "/overlays/blackswan.mp4")
         XCTAssertEqual(info.frameCount, 4)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/overlays/.blackswan.partial"))
+        // No temporary is left beside the finished overlays.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/overlays").sorted(), ["blackswan", "blackswan.mp4"])
         // The sequence's result folder holds the masks only (overlays are beside it).
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/blackswan").sorted(), pngs)
     }

@@ -1,4 +1,4 @@
-import CycleTimeVideo
+import CycleTimeCore
 import Foundation
 
 /// An RGB colour.
@@ -299,7 +299,7 @@ public struct Canvas: Equatable, Sendable {
         let tmp = NSTemporaryDirectory() + "/cycletime-report-\(getpid())-\(UUID().uuidString).png"
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try (quantize ? quantized() : image).writePNG(tmp)
-        guard let d = FileManager.default.contents(atPath: tmp) else { throw ReportError("\(tmp): cannot read back the PNG just written") }
+        guard let d = FileManager.default.contents(atPath: tmp) else { throw MediaError(file: tmp, "cannot read back the PNG just written") }
         return d
     }
 }

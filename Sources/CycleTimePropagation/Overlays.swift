@@ -1,28 +1,27 @@
-import CycleTimePropagation
-import CycleTimeReport
+import CycleTimeCore
 import CycleTimeVideo
 import Foundation
 
 /// `--overlays` of the propagate commands: each frame with its propagated labels drawn on it, as
 /// `<dir>/<frame>.png` and the whole sequence as `<dir>.mp4`. Both are written under temporary
-/// names and renamed by `finish()`, so an interrupted run leaves no overlay that looks complete.
-final class OverlayWriter {
+/// names (`AtomicFile`) and renamed by `finish()`, so an interrupted run leaves no overlay that
+/// looks complete.
+public final class OverlayWriter {
     let dir: String, partial: String, videoPath: String, videoPartial: String
     let fps: Double
     private var video: VideoWriter?
 
-    init(dir: String, fps: Double) throws {
+    public init(dir: String, fps: Double) throws {
         self.dir = dir; self.fps = fps
-        let parent = (dir as NSString).deletingLastPathComponent, name = (dir as NSString).lastPathComponent
-        partial = parent + "/." + name + ".partial"
+        partial = AtomicFile.temporaryPath(for: dir)
         videoPath = dir + ".mp4"
-        videoPartial = parent + "/." + name + ".partial.mp4"
+        videoPartial = AtomicFile.temporaryPath(for: videoPath)
         try? FileManager.default.removeItem(atPath: partial)
         try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
     }
 
     /// Adds frame `stem` (frames must come in order).
-    func add(_ canvas: Canvas, stem: String) throws {
+    public func add(_ canvas: Canvas, stem: String) throws {
         do {
             try canvas.image.writePNG(partial + "/" + stem + ".png")
             // The encoder needs even sizes: drop a last odd row or column.
@@ -33,21 +32,17 @@ final class OverlayWriter {
         } catch { throw EvaluationError("overlays \(dir): \(error)") }
     }
 
-    func finish() throws {
+    public func finish() throws {
         do {
             try video?.finish()
             video = nil
-            try? FileManager.default.removeItem(atPath: dir)
-            try FileManager.default.moveItem(atPath: partial, toPath: dir)
-            if FileManager.default.fileExists(atPath: videoPartial) {
-                try? FileManager.default.removeItem(atPath: videoPath)
-                try FileManager.default.moveItem(atPath: videoPartial, toPath: videoPath)
-            }
+            try AtomicFile.commit(partial, to: dir)
+            if FileManager.default.fileExists(atPath: videoPartial) { try AtomicFile.commit(videoPartial, to: videoPath) }
         } catch { throw EvaluationError("overlays \(dir): \(error)") }
     }
 
     /// A frame with a label map (palette colours at half opacity, opaque outlines).
-    static func mask(_ frame: Image, labels: [Int], width: Int, height: Int, palette: [[UInt8]]?) -> Canvas {
+    public static func mask(_ frame: Image, labels: [Int], width: Int, height: Int, palette: [[UInt8]]?) -> Canvas {
         var c = Canvas(image: frame)
         c.overlayLabels(labels.map { UInt8(clamping: $0) }, width: width, height: height, palette: palette, alpha: 0.5, outline: true)
         return c
@@ -55,10 +50,10 @@ final class OverlayWriter {
 
     /// JHMDB's skeleton (1-based joints: neck, belly, face, shoulders R/L, hips R/L, elbows R/L,
     /// knees R/L, wrists R/L, ankles R/L).
-    static let skeleton = [(1, 3), (1, 2), (1, 4), (1, 5), (2, 6), (2, 7), (4, 8), (8, 12), (5, 9), (9, 13), (6, 10), (10, 14), (7, 11), (11, 15)]
+    public static let skeleton = [(1, 3), (1, 2), (1, 4), (1, 5), (2, 6), (2, 7), (4, 8), (8, 12), (5, 9), (9, 13), (6, 10), (10, 14), (7, 11), (11, 15)]
 
     /// A frame with keypoints (0-based pixels; negative = not predicted), one colour per joint.
-    static func keypoints(_ frame: Image, _ points: [Point2]) -> Canvas {
+    public static func keypoints(_ frame: Image, _ points: [Point2]) -> Canvas {
         var c = Canvas(image: frame)
         func ok(_ i: Int) -> Bool { i < points.count && points[i].x >= 0 && points[i].y >= 0 }
         for (a, b) in skeleton where ok(a - 1) && ok(b - 1) {
