@@ -60,11 +60,11 @@ public enum FirstFrameLabels {
         return Image(width: width, height: height, channels: 1, pixels: px, palette: palette)
     }
 
-    /// A palette (or gray) PNG of label ids, which must be `width` x `height`.
-    public static func mask(_ path: String, width: Int, height: Int) throws -> Image {
+    /// A palette (or gray) PNG of label ids, which must be `width` x `height` when they are given.
+    public static func mask(_ path: String, width: Int? = nil, height: Int? = nil) throws -> Image {
         let m = try Image.readPNG(path)
         guard m.channels == 1 else { throw EvaluationError("\(path): not a palette or gray PNG") }
-        guard m.width == width && m.height == height else {
+        if let width, let height, m.width != width || m.height != height {
             throw EvaluationError("\(path): the mask is \(m.width)x\(m.height), the frames are \(width)x\(height)")
         }
         return m

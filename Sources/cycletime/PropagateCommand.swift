@@ -173,9 +173,7 @@ struct PropagateDAVIS: ParsableCommand {
         progress.line.show("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription(padding: pad))", force: true)
         for (si, seq) in seqs.enumerated() {
             guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
-            let first = try Image.readPNG(firstPath)
-            guard first.channels == 1 else { throw EvaluationError("\(firstPath): not a palette or gray PNG") }
-            try PropagationJobs.masks(.files(seq.framePaths, name: seq.name), firstMask: first, firstMaskName: firstPath, extractor: extractor,
+            try PropagationJobs.masks(.files(seq.framePaths, name: seq.name), firstMask: try FirstFrameLabels.mask(firstPath), firstMaskName: firstPath, extractor: extractor,
                                       options: args.options, out: out, maxFrames: maxFrames,
                                       overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(si + 1)/\(seqs.count)] \(seq.name)") }
         }
@@ -208,9 +206,7 @@ struct PropagateVIP: ParsableCommand {
         let progress = CountProgress(total: videos.map { min($0.framePaths.count, maxFrames ?? Int.max) }.reduce(0, +), unit: "frame")
         for (vi, v) in videos.enumerated() {
             guard let m0 = v.maskPaths[0] else { throw EvaluationError("\(root): video '\(v.name)' has no mask of its first frame") }
-            let first = try Image.readPNG(m0)
-            guard first.channels == 1 else { throw EvaluationError("\(m0): not a palette or gray PNG") }
-            try PropagationJobs.masks(.files(v.framePaths, name: v.name), firstMask: first, firstMaskName: m0, extractor: extractor,
+            try PropagationJobs.masks(.files(v.framePaths, name: v.name), firstMask: try FirstFrameLabels.mask(m0), firstMaskName: m0, extractor: extractor,
                                       options: args.options, out: out, maxFrames: maxFrames,
                                       overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(vi + 1)/\(videos.count)] \(v.name)") }
         }
