@@ -57,9 +57,10 @@ final class Scaler {
 final class AlignedBuffer {
     let p: UnsafeMutablePointer<UInt8>
     let count: Int
-    init(count: Int) {
+    init(count: Int, file: String) throws {
         self.count = count
-        p = av_malloc(max(count, 1) + 64)!.assumingMemoryBound(to: UInt8.self)
+        guard let m = av_malloc(max(count, 1) + 64) else { throw MediaError(file: file, "cannot allocate \(count) bytes for a frame") }
+        p = m.assumingMemoryBound(to: UInt8.self)
     }
     deinit { av_free(p) }
 }

@@ -26,14 +26,31 @@ public enum VideoResize: Sendable, Equatable {
     case shortSide(Int)
     case size(width: Int, height: Int)
 
+    /// Largest decoded frame: 16384 pixels a side and 2^26 pixels (192 MiB of RGB) in all.
+    public static let maxSide = 16384, maxPixels = 1 << 26
+
+    /// The output size (the scaled side saturates instead of overflowing for absurd sizes; see
+    /// `checkedOutputSize`).
     public func outputSize(width w: Int, height h: Int) -> (width: Int, height: Int) {
+        func scaled(_ long: Int, _ n: Int, _ short: Int) -> Int {
+            let v = (Double(long) * Double(n) / Double(max(short, 1))).rounded()
+            return v.isFinite ? max(1, Int(min(v, 1e15))) : Int(1e15)
+        }
         switch self {
         case .none: return (w, h)
         case .size(let ow, let oh): return (ow, oh)
         case .shortSide(let n):
-            if w <= h { return (n, max(1, Int((Double(h) * Double(n) / Double(w)).rounded()))) }
-            return (max(1, Int((Double(w) * Double(n) / Double(h)).rounded())), n)
+            if w <= h { return (n, scaled(h, n, w)) }
+            return (scaled(w, n, h), n)
         }
+    }
+
+    /// The output size when it is positive and within `maxSide` and `maxPixels`; nil otherwise.
+    public func checkedOutputSize(width w: Int, height h: Int) -> (width: Int, height: Int)? {
+        let o = outputSize(width: w, height: h)
+        guard o.width > 0, o.height > 0, o.width <= Self.maxSide, o.height <= Self.maxSide,
+              o.width * o.height <= Self.maxPixels else { return nil }
+        return o
     }
 }
 
@@ -97,13 +114,12 @@ public final class VideoReader {
     public init(_ path: String, fps: Double? = nil, resize: VideoResize = .none, threads: Int = 0) throws {
         self.path = path
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
-            throw MediaError(file: path, "no such file")
-        }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw MediaError(file: path, "no such file") }
+        if isDir.boolValue { throw MediaError(file: path, "is a folder, not a video file") }
         if let attrs = try? FileManager.default.attributesOfItem(atPath: path), (attrs[.size] as? Int) == 0 {
             throw MediaError(file: path, "empty file")
         }
-        if let f = fps, !(f > 0) { throw MediaError(file: path, "fps must be positive, got \(f)") }
+        if let f = fps, !(f > 0 && f <= 1000) { throw MediaError(file: path, "fps must be in (0, 1000], got \(f)") }
         self.fps = fps
         format = try FormatContext(openInput: path)
         let fmt = format.p!
@@ -148,13 +164,15 @@ public final class VideoReader {
         let codecName = String(cString: avcodec_get_name(par.pointee.codec_id))
         metadata = VideoMetadata(path: path, container: container, codec: codecName, width: w, height: h, fps: rate,
                                  frameCount: count, frameCountCounted: counted, duration: duration)
-        let out = resize.outputSize(width: w, height: h)
-        guard out.width > 0, out.height > 0 else { throw MediaError(file: path, "bad output size \(out)") }
+        guard let out = resize.checkedOutputSize(width: w, height: h) else {
+            let o = resize.outputSize(width: w, height: h)
+            throw MediaError(file: path, "resizing the \(w)x\(h) video gives \(o.width)x\(o.height) frames, beyond the limit of \(VideoResize.maxSide) pixels a side and \(VideoResize.maxPixels) pixels")
+        }
         outputWidth = out.width
         outputHeight = out.height
         // swscale's SIMD RGB writers work in blocks of 8 pixels and skip the tail when the stride has no room.
         rgbStride = (((outputWidth + 15) / 16 * 16) * 3 + 63) / 64 * 64
-        rgbBuffer = AlignedBuffer(count: rgbStride * outputHeight)
+        rgbBuffer = try AlignedBuffer(count: rgbStride * outputHeight, file: path)
         swsFlags = Int32(SWS_BILINEAR)  // the same conversion as the ffmpeg command line
     }
 

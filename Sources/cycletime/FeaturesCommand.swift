@@ -56,8 +56,8 @@ struct FeaturesCommand: ParsableCommand {
         guard Self.layers.contains(layer) else {
             throw ValidationError("--layer: unknown layer '\(layer)' (\(Self.layers.joined(separator: ", ")))")
         }
-        if let fps, !(fps > 0) { throw ValidationError("--fps must be positive") }
-        if let shortSide, shortSide <= 0 { throw ValidationError("--short-side must be positive") }
+        if let shortSide, !(1...Self.maxSide).contains(shortSide) { throw ValidationError("--short-side must be in 1...\(Self.maxSide)") }
+        if let fps, !(fps > 0 && fps <= 1000) { throw ValidationError("--fps must be in (0, 1000]") }
         if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
         if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
         if image != nil && (fps != nil || maxFrames != nil) { throw ValidationError("--fps and --max-frames apply to --video only") }
@@ -72,6 +72,16 @@ struct FeaturesCommand: ParsableCommand {
         }
         var g = RandomGenerator(seed: 0)
         return ResNet(config: config, initialize: false, generator: &g)
+    }
+
+    /// Largest input the encoder is run on: 2048 pixels on the short side, 2^22 pixels in all (the
+    /// encoder's activations grow with the input: about 2 GB at this size for a ResNet-50).
+    static let maxSide = 2048, maxPixels = 1 << 22
+
+    static func checkInputSize(width: Int, height: Int, source: String) throws {
+        guard width * height <= maxPixels, min(width, height) <= maxSide else {
+            throw FeaturesError("\(source): the input would be \(width)x\(height), beyond the limit of \(maxPixels) pixels (2048x2048)")
+        }
     }
 
     func run() throws {
@@ -93,6 +103,7 @@ struct FeaturesCommand: ParsableCommand {
             var x = img.tensor(mean: mean, std: std).unsqueezed(axis: 0)
             if let s = shortSide {
                 let size = VideoResize.shortSide(s).outputSize(width: img.width, height: img.height)
+                try Self.checkInputSize(width: size.width, height: size.height, source: image)
                 x = F.interpolate(x, size: [size.height, size.width], mode: .bilinear, alignCorners: false)
             }
             meta["kind"] = "image"
@@ -102,6 +113,7 @@ struct FeaturesCommand: ParsableCommand {
             print("features \(features.shape) written to \(out)")
         } else if let video {
             let reader = try VideoReader(video, fps: fps, resize: shortSide.map { .shortSide($0) } ?? .none)
+            try Self.checkInputSize(width: reader.outputWidth, height: reader.outputHeight, source: video)
             meta["kind"] = "video"
             meta["input_size"] = "\(reader.outputHeight)x\(reader.outputWidth)"
             meta["fps"] = fps.map { String($0) } ?? String(reader.metadata.fps)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CycleTimeCore
 import CycleTimeVideo
 import Foundation
 
@@ -33,18 +34,27 @@ struct VideoFramesCommand: ParsableCommand {
 
     func validate() throws {
         guard ["png", "jpg", "jpeg"].contains(format.lowercased()) else { throw ValidationError("--format must be png or jpg") }
-        if let fps, fps <= 0 { throw ValidationError("--fps must be positive") }
-        if let shortSide, shortSide <= 0 { throw ValidationError("--short-side must be positive") }
+        if let fps, !(fps > 0 && fps <= 1000) { throw ValidationError("--fps must be in (0, 1000]") }
+        if let shortSide, !(1...VideoResize.maxSide).contains(shortSide) { throw ValidationError("--short-side must be in 1...\(VideoResize.maxSide)") }
+        if !(0...9_999_999).contains(start) { throw ValidationError("--start must be in 0...9999999") }
     }
 
+    /// The frames are written into a hidden temporary folder renamed to `out` when every frame is
+    /// written: a failure (a truncated video, a full disk) leaves no folder that looks complete, and
+    /// an existing `out` is replaced whole (no old frames beside the new ones).
     func run() throws {
         let reader = try VideoReader(file, fps: fps, resize: shortSide.map { .shortSide($0) } ?? .none)
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        var n = 0
-        while let f = try reader.nextFrame() {
-            let name = String(format: "%05d.%@", start + n, format.lowercased() == "png" ? "png" : "jpg")
-            try f.image.write(out + "/" + name)
-            n += 1
+        let parent = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let n = try AtomicFile.withTemporary(for: out) { tmp -> Int in
+            try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+            var n = 0
+            while let f = try reader.nextFrame() {
+                let name = String(format: "%05d.%@", start + n, format.lowercased() == "png" ? "png" : "jpg")
+                try f.image.write(tmp + "/" + name)
+                n += 1
+            }
+            return n
         }
         print("\(n) frames \(reader.outputWidth)x\(reader.outputHeight) written to \(out)")
     }
