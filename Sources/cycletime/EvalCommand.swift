@@ -45,9 +45,7 @@ struct EvalDAVIS: ParsableCommand {
         if !noWrite {
             try writeAtomically(r.globalCSV(), to: results + "/global_results-\(set).csv")
             try writeAtomically(r.perSequenceCSV(), to: results + "/per-sequence_results-\(set).csv")
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(try enc.encode(r), to: results + "/davis-eval-\(set).json")
+            try EvaluationFiles.write(r, to: results + "/" + EvaluationFiles.davis(set: set))
         }
     }
 }
@@ -84,10 +82,7 @@ struct EvalJHMDB: ParsableCommand {
         print(values.joined(separator: "   "))
         if !noWrite {
             try writeAtomically(header.joined(separator: ",") + "\n" + values.joined(separator: ",") + "\n", to: results + "/pck.csv")
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try writeAtomically(try enc.encode(r), to: results + "/pck.json")
+            try EvaluationFiles.write(r, to: results + "/" + EvaluationFiles.jhmdb)
         }
     }
 }
@@ -110,8 +105,7 @@ struct EvalVIP: ParsableCommand {
         if !noWrite {
             let csv = "class,iou\n" + r.perClass.enumerated().map { "\($0.offset),\($0.element)" }.joined(separator: "\n") + "\nmean,\(r.mean)\n"
             try writeAtomically(csv, to: results + "/miou.csv")
-            let obj: [String: Any] = ["miou": r.mean.isNaN ? "nan" : r.mean as Any, "per_class": r.perClass.map { $0.isNaN ? "nan" : $0 as Any }]
-            try writeAtomically(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self), to: results + "/miou.json")
+            try EvaluationFiles.write(r, to: results + "/" + EvaluationFiles.vip)
         }
     }
 }
