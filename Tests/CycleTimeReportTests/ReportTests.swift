@@ -5,9 +5,10 @@ import TestSupport
 import XCTest
 
 /// A temporary run directory made from the smoke run's config and metrics (first `steps` lines).
-func makeRunDir(_ name: String, steps: Int?, partialLine: Bool = false, metrics: Bool = true) throws -> String {
+func makeRunDir(_ name: String, steps: Int?, partialLine: Bool = false, metrics: Bool = true,
+                in parent: String = NSTemporaryDirectory() + "/report-tests-\(getpid())") throws -> String {
     let fx = repoRoot + "/Tests/Fixtures/report"
-    let dir = NSTemporaryDirectory() + "/report-tests-\(getpid())/\(name)"
+    let dir = parent + "/\(name)"
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     try FileManager.default.copyItem(atPath: fx + "/timecycle-r18-smoke-config.yaml", toPath: dir + "/config.yaml")
