@@ -59,13 +59,17 @@ public enum Report {
         var head = "# Run report: \(run.name)\n\n"
         head += "- run directory: `\(run.path)`\n- objective: \(run.objective)"
         if let c = run.config { head += ", encoder \(c.objective == .crw ? "crw" : c.timecycle.encoder)" }
+        if let a = run.avaConfig { head += ", backbone \(a.model.backbone) (ResNet-\(a.model.depth))" }
         head += "\n- status: \(run.status)\n"
         head += "- made by `cycletime report` from the run's files (no Python run); figures are SVG (curves, bars) and PNG (frames)."
         b.append(.markdown(head))
         if !run.notes.isEmpty { b.append(.markdown("Notes:\n\n" + run.notes.map { "- " + $0 }.joined(separator: "\n"))) }
         b += try pretraining(run)
-        b += try correspondence(run, options: options)
-        b += try propagation(run, options: options)
+        // An AVA run trains a detector: no encoder figures, no propagation.
+        if !run.isAVA {
+            b += try correspondence(run, options: options)
+            b += try propagation(run, options: options)
+        }
         b += try detection(run, options: options)
         return b
     }
@@ -90,7 +94,7 @@ public enum Report {
         for r in runs {
             let loss = smoothed(r.metrics.column("loss"), weight: 0.6).compactMap { $0 }.last
             let cps = r.metrics.column("clips_per_s").compactMap { $0 }
-            rows.append([r.name, r.objective, r.config.map { $0.objective == .crw ? $0.crw.encoder : $0.timecycle.encoder } ?? "?",
+            rows.append([r.name, r.objective, r.config.map { $0.objective == .crw ? $0.crw.encoder : $0.timecycle.encoder } ?? r.avaConfig?.model.backbone ?? "?",
                          String(r.lastStep ?? 0), fmt(loss), fmt(cps.isEmpty ? nil : cps.reduce(0, +) / Double(cps.count)),
                          davisJF(r).map { fmt($0) } ?? "not run", avaMAP(r).map { fmt($0) } ?? "not run"])
         }

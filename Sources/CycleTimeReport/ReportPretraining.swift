@@ -57,7 +57,7 @@ extension Report {
     // MARK: pretraining
 
     static func pretraining(_ run: RunRecord) throws -> [ReportBlock] {
-        var b: [ReportBlock] = [.markdown("## Pretraining")]
+        var b: [ReportBlock] = [.markdown(run.isAVA ? "## Training (AVA detector)" : "## Pretraining")]
         let m = run.metrics
         if !run.hasMetricsFile {
             b.append(.markdown("**Missing:** no `metrics.jsonl` in the run directory yet (the run has not logged a step), so there are no curves."))
@@ -67,7 +67,7 @@ extension Report {
             b.append(.markdown("Curves from `metrics.jsonl` (\(m.rows.count) logged steps): each training term raw (faint) and smoothed "
                 + "(exponential moving average with debiasing, weight 0.6, as TensorBoard's slider), then learning rate, gradient norm, "
                 + "clips/s, data-wait fraction and time per step."))
-            for (name, plot) in curvePlots(m, gradClip: run.config?.train.gradClip) {
+            for (name, plot) in curvePlots(m, gradClip: run.gradClip) {
                 b.append(.figure(.svg("curve-" + name, plot.title + " against step", plot.svg())))
             }
             let last = m.rows.count, tail = max(1, last / 10)

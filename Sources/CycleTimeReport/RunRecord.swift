@@ -59,12 +59,15 @@ public struct MetricsTable: Sendable {
     }
 }
 
-/// A training run directory as `cycletime train` leaves it.
+/// A run directory as `cycletime train` or `cycletime ava train` leaves it.
 public struct RunRecord {
     public var path: String
     public var name: String
     public var configText: String
+    /// The config of a pretraining run (`cycletime train`).
     public var config: TrainConfig?
+    /// The config of an AVA detection run (`cycletime ava train`).
+    public var avaConfig: AVAConfig?
     public var notes: [String] = []
     public var metrics = MetricsTable()
     public var hasMetricsFile = false
@@ -86,8 +89,13 @@ public struct RunRecord {
         }
         let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         var r = RunRecord(path: path, name: (trimmed as NSString).lastPathComponent, configText: text)
+        // The config says the kind of run: the loader is strict, so at most one of the two reads it.
         do { r.config = try ConfigLoader.decode(TrainConfig.self, yaml: text, file: configPath) } catch {
-            r.notes.append("The config could not be read as a training config (\(error)); sections that need it are left out.")
+            if let ava = try? ConfigLoader.decode(AVAConfig.self, yaml: text, file: configPath) {
+                r.avaConfig = ava
+            } else {
+                r.notes.append("The config could not be read as a training config (\(error)); sections that need it are left out.")
+            }
         }
         if let m = fm.contents(atPath: metricsPath) {
             r.hasMetricsFile = true
@@ -102,9 +110,16 @@ public struct RunRecord {
     }
 
     /// Steps the config asks for (train.steps), when known.
-    public var plannedSteps: Int? { config.flatMap { $0.train.steps > 0 ? $0.train.steps : nil } }
+    public var plannedSteps: Int? {
+        guard let steps = config?.train.steps ?? avaConfig?.train.steps else { return nil }
+        return steps > 0 ? steps : nil
+    }
     public var lastStep: Int? { metrics.steps.last.map { Int($0) } }
-    public var objective: String { config?.objective.rawValue ?? "unknown" }
+    public var objective: String { config?.objective.rawValue ?? (avaConfig != nil ? "ava" : "unknown") }
+    /// An AVA detection run (`cycletime ava train`).
+    public var isAVA: Bool { avaConfig != nil }
+    /// The gradient clipping of the run's config (0 = none), when known.
+    public var gradClip: Double? { config?.train.gradClip ?? avaConfig?.train.gradClip }
 
     /// One line on where the run stands.
     public var status: String {
