@@ -112,8 +112,7 @@ public enum Report {
     static func avaMAP(_ r: RunRecord) -> Double? {
         let dir = r.path + "/ava"
         for n in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() where n.hasSuffix(".json") {
-            if let d = FileManager.default.contents(atPath: dir + "/" + n), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-               let m = (o["mAP"] as? NSNumber)?.doubleValue { return m }
+            if let m = avaEvaluation(dir + "/" + n)?.mAP { return m }
         }
         return nil
     }

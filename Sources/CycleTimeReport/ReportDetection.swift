@@ -1,8 +1,15 @@
+import CycleTimeDetection
 import CycleTimeVideo
 import Foundation
 
 extension Report {
     // MARK: detection
+
+    /// An `ava eval --json` output, or nil for a file that is not one.
+    static func avaEvaluation(_ path: String) -> AVAEvalResult? {
+        guard let d = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(AVAEvalResult.self, from: d)
+    }
 
     static func detection(_ run: RunRecord, options: ReportOptions) throws -> [ReportBlock] {
         var b: [ReportBlock] = [.markdown("## Detection")]
@@ -12,21 +19,17 @@ extension Report {
         var classNames: [Int: String] = [:]
         var evalFound = false
         for n in names where n.hasSuffix(".json") {
-            guard let d = fm.contents(atPath: dir + "/" + n), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-                  let classes = o["classes"] as? [[String: Any]] else { continue }
+            guard let r = avaEvaluation(dir + "/" + n) else { continue }
             evalFound = true
             var bars: [(label: String, value: Double)] = [], rows: [[String]] = []
-            for c in classes {
-                let id = (c["id"] as? NSNumber)?.intValue ?? 0, name = c["name"] as? String ?? "class \(id)"
-                classNames[id] = name
-                guard let gt = (c["ground_truth"] as? NSNumber)?.intValue, gt > 0 else { continue }
-                let ap = (c["ap"] as? NSNumber)?.doubleValue
-                bars.append(("\(id) \(name)", ap ?? 0))
-                rows.append([String(id), name, String(gt), String((c["detections"] as? NSNumber)?.intValue ?? 0), fmt(ap)])
+            for c in r.classes {
+                classNames[c.id] = c.name
+                guard c.groundTruth > 0 else { continue }
+                bars.append(("\(c.id) \(c.name)", c.ap ?? 0))
+                rows.append([String(c.id), c.name, String(c.groundTruth), String(c.detections), fmt(c.ap)])
             }
-            let mAP = (o["mAP"] as? NSNumber)?.doubleValue
-            b.append(.markdown("From `ava/\(n)`: frame-mAP@0.5IoU **\(fmt(mAP))** (protocol \(o["protocol"] as? String ?? "?"), "
-                + "\((o["evaluated_frames"] as? NSNumber)?.intValue ?? 0) keyframes evaluated), \(bars.count) class(es) with ground truth."))
+            b.append(.markdown("From `ava/\(n)`: frame-mAP@0.5IoU **\(fmt(r.mAP))** (protocol \(r.protocolName ?? "?"), "
+                + "\(r.evaluatedFrames) keyframes evaluated), \(bars.count) class(es) with ground truth."))
             let chart = BarChart(title: "AVA per-class AP@0.5IoU", xLabel: "class (id name)", yLabel: "average precision", bars: bars, range: 0...1)
             b.append(.figure(.svg("ava-ap-" + (n as NSString).deletingPathExtension, "AVA per-class AP (sorted), \(n)", chart.svg())))
             b.append(.markdown(table(["id", "class", "ground truth", "detections", "AP"], rows)))
