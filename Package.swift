@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         // Reports: notebooks and Markdown pages with SVG curves and PNG frames (libpng via CycleTimeVideo).
-        .target(name: "CycleTimeReport", dependencies: ["CycleTimeVideo", "CycleTimeTraining", "CycleTimeTracking"]),
+        .target(name: "CycleTimeReport", dependencies: ["CycleTimeVideo", "CycleTimeTraining", "CycleTimeTracking", "CycleTimePropagation", "CycleTimeDetection"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [

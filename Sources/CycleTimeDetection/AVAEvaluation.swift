@@ -32,14 +32,23 @@ public struct AVAEvalProtocol: Sendable, Equatable {
 }
 
 /// Frame-mAP result: AP per label-map class that has ground truth (nil = not in the mean).
-public struct AVAEvalResult: Sendable {
-    public struct ClassResult: Sendable {
+/// Also what `cycletime ava eval --json` prints (snake_case keys, a missing AP or mAP as null).
+public struct AVAEvalResult: Sendable, Codable {
+    public struct ClassResult: Sendable, Codable {
         public let id: Int
         public let name: String
         public let groundTruth: Int
         public let detections: Int
         /// nil when the class has no ground truth, or is dropped for having no detection.
         public let ap: Double?
+
+        enum CodingKeys: String, CodingKey { case id, name, groundTruth = "ground_truth", detections, ap }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id); try c.encode(name, forKey: .name)
+            try c.encode(groundTruth, forKey: .groundTruth); try c.encode(detections, forKey: .detections)
+            try c.encode(ap, forKey: .ap)
+        }
     }
     public let classes: [ClassResult]
     /// Mean over the classes with an AP; nil when no class has one.
@@ -47,6 +56,20 @@ public struct AVAEvalResult: Sendable {
     public let evaluatedFrames: Int
     public let excludedFrames: Int
     public let framesWithoutGroundTruth: Int
+    /// The protocol's name on the command line (`--protocol`), when known.
+    public var protocolName: String? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case classes, mAP, evaluatedFrames = "evaluated_frames", excludedFrames = "excluded_frames"
+        case framesWithoutGroundTruth = "frames_without_gt", protocolName = "protocol"
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(classes, forKey: .classes); try c.encode(mAP, forKey: .mAP)
+        try c.encode(evaluatedFrames, forKey: .evaluatedFrames); try c.encode(excludedFrames, forKey: .excludedFrames)
+        try c.encode(framesWithoutGroundTruth, forKey: .framesWithoutGroundTruth)
+        try c.encodeIfPresent(protocolName, forKey: .protocolName)
+    }
 }
 
 /// One detection inside a keyframe, in the evaluation's order.

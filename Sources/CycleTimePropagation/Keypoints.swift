@@ -77,6 +77,11 @@ public struct PCKResult: Sendable, Codable {
 public enum JHMDBEvaluation {
     public static let thresholds = [0.1, 0.2, 0.3, 0.4, 0.5]
 
+    /// JHMDB's skeleton as pairs of 0-based joints (neck, belly, face, shoulders R/L, hips R/L,
+    /// elbows R/L, knees R/L, wrists R/L, ankles R/L).
+    public static let skeleton = [(0, 2), (0, 1), (0, 3), (0, 4), (1, 5), (1, 6), (3, 7), (7, 11), (4, 8), (8, 12),
+                                  (5, 9), (9, 13), (6, 10), (10, 14)]
+
     /// PCK of predictions against ground truth, both [T][J] in 0-based pixels. Frame 0 is skipped;
     /// a joint is scored where its prediction exists (x >= 0); distances are normalized per frame
     /// by 0.6 x the diagonal of the box of that frame's scored ground-truth joints; per-joint

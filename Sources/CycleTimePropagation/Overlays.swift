@@ -48,16 +48,12 @@ public final class OverlayWriter {
         return c
     }
 
-    /// JHMDB's skeleton (1-based joints: neck, belly, face, shoulders R/L, hips R/L, elbows R/L,
-    /// knees R/L, wrists R/L, ankles R/L).
-    public static let skeleton = [(1, 3), (1, 2), (1, 4), (1, 5), (2, 6), (2, 7), (4, 8), (8, 12), (5, 9), (9, 13), (6, 10), (10, 14), (7, 11), (11, 15)]
-
     /// A frame with keypoints (0-based pixels; negative = not predicted), one colour per joint.
     public static func keypoints(_ frame: Image, _ points: [Point2]) -> Canvas {
         var c = Canvas(image: frame)
         func ok(_ i: Int) -> Bool { i < points.count && points[i].x >= 0 && points[i].y >= 0 }
-        for (a, b) in skeleton where ok(a - 1) && ok(b - 1) {
-            c.line(points[a - 1].x, points[a - 1].y, points[b - 1].x, points[b - 1].y, RGB(255, 255, 255), thickness: 2)
+        for (a, b) in JHMDBEvaluation.skeleton where ok(a) && ok(b) {
+            c.line(points[a].x, points[a].y, points[b].x, points[b].y, RGB(255, 255, 255), thickness: 2)
         }
         for (j, p) in points.enumerated() where ok(j) {
             c.fillCircle(cx: p.x, cy: p.y, radius: 3.5, Colormap.turbo(Double(j) / Double(max(points.count - 1, 1))))

@@ -41,12 +41,23 @@ public struct ConfusionMatrix: Sendable {
     }
 }
 
+/// What `cycletime eval vip` writes to `miou.json`: keys `miou` and `per_class` (nan = a class
+/// absent from ground truth and predictions).
+public struct VIPResult: Sendable, Codable, Equatable {
+    /// IoU of each class 0..<classes.
+    public var perClass: [Double]
+    /// Mean IoU over the present classes.
+    public var mean: Double
+    public init(perClass: [Double], mean: Double) { self.perClass = perClass; self.mean = mean }
+    enum CodingKeys: String, CodingKey { case perClass = "per_class", mean = "miou" }
+}
+
 public enum VIPEvaluation {
     public static let classes = 20
 
     /// mIoU of `<results>/<video>/<frame>.png` against the VIP category masks (frames with a
     /// ground-truth mask, the first frame of each video excluded as it is given).
-    public static func evaluate(root: String, results: String, split: String = "val") throws -> (perClass: [Double], mean: Double) {
+    public static func evaluate(root: String, results: String, split: String = "val") throws -> VIPResult {
         let ds: VIPDataset
         do { ds = try VIPDataset(root: root, split: split) } catch { throw EvaluationError("\(error)") }
         var cm = ConfusionMatrix(classes: classes)
@@ -63,6 +74,7 @@ public enum VIPEvaluation {
                 cm.add(groundTruth: g.pixels, prediction: p.pixels)
             }
         }
-        return cm.iou()
+        let r = cm.iou()
+        return VIPResult(perClass: r.perClass, mean: r.mean)
     }
 }

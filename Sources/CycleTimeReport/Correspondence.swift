@@ -186,3 +186,45 @@ public enum CorrespondenceFigures {
         return figures
     }
 }
+
+extension Report {
+
+    // MARK: correspondence
+
+    static func correspondence(_ run: RunRecord, options: ReportOptions) throws -> [ReportBlock] {
+        var b: [ReportBlock] = [.markdown("## Correspondence")]
+        guard options.correspondence else {
+            b.append(.markdown("**Not drawn:** the correspondence figures were switched off (`--no-correspondence`)."))
+            return b
+        }
+        guard let config = run.config else {
+            b.append(.markdown("**Missing:** the run's config could not be read, so the model cannot be built."))
+            return b
+        }
+        guard config.objective == .timecycle else {
+            b.append(.markdown("**Not drawn:** the correspondence figures use the TimeCycle model (affinity and localizer); this run's objective is `\(config.objective.rawValue)`."))
+            return b
+        }
+        guard let ckpt = run.latestCheckpoint else {
+            b.append(.markdown("**Missing:** no checkpoint (`checkpoints/latest.safetensors`), e.g. a run interrupted before its first checkpoint; the correspondence figures need trained weights."))
+            return b
+        }
+        let video: String
+        if let v = options.video {
+            video = v
+        } else {
+            let resolved = try? resolveVideos(config.data.videos, file: run.path + "/config.yaml")
+            guard let v = resolved?.first else {
+                b.append(.markdown("**Missing:** no video of the run's config (`data.videos`) is readable here; pass `--video FILE`."))
+                return b
+            }
+            video = v
+        }
+        let figs = try CorrespondenceFigures.make(config: config, checkpoint: ckpt, video: video, options: options)
+        b.append(.markdown("Model: TimeCycle from `\(ckpt)` (step \(run.checkpointSteps.last.map(String.init) ?? "?")); video `\(video)` "
+            + "from second \(String(format: "%.1f", options.videoStart)), \(config.timecycle.frameSize)x\(config.timecycle.frameSize) centre crops "
+            + "at \(String(format: "%g", config.data.fps > 0 ? config.data.fps : 0)) fps as in training."))
+        for f in figs { b.append(.figure(f)) }
+        return b
+    }
+}

@@ -135,19 +135,12 @@ struct AVAEvalCommand: ParsableCommand {
     static func format(_ v: Double?) -> String { v.map { String(format: "%.8f", $0) } ?? "n/a" }
 
     func run() throws {
-        let r = try evaluate { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        var r = try evaluate { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         if json {
-            var classes: [[String: Any]] = []
-            for c in r.classes {
-                var o: [String: Any] = ["id": c.id, "name": c.name, "ground_truth": c.groundTruth, "detections": c.detections]
-                o["ap"] = c.ap ?? NSNull()
-                classes.append(o)
-            }
-            let obj: [String: Any] = ["mAP": r.mAP ?? NSNull(), "classes": classes, "evaluated_frames": r.evaluatedFrames,
-                                      "excluded_frames": r.excludedFrames, "frames_without_gt": r.framesWithoutGroundTruth,
-                                      "protocol": `protocol`]
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            r.protocolName = `protocol`
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(r), as: UTF8.self))
         } else {
             print("frame-mAP@0.5IOU: \(Self.format(r.mAP))  (protocol \(`protocol`), \(r.evaluatedFrames) keyframes evaluated, \(r.excludedFrames) excluded, \(r.framesWithoutGroundTruth) with detections but no ground truth)")
             for c in r.classes where c.groundTruth > 0 {

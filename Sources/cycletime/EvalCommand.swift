@@ -39,9 +39,7 @@ struct EvalDAVIS: ParsableCommand {
         if !noWrite {
             try AtomicFile.write(r.globalCSV(), to: results + "/global_results-\(set).csv")
             try AtomicFile.write(r.perSequenceCSV(), to: results + "/per-sequence_results-\(set).csv")
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try AtomicFile.write(try enc.encode(r), to: results + "/davis-eval-\(set).json")
+            try EvaluationFiles.write(r, to: results + "/" + EvaluationFiles.davis(set: set))
         }
     }
 }
@@ -78,10 +76,7 @@ struct EvalJHMDB: ParsableCommand {
         print(values.joined(separator: "   "))
         if !noWrite {
             try AtomicFile.write(header.joined(separator: ",") + "\n" + values.joined(separator: ",") + "\n", to: results + "/pck.csv")
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try AtomicFile.write(try enc.encode(r), to: results + "/pck.json")
+            try EvaluationFiles.write(r, to: results + "/" + EvaluationFiles.jhmdb)
         }
     }
 }
@@ -104,8 +99,7 @@ struct EvalVIP: ParsableCommand {
         if !noWrite {
             let csv = "class,iou\n" + r.perClass.enumerated().map { "\($0.offset),\($0.element)" }.joined(separator: "\n") + "\nmean,\(r.mean)\n"
             try AtomicFile.write(csv, to: results + "/miou.csv")
-            let obj: [String: Any] = ["miou": r.mean.isNaN ? "nan" : r.mean as Any, "per_class": r.perClass.map { $0.isNaN ? "nan" : $0 as Any }]
-            try AtomicFile.write(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self), to: results + "/miou.json")
+            try EvaluationFiles.write(r, to: results + "/" + EvaluationFiles.vip)
         }
     }
 }

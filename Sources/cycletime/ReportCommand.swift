@@ -15,7 +15,8 @@ struct ReportCommand: ParsableCommand {
             the config; correspondence figures from checkpoints/latest.safetensors (TimeCycle) on a video of the \
             config or --video; propagation from RUN/propagation/{davis,jhmdb,vip}/ (eval JSON inside); detection \
             from RUN/ava/ (the `ava eval --json` output saved as *.json and the detections CSV). A missing part \
-            is stated in its section. --compare RUN_A RUN_B ... puts runs side by side.
+            is stated in its section. A run of `ava train` gets its curves, config and detection section. \
+            --compare RUN_A RUN_B ... puts runs side by side.
             """)
 
     @Argument(help: "Run directory (config.yaml, metrics.jsonl, checkpoints/)") var runDirectory: String?

@@ -144,4 +144,22 @@ final class AVAEvaluationTests: XCTestCase {
         // heapreplace pops the smallest tuple (0.5, 1, ...).
         XCTAssertEqual(h.sortedDescending().map(\.action), [2, 3])
     }
+
+    /// The `ava eval --json` contract: snake_case keys, a missing AP and mAP written as null, read back unchanged.
+    func testResultJSONKeepsKeysAndNullsAndReadsBack() throws {
+        let r = AVAEvalResult(classes: [.init(id: 3, name: "talk", groundTruth: 0, detections: 2, ap: nil)], mAP: nil,
+                              evaluatedFrames: 4, excludedFrames: 1, framesWithoutGroundTruth: 2, protocolName: "official")
+        let data = try JSONEncoder().encode(r)
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(Set(o.keys), ["classes", "mAP", "evaluated_frames", "excluded_frames", "frames_without_gt", "protocol"])
+        XCTAssertTrue(o["mAP"] is NSNull)
+        let c = try XCTUnwrap((o["classes"] as? [[String: Any]])?.first)
+        XCTAssertEqual(Set(c.keys), ["id", "name", "ground_truth", "detections", "ap"])
+        XCTAssertTrue(c["ap"] is NSNull)
+        let back = try JSONDecoder().decode(AVAEvalResult.self, from: data)
+        XCTAssertEqual(back.classes.first?.groundTruth, 0)
+        XCTAssertNil(back.classes.first?.ap)
+        XCTAssertEqual(back.framesWithoutGroundTruth, 2)
+        XCTAssertEqual(back.protocolName, "official")
+    }
 }

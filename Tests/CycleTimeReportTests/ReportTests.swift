@@ -5,9 +5,10 @@ import TestSupport
 import XCTest
 
 /// A temporary run directory made from the smoke run's config and metrics (first `steps` lines).
-func makeRunDir(_ name: String, steps: Int?, partialLine: Bool = false, metrics: Bool = true) throws -> String {
+func makeRunDir(_ name: String, steps: Int?, partialLine: Bool = false, metrics: Bool = true,
+                in parent: String = NSTemporaryDirectory() + "/report-tests-\(getpid())") throws -> String {
     let fx = repoRoot + "/Tests/Fixtures/report"
-    let dir = NSTemporaryDirectory() + "/report-tests-\(getpid())/\(name)"
+    let dir = parent + "/\(name)"
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     try FileManager.default.copyItem(atPath: fx + "/timecycle-r18-smoke-config.yaml", toPath: dir + "/config.yaml")
@@ -152,6 +153,44 @@ final class ReportTests: XCTestCase {
         let values = try ParsedSVG(svg).bars.map(\.value)
         XCTAssertEqual(values, values.sorted(by: >))
         XCTAssertEqual(values.first ?? 0, 0.170455, accuracy: 1e-5)
+    }
+
+    /// A run of `cycletime ava train` (AVA config, metrics, `ava eval --json` output) gets curves, its config and per-class AP.
+    func testAVARunReportsCurvesConfigAndPerClassAP() throws {
+        let ava = try requireSharedData("ava-mini") + "/eval-golden"
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("ava-run") + "/ava-r18-2d-mini"
+        try FileManager.default.createDirectory(atPath: dir + "/ava", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: repoRoot + "/experiments/ava-r18-2d-mini.yaml", toPath: dir + "/config.yaml")
+        let metrics = (1...6).map { "{\"step\": \($0 * 5), \"loss\": \(1.0 / Double($0)), \"lr\": 0.01, \"grad_norm\": 2.5, \"clips_per_s\": 1.5}\n" }.joined()
+        try metrics.write(toFile: dir + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        let r = try runProcess(exe, ["ava", "eval", "--gt", ava + "/gt.csv", "--detections", ava + "/pred.csv", "--labelmap", ava + "/action_list.txt", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try r.stdout.write(toFile: dir + "/ava/eval.json", atomically: true, encoding: .utf8)
+
+        let run = try RunRecord.load(dir)
+        XCTAssertTrue(run.isAVA)
+        XCTAssertEqual(run.notes, [])
+        XCTAssertEqual(run.plannedSteps, 30)
+        let blocks = try Report.blocks(run, options: ReportOptions())
+        let md = markdownText(blocks)
+        XCTAssertTrue(md.contains("- objective: ava, backbone 2d (ResNet-18)"), md)
+        XCTAssertTrue(md.contains("30 step(s) logged of 30 planned (complete)"), md)
+        XCTAssertTrue(md.contains("## Training (AVA detector)"), md)
+        XCTAssertTrue(md.contains("```yaml\n# AVA pipeline"), md)
+        XCTAssertFalse(md.contains("## Propagation"), md)
+        XCTAssertTrue(md.contains("frame-mAP@0.5IoU **0.0939**"), md)
+        XCTAssertTrue(figureNames(blocks).contains("curve-loss.svg"))
+        guard case .figure(let f)? = blocks.first(where: { if case .figure(let f) = $0 { return f.name.hasPrefix("ava-ap") }; return false }),
+              case .svg(let svg) = f.content else { return XCTFail("no AP chart") }
+        let values = try ParsedSVG(svg).bars.map(\.value)
+        XCTAssertEqual(values.count, 3)
+        for (v, expected) in zip(values, [0.170455, 0.111111, 0]) { XCTAssertEqual(v, expected, accuracy: 1e-6) }
+        // Through the command line, as `cycletime report RUN`.
+        let out = dir + "-report/r"
+        let c = try runProcess(exe, ["report", dir, "--out", out])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/r_files/curve-loss.svg"))
     }
 
     func testCompareTwoRuns() throws {
