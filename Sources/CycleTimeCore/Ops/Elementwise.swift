@@ -35,11 +35,12 @@ extension Tensor {
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, DivOp())
+        let o = out.detach()
         let na = a.requiresGrad, nb = b.requiresGrad
         return out.recording("div", [a, b]) { g in
             [na ? unbroadcast(broadcastBinary(g, b, DivOp()), to: a.shape) : nil,
              // d(a/b)/db = -a/b^2 = -out/b
-             nb ? unbroadcast(broadcastBinary(broadcastBinary(g, out, MulOp()), b, NegDivOp()), to: b.shape) : nil]
+             nb ? unbroadcast(broadcastBinary(broadcastBinary(g, o, MulOp()), b, NegDivOp()), to: b.shape) : nil]
         }
     }
 
