@@ -18,7 +18,7 @@ public enum ConvTuning {
     /// 3x3 stride-1 convs (groups 1, dilation 1, zero padding <= 2) use Winograd F(2x2, 3x3),
     /// in the forward and in the stride-1 input gradient. On by default: the ResNet-18 trunk step
     /// takes ~20 % less time. Its float32 rounding error is ~3x im2col's (still < 1e-6 relative,
-    /// ConvolutionTests.testWinogradAccuracy); TimeCycleModelTests checks every TimeCycle gradient
+    /// WinogradTests.testWinogradAccuracy); TimeCycleModelTests checks every TimeCycle gradient
     /// against PyTorch in float64 within 1e-4 relative L2 with it on and off.
     nonisolated(unsafe) public static var winograd: Bool = true
     /// The stride-1 input gradient also goes through Winograd (when `winograd` is on).
