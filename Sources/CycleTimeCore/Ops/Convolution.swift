@@ -1,12 +1,18 @@
 import Foundation
 
-// Convolutions (owner: convolution family). NCHW / NCDHW, weights [Cout, Cin/groups, k...].
+// Convolutions. NCHW / NCDHW, weights [Cout, Cin/groups, k...]. `ConvTuning` picks the path:
 //
-// Forward: im2col of a chunk of images (whole batch when it fits ConvTuning.maxColumnBytes) into
-// one [Cin*k, nb*P] matrix, one sgemm per group with the weight [Cout, Cin/groups*k], then a
-// parallel re-layout to [N, Cout, P] with the bias fused. 1x1 stride-1 convs skip im2col.
-// Backward: dW = dY x col^T (col recomputed or kept), dcol = W^T x dY then col2im, dBias a
-// parallel per-channel reduction.
+// - Winograd F(2x2, 3x3) (Winograd.swift) for 3x3 stride-1 2-D convs (`winogradApplies`).
+// - Batch-parallel (`convUsesBatchParallel`): each worker takes whole images, im2col into its own
+//   buffer and a single-threaded sgemm (see "batch-parallel scheme" below).
+// - Otherwise im2col of a chunk of images (whole batch when it fits ConvTuning.maxColumnBytes) into
+//   one [Cin*k, nb*P] matrix, one multi-threaded sgemm per group with the weight
+//   [Cout, Cin/groups*k], then a parallel re-layout to [N, Cout, P] with the bias fused. 1x1
+//   stride-1 convs (pointwise) skip im2col.
+// Backward: dW = dY x col^T (col recomputed, or kept with ConvTuning.keepColumns); dX of a stride-1
+// conv as a forward convolution of dY with the flipped weight (Winograd or im2col), otherwise
+// dcol = W^T x dY then col2im; dBias a parallel per-channel reduction. Reflection padding is
+// F.pad(mode: .reflect) before a zero-padding-free convolution.
 
 extension F {
     /// F.conv2d. stride/padding/dilation are [h, w]. `paddingMode: .reflect` pads by reflection
@@ -25,7 +31,7 @@ extension F {
         var input = x
         var pad = p
         if paddingMode == .reflect && (p[0] > 0 || p[1] > 0) {
-            input = reflectPad2d(x, ph: p[0], pw: p[1])
+            input = F.pad(x, [p[1], p[1], p[0], p[0]], mode: .reflect)
             pad = [0, 0]
         }
         var g = ConvGeometry()
@@ -282,55 +288,6 @@ func biasGradient(_ g: Tensor, n: Int, c: Int, plane: Int) -> Tensor {
         }
     }
     return out
-}
-
-/// Vectorized sum of `count` floats (8 lanes).
-@inline(__always)
-func simdSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    var i = 0
-    let raw = UnsafeRawPointer(p)
-    while i + 8 <= count {
-        acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-        i += 8
-    }
-    var s = acc.sum()
-    while i < count { s += p[i]; i += 1 }
-    return s
-}
-
-/// Reflection padding of the two last dims (F.pad mode='reflect'), with its backward.
-func reflectPad2d(_ x: Tensor, ph: Int, pw: Int) -> Tensor {
-    let N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    precondition(ph < H && pw < W, "reflect padding (\(ph), \(pw)) must be smaller than the input size (\(H), \(W))")
-    let Hp = H + 2 * ph, Wp = W + 2 * pw
-    let out = Tensor(uninitialized: [N, C, Hp, Wp])
-    @inline(__always) func refl(_ i: Int, _ n: Int) -> Int { i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i) }
-    let xs = SendablePointer(x.data), ys = SendablePointer(out.data)
-    Parallel.chunks(N * C, costPerItem: Hp * Wp) { r in
-        for pl in r {
-            let s = xs.p + pl * H * W, d = ys.p + pl * Hp * Wp
-            for oh in 0..<Hp {
-                let srow = s + refl(oh - ph, H) * W, drow = d + oh * Wp
-                for ow in 0..<Wp { drow[ow] = srow[refl(ow - pw, W)] }
-            }
-        }
-    }
-    return out.recording("reflect_pad2d", [x]) { g in
-        let dx = Tensor(uninitialized: [N, C, H, W])
-        let gs = SendablePointer(g.data), dxs = SendablePointer(dx.data)
-        Parallel.chunks(N * C, costPerItem: Hp * Wp) { r in
-            for pl in r {
-                let d = dxs.p + pl * H * W, s = gs.p + pl * Hp * Wp
-                d.update(repeating: 0, count: H * W)
-                for oh in 0..<Hp {
-                    let drow = d + refl(oh - ph, H) * W, srow = s + oh * Wp
-                    for ow in 0..<Wp { drow[refl(ow - pw, W)] += srow[ow] }
-                }
-            }
-        }
-        return [dx]
-    }
 }
 
 // MARK: batch-parallel scheme

@@ -1,5 +1,6 @@
-// im2col / col2im kernels shared by conv2d and conv3d (owner: convolution family).
-// Everything is expressed in 3 spatial dims (2-D convs use T = kt = 1).
+// The convolution tunables (`ConvTuning`), the geometry of an N-d convolution or pooling
+// (`ConvGeometry`), and the im2col / col2im kernels shared by conv2d and conv3d. Everything is
+// expressed in 3 spatial dims (2-D convs use T = kt = 1).
 
 /// Tunables of the convolution kernels (for benchmarks; defaults are the measured best).
 public enum ConvTuning {

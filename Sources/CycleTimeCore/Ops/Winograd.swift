@@ -1,7 +1,7 @@
 import Foundation
 
 // Winograd F(2x2, 3x3) for 2-D convolutions with 3x3 kernels, stride 1, dilation 1, groups 1 and
-// zero padding (owner: convolution family). Used by the forward and by the stride-1 input
+// zero padding. Used by the forward and by the stride-1 input
 // gradient (a forward convolution of dY with the flipped weight).
 //
 // U[16][Cout][Cin] = G g G^T (once per call), V[16][Cin][tiles] = B^T d B per 4x4 input tile,
