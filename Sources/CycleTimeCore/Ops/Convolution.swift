@@ -306,13 +306,12 @@ func convUsesBatchParallel(_ g: ConvGeometry) -> Bool {
 /// Calls body(worker, image) for every image; worker w always takes the same contiguous block of
 /// images, so per-worker partial sums (the weight gradient) are the same from run to run.
 private func forEachImage(_ n: Int, workers T: Int, _ body: (Int, Int) -> Void) {
-    let saved = BLAS.threads
-    BLAS.threads = 1
-    defer { BLAS.threads = saved }
-    withoutActuallyEscaping(body) { b in
-        let box = UnsafeSendableBox(b)
-        DispatchQueue.concurrentPerform(iterations: T) { w in
-            for i in (n * w / T)..<(n * (w + 1) / T) { box.value(w, i) }
+    BLAS.withThreads(1) {
+        withoutActuallyEscaping(body) { b in
+            let box = UnsafeSendableBox(b)
+            DispatchQueue.concurrentPerform(iterations: T) { w in
+                for i in (n * w / T)..<(n * (w + 1) / T) { box.value(w, i) }
+            }
         }
     }
 }

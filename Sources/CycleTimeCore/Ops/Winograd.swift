@@ -165,21 +165,20 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
     if convUsesBatchParallel(g) {
         let bufs = Tensor(uninitialized: [T * (bufV + bufM)])
         let bp = SendablePointer(bufs.data)
-        let saved = BLAS.threads
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
-        DispatchQueue.concurrentPerform(iterations: T) { wk in
-            let v = bp.p + wk * (bufV + bufM), m = v + bufV
-            for n in (g.n * wk / T)..<(g.n * (wk + 1) / T) {
-                var ty0 = 0
-                while ty0 < tilesH {
-                    let ty1 = min(tilesH, ty0 + rowsPerBlock), nt = (ty1 - ty0) * tilesW
-                    winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, ty0: ty0, ty1: ty1,
-                                           channels: 0..<cin, v, ldv: block)
-                    winogradGemms(us.p, v, m, cout: cout, cin: cin, nt: nt, ld: block)
-                    winogradOutputTransform(m, ldm: block, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: 0..<cout,
-                                            bs.map { UnsafePointer($0.p) }, ys.p + n * outPlane)
-                    ty0 = ty1
+        BLAS.withThreads(1) {
+            DispatchQueue.concurrentPerform(iterations: T) { wk in
+                let v = bp.p + wk * (bufV + bufM), m = v + bufV
+                for n in (g.n * wk / T)..<(g.n * (wk + 1) / T) {
+                    var ty0 = 0
+                    while ty0 < tilesH {
+                        let ty1 = min(tilesH, ty0 + rowsPerBlock), nt = (ty1 - ty0) * tilesW
+                        winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, ty0: ty0, ty1: ty1,
+                                               channels: 0..<cin, v, ldv: block)
+                        winogradGemms(us.p, v, m, cout: cout, cin: cin, nt: nt, ld: block)
+                        winogradOutputTransform(m, ldm: block, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: 0..<cout,
+                                                bs.map { UnsafePointer($0.p) }, ys.p + n * outPlane)
+                        ty0 = ty1
+                    }
                 }
             }
         }
