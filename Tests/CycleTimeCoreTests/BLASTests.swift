@@ -63,6 +63,17 @@ final class BLASTests: XCTestCase {
         XCTAssertEqual(c, [0, 0, 0, 0])
     }
 
+    func testWithThreadsRestoresThePreviousCountAlsoWhenTheBodyThrows() {
+        struct Failure: Error {}
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
+        BLAS.threads = 2
+        XCTAssertEqual(BLAS.withThreads(1) { BLAS.threads }, 1)
+        XCTAssertEqual(BLAS.threads, 2)
+        XCTAssertThrowsError(try BLAS.withThreads(1) { throw Failure() })
+        XCTAssertEqual(BLAS.threads, 2)
+    }
+
     func testThreadsCanBeSetAndRestored() {
         let saved = BLAS.threads
         defer { BLAS.threads = saved }

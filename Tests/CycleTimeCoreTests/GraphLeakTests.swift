@@ -36,10 +36,10 @@ final class GraphLeakTests: XCTestCase {
     }
 
     func testConvolutionsFreeTheirGraphOnEveryPath() {
-        let savedKeep = ConvTuning.keepColumns
-        defer { ConvTuning.keepColumns = savedKeep }
+        let saved = ConvolutionPolicy.current
+        defer { ConvolutionPolicy.current = saved }
         for keep in [false, true] {
-            ConvTuning.keepColumns = keep
+            ConvolutionPolicy.current.keepColumns = keep
             assertGraphIsFreed("conv2d winograd, keepColumns \(keep)") {
                 F.conv2d(randn([1, 3, 6, 6], seed: 7), weight: randn([4, 3, 3, 3], seed: 8), bias: randn([4], seed: 9), padding: [1, 1])
             }

@@ -20,8 +20,6 @@ final class WinogradTests: XCTestCase {
 
     /// Rounding error of Winograd vs im2col against a float64 direct convolution (relative L2).
     func testWinogradAccuracy() {
-        let saved = ConvTuning.winograd
-        defer { ConvTuning.winograd = saved }
         let n = 2, cin = 256, cout = 16, h = 10, w = 9
         let x = randn([n, cin, h, w], seed: 31, requiresGrad: false), wt = randn([cout, cin, 3, 3], seed: 32, requiresGrad: false, scale: 0.1)
         // Post-ReLU-like input (non-negative, non-zero mean) as in a network.
@@ -46,18 +44,20 @@ final class WinogradTests: XCTestCase {
             }
             return (e / r).squareRoot()
         }
-        ConvTuning.winograd = false
-        let eIm2col = relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
-        ConvTuning.winograd = true
-        let eWino = relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
+        let eIm2col = ConvolutionPolicy.withPolicy(.current.with { $0.winograd = false }) {
+            relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
+        }
+        let eWino = ConvolutionPolicy.withPolicy(.current.with { $0.winograd = true }) {
+            relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
+        }
         print("conv 3x3 256->16 relative L2 error vs float64: im2col \(eIm2col), winograd \(eWino)")
         XCTAssertLessThan(eWino, 1e-6)
     }
 
     func testGradcheckWinograd() {
-        let saved = ConvTuning.winograd
-        defer { ConvTuning.winograd = saved }
-        ConvTuning.winograd = true
+        let saved = ConvolutionPolicy.current
+        defer { ConvolutionPolicy.current = saved }
+        ConvolutionPolicy.current.winograd = true
         gradcheck([randn([2, 4, 5, 6], seed: 21), randn([5, 4, 3, 3], seed: 22, scale: 0.5), randn([5], seed: 23)]) { t in
             F.conv2d(t[0], weight: t[1], bias: t[2], padding: [1, 1])
         }

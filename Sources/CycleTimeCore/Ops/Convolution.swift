@@ -1,18 +1,18 @@
 import Foundation
 
-// Convolutions. NCHW / NCDHW, weights [Cout, Cin/groups, k...]. `ConvTuning` picks the path:
+// Convolutions. NCHW / NCDHW, weights [Cout, Cin/groups, k...]. `ConvolutionPolicy` picks the path:
 //
 // - Winograd F(2x2, 3x3) (Winograd.swift) for 3x3 stride-1 2-D convs (`winogradApplies`).
 // - Batch-parallel (`convUsesBatchParallel`): each worker takes whole images, im2col into its own
 //   buffer and a single-threaded sgemm (see "batch-parallel scheme" below).
-// - Otherwise im2col of a chunk of images (whole batch when it fits ConvTuning.maxColumnBytes) into
-//   one [Cin*k, nb*P] matrix, one multi-threaded sgemm per group with the weight
+// - Otherwise im2col of a chunk of images (whole batch when it fits the policy's maxColumnBytes)
+//   into one [Cin*k, nb*P] matrix, one multi-threaded sgemm per group with the weight
 //   [Cout, Cin/groups*k], then a parallel re-layout to [N, Cout, P] with the bias fused. 1x1
 //   stride-1 convs (pointwise) skip im2col.
-// Backward: dW = dY x col^T (col recomputed, or kept with ConvTuning.keepColumns); dX of a stride-1
+// Backward: dW = dY x col^T (col recomputed, or kept with the policy's keepColumns); dX of a stride-1
 // conv as a forward convolution of dY with the flipped weight (Winograd or im2col), otherwise
 // dcol = W^T x dY then col2im; dBias a parallel per-channel reduction. Reflection padding is
-// F.pad(mode: .reflect) before a zero-padding-free convolution.
+// F.pad(mode: .reflect) followed by a convolution without padding.
 
 extension F {
     /// F.conv2d. stride/padding/dilation are [h, w]. `paddingMode: .reflect` pads by reflection
@@ -91,10 +91,10 @@ private func checkConv(_ g: ConvGeometry, weight: Tensor, bias: Tensor?, name: S
     precondition(g.pt >= 0 && g.ph >= 0 && g.pw >= 0, "\(name): padding must be non-negative")
 }
 
-/// Images per chunk so the column matrix stays within ConvTuning.maxColumnBytes.
+/// Images per chunk so the column matrix stays within the policy's maxColumnBytes.
 private func chunkImages(_ g: ConvGeometry) -> Int {
     let perImage = max(1, g.rows * g.outPlane * MemoryLayout<Float>.stride)
-    return max(1, min(g.n, ConvTuning.maxColumnBytes / perImage))
+    return max(1, min(g.n, ConvolutionPolicy.current.maxColumnBytes / perImage))
 }
 
 /// GEMMs of one chunk: out[cout, L] (ldc) = W[cout, rows/groups-block] x col[rows, L], per group.
@@ -166,7 +166,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b
 private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
                                         _ dx: UnsafeMutablePointer<Float>) -> Bool {
     guard let (g2, wt) = transposedConvSetup(w, g) else { return false }
-    if ConvTuning.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
+    if ConvolutionPolicy.current.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
     return true
 }
 
@@ -184,7 +184,7 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
     } else {
         col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
     }
-    let kept: Tensor? = (Tensor.needsGrad(weight) && ConvTuning.keepColumns) ? col : nil
+    let kept: Tensor? = (Tensor.needsGrad(weight) && ConvolutionPolicy.current.keepColumns) ? col : nil
 
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
     var inputs = [x, weight]
@@ -215,7 +215,7 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
             }
         } else if needW || needX {
             // Stride-1 convs: dX as a convolution of dY (forward-shaped GEMM, no col2im).
-            let dxDone = dX != nil && ConvTuning.inputGradientAsConvolution
+            let dxDone = dX != nil && ConvolutionPolicy.current.inputGradientAsConvolution
                 && inputGradientByConvolution(gy.data, weight.data, g, dX!.data)
             if dxDone && dW == nil { return bias != nil ? [dX, dW, dB] : [dX, dW] }
             let col = kept ?? Tensor(uninitialized: [g.rows * nbMax * P])
@@ -299,7 +299,7 @@ func biasGradient(_ g: Tensor, n: Int, c: Int, plane: Int) -> Tensor {
 /// Whether the batch is large enough to split evenly over the workers.
 func convUsesBatchParallel(_ g: ConvGeometry) -> Bool {
     let T = Parallel.threadCount
-    guard ConvTuning.batchParallel && T > 1 && g.n >= T else { return false }
+    guard ConvolutionPolicy.current.batchParallel && T > 1 && g.n >= T else { return false }
     return g.n % T == 0 || g.n >= 4 * T
 }
 
@@ -372,9 +372,9 @@ func convBackwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Flo
                                _ g: ConvGeometry, dX: UnsafeMutablePointer<Float>?, dW: UnsafeMutablePointer<Float>?) {
     let T = min(Parallel.threadCount, g.n), P = g.outPlane, kg = g.cinG * g.kernelSize
     let pointwise = g.isPointwise
-    var tconv = (dX != nil && !pointwise && ConvTuning.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
+    var tconv = (dX != nil && !pointwise && ConvolutionPolicy.current.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
     var dXLoop = dX
-    if let (g2, wt) = tconv, let dX, ConvTuning.winogradInputGradient && winogradApplies(g2) {
+    if let (g2, wt) = tconv, let dX, ConvolutionPolicy.current.winogradInputGradient && winogradApplies(g2) {
         // dX through Winograd (its own batch-parallel scheme), dW below.
         winogradForward(gy, wt.data, nil, g2, dX)
         tconv = nil

@@ -6,13 +6,13 @@ import Foundation
 //
 // U[16][Cout][Cin] = G g G^T (once per call), V[16][Cin][tiles] = B^T d B per 4x4 input tile,
 // M[k] = U[k] x V[k] (16 sgemms), Y tile (2x2) = A^T m A (+ bias). Tiles are processed in blocks
-// of ConvTuning.winogradTileBlock tiles so V and M of a block stay in cache. With the batch-parallel
-// scheme each worker takes whole images (single-threaded sgemm), otherwise each block uses the
-// multi-threaded sgemm and parallel transforms.
+// of ConvolutionPolicy.winogradTileBlock tiles so V and M of a block stay in cache. With the
+// batch-parallel scheme each worker takes whole images (single-threaded sgemm), otherwise each
+// block uses the multi-threaded sgemm and parallel transforms.
 
 /// Whether the convolution can use the Winograd path.
 func winogradApplies(_ g: ConvGeometry) -> Bool {
-    ConvTuning.winograd && g.groups == 1 && g.kt == 1 && g.t == 1 && g.to == 1 && g.kh == 3 && g.kw == 3
+    ConvolutionPolicy.current.winograd && g.groups == 1 && g.kt == 1 && g.t == 1 && g.to == 1 && g.kh == 3 && g.kw == 3
         && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.st == 1 && g.pt == 0
         && g.ph <= 2 && g.pw <= 2
 }
@@ -152,7 +152,7 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
     let cin = g.cin, cout = g.cout
     let tilesW = (g.wo + 1) / 2, tilesH = (g.ho + 1) / 2
     // Blocks of whole tile rows.
-    let rowsPerBlock = max(1, min(tilesH, ConvTuning.winogradTileBlock / tilesW))
+    let rowsPerBlock = max(1, min(tilesH, ConvolutionPolicy.current.winogradTileBlock / tilesW))
     let block = rowsPerBlock * tilesW
     let u = winogradWeights(w, cout: cout, cin: cin)
     let inPlane = cin * g.h * g.w, outPlane = cout * g.ho * g.wo
