@@ -1,5 +1,34 @@
 import Foundation
 
+// MARK: How to write an op
+//
+// 1. Compute the output with raw kernels (loops over `.data` in `Parallel.chunks`, `BLAS.sgemm`,
+//    the kernels of Ops/*), not by composing other recorded ops.
+// 2. Return `out.recording(name, inputs) { g in ... }`. It records only when grad mode is on and
+//    some input requires grad. The closure receives the gradient of the output (shape of `out`)
+//    and returns one gradient per input, in the order of `inputs`, each with that input's shape
+//    (backward() checks it), or nil for an input that needs none (read `x.requiresGrad` before the
+//    closure). It runs with recording off, so it may use any op. It may return `g` itself or
+//    gradients that share storage: the engine copies before it adds into a gradient it did not
+//    allocate.
+// 3. A broadcasting op reduces each input's gradient with `unbroadcast(grad, to: inputShape)`.
+// 4. The closure keeps everything it captures alive until backward has run through the record or
+//    the output is dropped, so it captures only what backward reads:
+//    - shapes and flags as values (`let s = x.shape`), not the tensors they come from;
+//    - inputs, when backward reads their values (the input and its own record stay alive; that
+//      is no cycle, since they existed before this op);
+//    - never the output itself: `out` owns its record (`out.gradFn`), the record owns the closure,
+//      so a closure that captures `out` makes the cycle out -> record -> closure -> out, and a
+//      graph dropped without backward is never freed. To read the output's values in backward,
+//      capture `let o = out.detach()`: a second Tensor over the same Storage (no copy, no
+//      gradFn), so the closure holds the values but not the tensor that owns the record (see
+//      exp, relu, sigmoid, div, softmax). The same holds for any tensor whose `gradFn` is this
+//      record; scratch buffers made in the forward (masks, indices, norms) are plain graph-free
+//      tensors or arrays and may be captured as they are.
+//    Saved values are shared, not copied: writing into an input or output in place (`assign`,
+//    `fill`, `data`) before backward changes what backward reads (PyTorch would raise an error).
+// 5. Test it: values against PyTorch fixtures, `gradcheck`, and `assertGraphIsFreed` (GraphLeakTests).
+
 /// The backward record of one op: where each input came from and a closure that maps the
 /// gradient of its output to one gradient per input (nil where the input needs none). The closure
 /// keeps only what backward needs and runs on raw storage with recording switched off.
@@ -31,6 +60,12 @@ public final class GradFn {
 
     /// Number of inputs the op read.
     public var inputCount: Int { edges.count }
+
+    /// The records of the inputs that an op produced (PyTorch's `grad_fn.next_functions`, without
+    /// leaves), for walking the graph; empty once backward has run through this record.
+    public var nextFunctions: [GradFn] {
+        edges.compactMap { if case .node(let fn, _) = $0 { return fn } else { return nil } }
+    }
 }
 
 /// Whether ops record the graph (PyTorch's grad mode). Per thread, as in PyTorch: a `noGrad`

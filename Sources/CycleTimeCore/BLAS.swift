@@ -19,9 +19,20 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// OpenBLAS worker threads for GEMM.
+    /// OpenBLAS worker threads for GEMM (process-wide). To change it for a stretch of code, use
+    /// `withThreads`, which restores the previous count.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(newValue)) }
+    }
+
+    /// Runs `body` with OpenBLAS set to `n` threads, then restores the previous count (also when
+    /// `body` throws). Used around our own parallel loops whose workers each call a single-threaded
+    /// sgemm (OpenBLAS's single-threaded path is reentrant), so no OpenBLAS worker spins meanwhile.
+    public static func withThreads<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
+        let saved = threads
+        threads = n
+        defer { threads = saved }
+        return try body()
     }
 }

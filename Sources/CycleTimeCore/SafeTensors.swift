@@ -11,7 +11,7 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .cannotOpen(let p, let r): return "\(p): cannot open safetensors file: \(r)"
         case .malformed(let p, let r): return "\(p): not a valid safetensors file: \(r)"
-        case .unsupportedDType(let p, let k, let d): return "\(p): tensor '\(k)' has unsupported dtype \(d) (F32, F16, BF16, F64, I64, I32, U8, BOOL are read)"
+        case .unsupportedDType(let p, let k, let d): return "\(p): tensor '\(k)' has unsupported dtype \(d) (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL are read)"
         case .cannotWrite(let p, let r): return "\(p): cannot write safetensors file: \(r)"
         }
     }
@@ -19,7 +19,10 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
 
 /// The safetensors format: 8-byte little-endian header length, a JSON header mapping names to
 /// {dtype, shape, data_offsets}, then little-endian raw data. Read: F32 natively; F16, BF16, F64
-/// (and integer types, for fixtures) converted to Float32. Written: F32.
+/// (and integer types, for fixtures) converted to Float32. Written: F32, keys sorted. A file whose
+/// header is not a JSON object, whose entries lack a field, whose tensors fall outside the data
+/// section, have the wrong byte count or share bytes, or whose dtype is unknown is rejected with
+/// an error naming the file.
 public enum SafeTensors {
     public struct File {
         /// Tensors by name (insertion order = order of data offsets in the file).
@@ -65,7 +68,7 @@ public enum SafeTensors {
         let body = hEnd
         let bodySize = data.count - body
         var tensors: [String: Tensor] = [:], dtypes: [String: String] = [:], metadata: [String: String] = [:]
-        var entries: [(String, Int)] = []
+        var entries: [(key: String, lo: Int, hi: Int)] = []
         for (key, value) in header {
             if key == "__metadata__" {
                 if let m = value as? [String: Any] { for (k, v) in m { metadata[k] = "\(v)" } }
@@ -99,9 +102,18 @@ public enum SafeTensors {
             }
             tensors[key] = Tensor(shape: shape, storage: storage)
             dtypes[key] = dtype
-            entries.append((key, lo))
+            entries.append((key, lo, hi))
         }
-        let order = entries.sorted { $0.1 < $1.1 }.map { $0.0 }
+        entries.sort { ($0.lo, $0.hi) < ($1.lo, $1.hi) }
+        // Tensors with data must not share bytes (empty ones may sit anywhere).
+        var previous: (key: String, lo: Int, hi: Int)? = nil
+        for e in entries where e.hi > e.lo {
+            if let p = previous, e.lo < p.hi {
+                throw SafeTensorsError.malformed(path: path, reason: "tensors '\(p.key)' (bytes \(p.lo)..<\(p.hi)) and '\(e.key)' (bytes \(e.lo)..<\(e.hi)) overlap")
+            }
+            previous = e
+        }
+        let order = entries.map { $0.key }
         return File(tensors: tensors, order: order, dtypes: dtypes, metadata: metadata)
     }
 

@@ -52,20 +52,22 @@ struct BenchCore: ParsableCommand {
     @Option(help: "Training steps for the memory measurement.") var memorySteps = 50
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Flag(inversion: .prefixedNo, help: "Convolutions split the batch over the cores (else one multi-threaded GEMM per layer).")
-    var convBatchParallel = ConvTuning.batchParallel
+    var convBatchParallel = ConvolutionPolicy().batchParallel
     @Flag(inversion: .prefixedNo, help: "3x3 stride-1 convolutions use Winograd F(2x2, 3x3).")
-    var winograd = ConvTuning.winograd
-    @Option(help: "Tiles per block of the Winograd path.") var winogradTileBlock = ConvTuning.winogradTileBlock
+    var winograd = ConvolutionPolicy().winograd
+    @Option(help: "Tiles per block of the Winograd path.") var winogradTileBlock = ConvolutionPolicy().winogradTileBlock
     @Flag(help: "Keep im2col columns from forward for the weight gradient (more memory, less work).")
     var keepColumns = false
     @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
     @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
 
     func run() throws {
-        ConvTuning.batchParallel = convBatchParallel
-        ConvTuning.keepColumns = keepColumns
-        ConvTuning.winograd = winograd
-        ConvTuning.winogradTileBlock = winogradTileBlock
+        ConvolutionPolicy.current = ConvolutionPolicy().with {
+            $0.batchParallel = convBatchParallel
+            $0.keepColumns = keepColumns
+            $0.winograd = winograd
+            $0.winogradTileBlock = winogradTileBlock
+        }
         let r = BenchReport(json: json)
         r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
         let (gemm, gt) = sgemmGFLOPs()

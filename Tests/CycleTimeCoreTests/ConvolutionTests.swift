@@ -28,21 +28,16 @@ final class ConvolutionTests: XCTestCase {
     /// Values and gradients against PyTorch, in both the whole-batch and the per-image chunking.
     func testAgainstPyTorch() throws {
         let fx = try Fixtures.load("conv")
-        let savedBytes = ConvTuning.maxColumnBytes, savedKeep = ConvTuning.keepColumns
-        let savedAsConv = ConvTuning.inputGradientAsConvolution, savedBP = ConvTuning.batchParallel
-        let savedWino = ConvTuning.winograd
-        defer {
-            ConvTuning.winograd = savedWino
-            ConvTuning.maxColumnBytes = savedBytes; ConvTuning.keepColumns = savedKeep
-            ConvTuning.inputGradientAsConvolution = savedAsConv; ConvTuning.batchParallel = savedBP
-        }
-        let variants = [(savedBytes, false, true, true), (savedBytes, false, false, true), (1 << 30, true, false, false),
+        let saved = ConvolutionPolicy.current
+        defer { ConvolutionPolicy.current = saved }
+        let variants = [(saved.maxColumnBytes, false, true, true), (saved.maxColumnBytes, false, false, true), (1 << 30, true, false, false),
                         (1 << 30, false, true, false), (1, false, false, false)]
         for wino in [true, false] {
-        ConvTuning.winograd = wino
+        ConvolutionPolicy.current.winograd = wino
         for (bytes, keep, asConv, bp) in variants {
-            ConvTuning.maxColumnBytes = bytes; ConvTuning.keepColumns = keep; ConvTuning.inputGradientAsConvolution = asConv
-            ConvTuning.batchParallel = bp
+            ConvolutionPolicy.current = ConvolutionPolicy.current.with {
+                $0.maxColumnBytes = bytes; $0.keepColumns = keep; $0.inputGradientAsConvolution = asConv; $0.batchParallel = bp
+            }
             for c in Self.cases {
                 let x = fx.t("\(c.name).x").requiringGrad(), w = fx.t("\(c.name).w").requiringGrad()
                 let b = fx["\(c.name).b"]?.requiringGrad()
@@ -65,8 +60,8 @@ final class ConvolutionTests: XCTestCase {
     /// reference; each must stay within the rounding bound that its arithmetic allows (see
     /// `convolutionErrorBounds`), whichever BLAS kernel the machine picks.
     func testWinogradAndIm2colStayWithinTheirRoundingBoundOfAFloat64Reference() {
-        let savedWino = ConvTuning.winograd, savedBP = ConvTuning.batchParallel, savedBlock = ConvTuning.winogradTileBlock
-        defer { ConvTuning.winograd = savedWino; ConvTuning.batchParallel = savedBP; ConvTuning.winogradTileBlock = savedBlock }
+        let saved = ConvolutionPolicy.current
+        defer { ConvolutionPolicy.current = saved }
         // (n, cin, cout, h, w, padding [h, w], bias)
         let shapes: [(Int, Int, Int, Int, Int, [Int], Bool)] = [
             (1, 4, 5, 7, 9, [1, 1], true), (8, 6, 4, 8, 8, [1, 1], false), (2, 16, 8, 5, 6, [0, 0], true),
@@ -87,7 +82,7 @@ final class ConvolutionTests: XCTestCase {
             var cases: [(Bool, Bool, Int)] = [(false, true, 128), (false, false, 128)]
             cases += [(true, 128), (false, 128), (true, 1), (false, 5)].map { (true, $0.0, $0.1) }
             for (wino, bp, block) in cases {
-                ConvTuning.winograd = wino; ConvTuning.batchParallel = bp; ConvTuning.winogradTileBlock = block
+                ConvolutionPolicy.current = saved.with { $0.winograd = wino; $0.batchParallel = bp; $0.winogradTileBlock = block }
                 if wino { XCTAssertTrue(winogradApplies(ConvGeometry.conv2d3x3(n: n, cin: cin, cout: cout, h: h, w: w, pad: pad))) }
                 let got = run()
                 let msg = "shape \(i) winograd \(wino) batch-parallel \(bp) block \(block)"
@@ -95,54 +90,6 @@ final class ConvolutionTests: XCTestCase {
                 ref.assertWithinBound(got.1, ref.dx, ref.dxBound, "dx " + msg)
                 ref.assertWithinBound(got.2, ref.dw, ref.dwBound, "dw " + msg)
             }
-        }
-    }
-
-    /// Rounding error of Winograd vs im2col against a float64 direct convolution (relative L2).
-    func testWinogradAccuracy() {
-        let saved = ConvTuning.winograd
-        defer { ConvTuning.winograd = saved }
-        let n = 2, cin = 256, cout = 16, h = 10, w = 9
-        let x = randn([n, cin, h, w], seed: 31, requiresGrad: false), wt = randn([cout, cin, 3, 3], seed: 32, requiresGrad: false, scale: 0.1)
-        // Post-ReLU-like input (non-negative, non-zero mean) as in a network.
-        let xa = x.array.map { Swift.abs($0) }, wa = wt.array
-        x.data.update(from: xa, count: xa.count)
-        var ref = [Double](repeating: 0, count: n * cout * h * w)
-        for b in 0..<n { for co in 0..<cout { for oy in 0..<h { for ox in 0..<w {
-            var acc = 0.0
-            for ci in 0..<cin { for ky in 0..<3 { for kx in 0..<3 {
-                let iy = oy + ky - 1, ix = ox + kx - 1
-                if iy < 0 || iy >= h || ix < 0 || ix >= w { continue }
-                acc += Double(xa[((b * cin + ci) * h + iy) * w + ix]) * Double(wa[((co * cin + ci) * 3 + ky) * 3 + kx])
-            } } }
-            ref[((b * cout + co) * h + oy) * w + ox] = acc
-        } } } }
-        func relErr(_ y: [Float]) -> Double {
-            var e = 0.0, r = 0.0
-            for i in 0..<ref.count {
-                let d = Double(y[i]) - ref[i]
-                e += d * d
-                r += ref[i] * ref[i]
-            }
-            return (e / r).squareRoot()
-        }
-        ConvTuning.winograd = false
-        let eIm2col = relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
-        ConvTuning.winograd = true
-        let eWino = relErr(F.conv2d(x, weight: wt, padding: [1, 1]).array)
-        print("conv 3x3 256->16 relative L2 error vs float64: im2col \(eIm2col), winograd \(eWino)")
-        XCTAssertLessThan(eWino, 1e-6)
-    }
-
-    func testGradcheckWinograd() {
-        let saved = ConvTuning.winograd
-        defer { ConvTuning.winograd = saved }
-        ConvTuning.winograd = true
-        gradcheck([randn([2, 4, 5, 6], seed: 21), randn([5, 4, 3, 3], seed: 22, scale: 0.5), randn([5], seed: 23)]) { t in
-            F.conv2d(t[0], weight: t[1], bias: t[2], padding: [1, 1])
-        }
-        gradcheck([randn([1, 4, 6, 5], seed: 24), randn([4, 4, 3, 3], seed: 25, scale: 0.5)]) { t in
-            F.conv2d(t[0], weight: t[1], padding: [2, 0])
         }
     }
 
@@ -164,6 +111,24 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    func testPolicyDefaultsAreTheMeasuredBestAndWithPolicyRestoresThePreviousPolicy() {
+        struct Failure: Error {}
+        let p = ConvolutionPolicy()
+        XCTAssertEqual([p.maxColumnBytes, p.winogradTileBlock], [64 << 20, 128])
+        XCTAssertEqual([p.keepColumns, p.inputGradientAsConvolution, p.batchParallel, p.winograd, p.winogradInputGradient],
+                       [false, true, true, true, true])
+        XCTAssertEqual(ConvolutionPolicy.current, p, "tests leave the process-wide policy at its defaults")
+        let other = p.with { $0.winograd = false; $0.maxColumnBytes = 1 }
+        XCTAssertEqual(ConvolutionPolicy.withPolicy(other) { ConvolutionPolicy.current }, other)
+        XCTAssertEqual(ConvolutionPolicy.current, p)
+        XCTAssertThrowsError(try ConvolutionPolicy.withPolicy(other) { throw Failure() })
+        XCTAssertEqual(ConvolutionPolicy.current, p)
+        // The policy picks the path: Winograd only when it is on.
+        let g = ConvGeometry.conv2d3x3(n: 1, cin: 2, cout: 2, h: 4, w: 4, pad: [1, 1])
+        XCTAssertTrue(winogradApplies(g))
+        XCTAssertFalse(ConvolutionPolicy.withPolicy(other) { winogradApplies(g) })
+    }
+
     func testUnbatchedInput() {
         let x = randn([3, 5, 5], seed: 1, requiresGrad: false), w = randn([2, 3, 3, 3], seed: 2, requiresGrad: false)
         let y = F.conv2d(x, weight: w, padding: [1, 1])
@@ -174,10 +139,10 @@ final class ConvolutionTests: XCTestCase {
 
     /// The batch-parallel path gives bitwise identical gradients from run to run (needed for exact resume).
     func testBackwardIsDeterministic() {
-        let saved = ConvTuning.winograd
-        defer { ConvTuning.winograd = saved }
+        let saved = ConvolutionPolicy.current
+        defer { ConvolutionPolicy.current = saved }
         for wino in [true, false] {
-        ConvTuning.winograd = wino
+        ConvolutionPolicy.current.winograd = wino
         let x = randn([8, 16, 12, 12], seed: 11)
         let w = randn([32, 16, 3, 3], seed: 12)
         let gy = randn([8, 32, 12, 12], seed: 13, requiresGrad: false)

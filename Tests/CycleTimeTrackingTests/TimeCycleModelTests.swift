@@ -204,10 +204,9 @@ final class TimeCycleModelTests: XCTestCase {
     /// (median 8e-6) on the conditioned fixture. In the plain case only (a), the norm and the
     /// projection are checked, with 3x PyTorch's worst deviation in place of 1e-4.
     func checkAgainstPyTorch(_ fixture: String, winograd: Bool) throws {
-        let saved = (ConvTuning.winograd, ConvTuning.winogradInputGradient)
-        ConvTuning.winograd = winograd
-        ConvTuning.winogradInputGradient = winograd
-        defer { (ConvTuning.winograd, ConvTuning.winogradInputGradient) = saved }
+        let saved = ConvolutionPolicy.current
+        ConvolutionPolicy.current = saved.with { $0.winograd = winograd; $0.winogradInputGradient = winograd }
+        defer { ConvolutionPolicy.current = saved }
 
         let fx = try Fixtures.load(fixture)
         let patchFx = try Fixtures.load("timecycle")

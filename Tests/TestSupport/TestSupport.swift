@@ -203,3 +203,52 @@ final class TestFiles: NSObject, XCTestObservation {
         try? FileManager.default.removeItem(atPath: TestFiles.root)
     }
 }
+
+/// Asserts that the autodiff graph built by `build` is freed entirely. `build` creates its own
+/// inputs (leaves that require grad) and returns the output of the ops under test. Checked twice:
+/// after a backward pass through the output (seeded with ones) returns, and after the output is
+/// dropped without backward (so no retain cycle output -> record -> closure -> output survives).
+/// Freed means the output tensor and every backward record reachable from it are deallocated
+/// (their weak references become nil) and the bytes of live tensor storage
+/// (`StorageStats.liveBytes`) are back to their value before `build`. One unchecked run first
+/// lets lazily created globals settle.
+public func assertGraphIsFreed(_ what: String, file: StaticString = #filePath, line: UInt = #line,
+                               _ build: () -> Tensor) {
+    do {
+        let out = build()
+        if out.requiresGrad { out.backward(Tensor.ones(out.shape)) }
+    }
+    for backward in [true, false] {
+        let mode = backward ? "after backward" : "dropped without backward"
+        let before = StorageStats.liveBytes
+        var records: [WeakGradFn] = []
+        weak var output: Tensor?
+        do {
+            let out = build()
+            guard let root = out.gradFn else {
+                XCTFail("\(what): the output has no backward record (nothing to check)", file: file, line: line)
+                return
+            }
+            var stack = [root], seen = Set<ObjectIdentifier>()
+            while let fn = stack.popLast() {
+                guard seen.insert(ObjectIdentifier(fn)).inserted else { continue }
+                records.append(WeakGradFn(fn))
+                stack += fn.nextFunctions
+            }
+            output = out
+            if backward { out.backward(Tensor.ones(out.shape)) }
+        }
+        XCTAssertNil(output, "\(what): the output tensor outlives its graph (\(mode))", file: file, line: line)
+        let alive = records.compactMap { $0.value?.name }
+        XCTAssertTrue(alive.isEmpty, "\(what): \(alive.count) of \(records.count) backward records outlive the graph (\(mode)): \(alive)",
+                      file: file, line: line)
+        let leaked = StorageStats.liveBytes - before
+        XCTAssertEqual(leaked, 0, "\(what): \(leaked) bytes of tensor storage outlive the graph (\(mode))", file: file, line: line)
+    }
+}
+
+/// A weak reference to a backward record.
+final class WeakGradFn {
+    weak var value: GradFn?
+    init(_ value: GradFn) { self.value = value }
+}

@@ -1,12 +1,18 @@
 import Foundation
 
-// Convolutions (owner: convolution family). NCHW / NCDHW, weights [Cout, Cin/groups, k...].
+// Convolutions. NCHW / NCDHW, weights [Cout, Cin/groups, k...]. `ConvolutionPolicy` picks the path:
 //
-// Forward: im2col of a chunk of images (whole batch when it fits ConvTuning.maxColumnBytes) into
-// one [Cin*k, nb*P] matrix, one sgemm per group with the weight [Cout, Cin/groups*k], then a
-// parallel re-layout to [N, Cout, P] with the bias fused. 1x1 stride-1 convs skip im2col.
-// Backward: dW = dY x col^T (col recomputed or kept), dcol = W^T x dY then col2im, dBias a
-// parallel per-channel reduction.
+// - Winograd F(2x2, 3x3) (Winograd.swift) for 3x3 stride-1 2-D convs (`winogradApplies`).
+// - Batch-parallel (`convUsesBatchParallel`): each worker takes whole images, im2col into its own
+//   buffer and a single-threaded sgemm (see "batch-parallel scheme" below).
+// - Otherwise im2col of a chunk of images (whole batch when it fits the policy's maxColumnBytes)
+//   into one [Cin*k, nb*P] matrix, one multi-threaded sgemm per group with the weight
+//   [Cout, Cin/groups*k], then a parallel re-layout to [N, Cout, P] with the bias fused. 1x1
+//   stride-1 convs (pointwise) skip im2col.
+// Backward: dW = dY x col^T (col recomputed, or kept with the policy's keepColumns); dX of a stride-1
+// conv as a forward convolution of dY with the flipped weight (Winograd or im2col), otherwise
+// dcol = W^T x dY then col2im; dBias a parallel per-channel reduction. Reflection padding is
+// F.pad(mode: .reflect) followed by a convolution without padding.
 
 extension F {
     /// F.conv2d. stride/padding/dilation are [h, w]. `paddingMode: .reflect` pads by reflection
@@ -25,7 +31,7 @@ extension F {
         var input = x
         var pad = p
         if paddingMode == .reflect && (p[0] > 0 || p[1] > 0) {
-            input = reflectPad2d(x, ph: p[0], pw: p[1])
+            input = F.pad(x, [p[1], p[1], p[0], p[0]], mode: .reflect)
             pad = [0, 0]
         }
         var g = ConvGeometry()
@@ -85,10 +91,10 @@ private func checkConv(_ g: ConvGeometry, weight: Tensor, bias: Tensor?, name: S
     precondition(g.pt >= 0 && g.ph >= 0 && g.pw >= 0, "\(name): padding must be non-negative")
 }
 
-/// Images per chunk so the column matrix stays within ConvTuning.maxColumnBytes.
+/// Images per chunk so the column matrix stays within the policy's maxColumnBytes.
 private func chunkImages(_ g: ConvGeometry) -> Int {
     let perImage = max(1, g.rows * g.outPlane * MemoryLayout<Float>.stride)
-    return max(1, min(g.n, ConvTuning.maxColumnBytes / perImage))
+    return max(1, min(g.n, ConvolutionPolicy.current.maxColumnBytes / perImage))
 }
 
 /// GEMMs of one chunk: out[cout, L] (ldc) = W[cout, rows/groups-block] x col[rows, L], per group.
@@ -160,7 +166,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b
 private func inputGradientByConvolution(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
                                         _ dx: UnsafeMutablePointer<Float>) -> Bool {
     guard let (g2, wt) = transposedConvSetup(w, g) else { return false }
-    if ConvTuning.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
+    if ConvolutionPolicy.current.winogradInputGradient && winogradApplies(g2) { winogradForward(gy, wt.data, nil, g2, dx) } else { convForwardKernel(gy, wt.data, nil, g2, dx) }
     return true
 }
 
@@ -178,7 +184,7 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
     } else {
         col = convForwardKernel(x.data, weight.data, bias?.data, g, out.data)
     }
-    let kept: Tensor? = (Tensor.needsGrad(weight) && ConvTuning.keepColumns) ? col : nil
+    let kept: Tensor? = (Tensor.needsGrad(weight) && ConvolutionPolicy.current.keepColumns) ? col : nil
 
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
     var inputs = [x, weight]
@@ -209,7 +215,7 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
             }
         } else if needW || needX {
             // Stride-1 convs: dX as a convolution of dY (forward-shaped GEMM, no col2im).
-            let dxDone = dX != nil && ConvTuning.inputGradientAsConvolution
+            let dxDone = dX != nil && ConvolutionPolicy.current.inputGradientAsConvolution
                 && inputGradientByConvolution(gy.data, weight.data, g, dX!.data)
             if dxDone && dW == nil { return bias != nil ? [dX, dW, dB] : [dX, dW] }
             let col = kept ?? Tensor(uninitialized: [g.rows * nbMax * P])
@@ -284,55 +290,6 @@ func biasGradient(_ g: Tensor, n: Int, c: Int, plane: Int) -> Tensor {
     return out
 }
 
-/// Vectorized sum of `count` floats (8 lanes).
-@inline(__always)
-func simdSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    var i = 0
-    let raw = UnsafeRawPointer(p)
-    while i + 8 <= count {
-        acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-        i += 8
-    }
-    var s = acc.sum()
-    while i < count { s += p[i]; i += 1 }
-    return s
-}
-
-/// Reflection padding of the two last dims (F.pad mode='reflect'), with its backward.
-func reflectPad2d(_ x: Tensor, ph: Int, pw: Int) -> Tensor {
-    let N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    precondition(ph < H && pw < W, "reflect padding (\(ph), \(pw)) must be smaller than the input size (\(H), \(W))")
-    let Hp = H + 2 * ph, Wp = W + 2 * pw
-    let out = Tensor(uninitialized: [N, C, Hp, Wp])
-    @inline(__always) func refl(_ i: Int, _ n: Int) -> Int { i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i) }
-    let xs = SendablePointer(x.data), ys = SendablePointer(out.data)
-    Parallel.chunks(N * C, costPerItem: Hp * Wp) { r in
-        for pl in r {
-            let s = xs.p + pl * H * W, d = ys.p + pl * Hp * Wp
-            for oh in 0..<Hp {
-                let srow = s + refl(oh - ph, H) * W, drow = d + oh * Wp
-                for ow in 0..<Wp { drow[ow] = srow[refl(ow - pw, W)] }
-            }
-        }
-    }
-    return out.recording("reflect_pad2d", [x]) { g in
-        let dx = Tensor(uninitialized: [N, C, H, W])
-        let gs = SendablePointer(g.data), dxs = SendablePointer(dx.data)
-        Parallel.chunks(N * C, costPerItem: Hp * Wp) { r in
-            for pl in r {
-                let d = dxs.p + pl * H * W, s = gs.p + pl * Hp * Wp
-                d.update(repeating: 0, count: H * W)
-                for oh in 0..<Hp {
-                    let drow = d + refl(oh - ph, H) * W, srow = s + oh * Wp
-                    for ow in 0..<Wp { drow[refl(ow - pw, W)] += srow[ow] }
-                }
-            }
-        }
-        return [dx]
-    }
-}
-
 // MARK: batch-parallel scheme
 // Each of the Parallel.threadCount workers takes whole images: a serial im2col into its own
 // column buffer (which stays in cache) followed by a single-threaded sgemm. No fork/join per GEMM,
@@ -342,20 +299,19 @@ func reflectPad2d(_ x: Tensor, ph: Int, pw: Int) -> Tensor {
 /// Whether the batch is large enough to split evenly over the workers.
 func convUsesBatchParallel(_ g: ConvGeometry) -> Bool {
     let T = Parallel.threadCount
-    guard ConvTuning.batchParallel && T > 1 && g.n >= T else { return false }
+    guard ConvolutionPolicy.current.batchParallel && T > 1 && g.n >= T else { return false }
     return g.n % T == 0 || g.n >= 4 * T
 }
 
 /// Calls body(worker, image) for every image; worker w always takes the same contiguous block of
 /// images, so per-worker partial sums (the weight gradient) are the same from run to run.
 private func forEachImage(_ n: Int, workers T: Int, _ body: (Int, Int) -> Void) {
-    let saved = BLAS.threads
-    BLAS.threads = 1
-    defer { BLAS.threads = saved }
-    withoutActuallyEscaping(body) { b in
-        let box = UnsafeSendableBox(b)
-        DispatchQueue.concurrentPerform(iterations: T) { w in
-            for i in (n * w / T)..<(n * (w + 1) / T) { box.value(w, i) }
+    BLAS.withThreads(1) {
+        withoutActuallyEscaping(body) { b in
+            let box = UnsafeSendableBox(b)
+            DispatchQueue.concurrentPerform(iterations: T) { w in
+                for i in (n * w / T)..<(n * (w + 1) / T) { box.value(w, i) }
+            }
         }
     }
 }
@@ -416,9 +372,9 @@ func convBackwardBatchParallel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Flo
                                _ g: ConvGeometry, dX: UnsafeMutablePointer<Float>?, dW: UnsafeMutablePointer<Float>?) {
     let T = min(Parallel.threadCount, g.n), P = g.outPlane, kg = g.cinG * g.kernelSize
     let pointwise = g.isPointwise
-    var tconv = (dX != nil && !pointwise && ConvTuning.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
+    var tconv = (dX != nil && !pointwise && ConvolutionPolicy.current.inputGradientAsConvolution) ? transposedConvSetup(w, g) : nil
     var dXLoop = dX
-    if let (g2, wt) = tconv, let dX, ConvTuning.winogradInputGradient && winogradApplies(g2) {
+    if let (g2, wt) = tconv, let dX, ConvolutionPolicy.current.winogradInputGradient && winogradApplies(g2) {
         // dX through Winograd (its own batch-parallel scheme), dW below.
         winogradForward(gy, wt.data, nil, g2, dX)
         tconv = nil

@@ -2,15 +2,6 @@ import Foundation
 
 // Elementwise ops. Binary ops broadcast like NumPy and reduce their gradients with `unbroadcast`.
 
-/// out[i] = f(x[i]), parallel.
-@inline(__always)
-public func unaryKernel(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
-    let out = Tensor(uninitialized: x.shape)
-    let px = SendablePointer(x.data), po = SendablePointer(out.data)
-    Parallel.chunks(x.count) { r in for i in r { po[i] = f(px[i]) } }
-    return out
-}
-
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, AddOp())
@@ -35,11 +26,12 @@ extension Tensor {
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let out = broadcastBinary(a, b, DivOp())
+        let o = out.detach()
         let na = a.requiresGrad, nb = b.requiresGrad
         return out.recording("div", [a, b]) { g in
             [na ? unbroadcast(broadcastBinary(g, b, DivOp()), to: a.shape) : nil,
              // d(a/b)/db = -a/b^2 = -out/b
-             nb ? unbroadcast(broadcastBinary(broadcastBinary(g, out, MulOp()), b, NegDivOp()), to: b.shape) : nil]
+             nb ? unbroadcast(broadcastBinary(broadcastBinary(g, o, MulOp()), b, NegDivOp()), to: b.shape) : nil]
         }
     }
 
@@ -58,10 +50,9 @@ extension Tensor {
     public static func / (s: Float, a: Tensor) -> Tensor { Tensor(scalar: s) / a }
 }
 
-// MARK: - unary ops (owner: elementwise family)
+// MARK: - unary ops
 
-
-/// out[i] = op(x[i]), parallel.
+/// out[i] = op(x[i]), parallel: the one map kernel (binary ops go through `broadcastBinary`).
 @inline(__always)
 func mapKernel<Op: ElementMap>(_ x: Tensor, _ op: Op) -> Tensor {
     let out = Tensor(uninitialized: x.shape)
@@ -74,10 +65,7 @@ func mapKernel<Op: ElementMap>(_ x: Tensor, _ op: Op) -> Tensor {
 @inline(__always)
 func zipKernel<Op: ElementZip>(_ x: Tensor, _ y: Tensor, _ op: Op) -> Tensor {
     precondition(x.shape == y.shape, "zipKernel: shapes \(x.shape) and \(y.shape)")
-    let out = Tensor(uninitialized: x.shape)
-    let px = SendablePointer(x.data), py = SendablePointer(y.data), po = SendablePointer(out.data)
-    Parallel.chunks(x.count) { r in for i in r { po[i] = op(px[i], py[i]) } }
-    return out
+    return broadcastBinary(x, y, op)  // its same-shape loop
 }
 
 struct NegOp: ElementMap { @inline(__always) func callAsFunction(_ x: Float) -> Float { -x } }

@@ -1,30 +1,62 @@
-// im2col / col2im kernels shared by conv2d and conv3d (owner: convolution family).
-// Everything is expressed in 3 spatial dims (2-D convs use T = kt = 1).
+// The convolution policy (`ConvolutionPolicy`), the geometry of an N-d convolution or pooling
+// (`ConvGeometry`), and the im2col / col2im kernels shared by conv2d and conv3d. Everything is
+// expressed in 3 spatial dims (2-D convs use T = kt = 1).
 
-/// Tunables of the convolution kernels (for benchmarks; defaults are the measured best).
-public enum ConvTuning {
+/// Which of the convolution paths runs and how large its buffers may be. The paths: Winograd
+/// F(2x2, 3x3), batch-parallel im2col (whole images per worker), chunked im2col with
+/// multi-threaded GEMMs, pointwise GEMM (1x1 stride 1, always direct), and for the input gradient
+/// of stride-1 convs a forward convolution of dY (Winograd or im2col) instead of col2im.
+///
+/// Meant for benchmarks and tests. The defaults are the measured best and every other caller
+/// leaves them alone; results of the paths differ only by float32 rounding. The policy in force
+/// is `ConvolutionPolicy.current` (process-wide, not per thread), read when a convolution runs its
+/// forward and again when its backward runs; `withPolicy` sets it for a scope and restores it:
+///
+///     ConvolutionPolicy.withPolicy(.current.with { $0.winograd = false }) { ... forward and backward ... }
+public struct ConvolutionPolicy: Sendable, Equatable {
     /// Largest column matrix (bytes) built at once; the batch is processed in chunks of images
     /// whose column matrix fits (at least one image per chunk).
-    nonisolated(unsafe) public static var maxColumnBytes: Int = 64 << 20
+    public var maxColumnBytes: Int = 64 << 20
     /// Keep the forward column matrix for the weight gradient instead of recomputing it
     /// (only when the whole batch fits in one chunk).
-    nonisolated(unsafe) public static var keepColumns: Bool = false
+    public var keepColumns: Bool = false
     /// Stride-1 convs compute dX as a convolution of dY with the flipped weight (instead of
     /// W^T x dY followed by col2im).
-    nonisolated(unsafe) public static var inputGradientAsConvolution: Bool = true
+    public var inputGradientAsConvolution: Bool = true
     /// Split the batch over the worker threads (whole images per worker, single-threaded BLAS)
     /// instead of parallelizing each GEMM.
-    nonisolated(unsafe) public static var batchParallel: Bool = true
+    public var batchParallel: Bool = true
     /// 3x3 stride-1 convs (groups 1, dilation 1, zero padding <= 2) use Winograd F(2x2, 3x3),
     /// in the forward and in the stride-1 input gradient. On by default: the ResNet-18 trunk step
     /// takes ~20 % less time. Its float32 rounding error is ~3x im2col's (still < 1e-6 relative,
-    /// ConvolutionTests.testWinogradAccuracy); TimeCycleModelTests checks every TimeCycle gradient
+    /// WinogradTests.testWinogradAccuracy); TimeCycleModelTests checks every TimeCycle gradient
     /// against PyTorch in float64 within 1e-4 relative L2 with it on and off.
-    nonisolated(unsafe) public static var winograd: Bool = true
+    public var winograd: Bool = true
     /// The stride-1 input gradient also goes through Winograd (when `winograd` is on).
-    nonisolated(unsafe) public static var winogradInputGradient: Bool = true
+    public var winogradInputGradient: Bool = true
     /// Tiles per block of the Winograd path (its transformed tiles stay in cache).
-    nonisolated(unsafe) public static var winogradTileBlock: Int = 128
+    public var winogradTileBlock: Int = 128
+
+    /// The defaults.
+    public init() {}
+
+    /// The policy in force (the defaults unless a benchmark or test changed it).
+    nonisolated(unsafe) public static var current = ConvolutionPolicy()
+
+    /// Runs `body` with `policy` in force, then restores the previous policy (also when `body` throws).
+    public static func withPolicy<T>(_ policy: ConvolutionPolicy, _ body: () throws -> T) rethrows -> T {
+        let saved = current
+        current = policy
+        defer { current = saved }
+        return try body()
+    }
+
+    /// This policy with `change` applied.
+    public func with(_ change: (inout ConvolutionPolicy) -> Void) -> ConvolutionPolicy {
+        var p = self
+        change(&p)
+        return p
+    }
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.

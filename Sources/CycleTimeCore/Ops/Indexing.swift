@@ -1,4 +1,4 @@
-// Gather, index-select, top-k (owner: elementwise family).
+// Gather, index-select, top-k.
 
 extension Tensor {
     /// torch.gather(self, axis, index): index holds integer values (as Float) with self's rank.

@@ -1,16 +1,10 @@
 import Foundation
 
-// Losses, linear, dropout (owner: sampling family).
+// Losses (mse, binary cross entropy with logits, cross entropy) with their reductions, and the
+// two layers that have no file of their own: F.linear and F.dropout.
 
-/// Sums a buffer in Double (chunked in parallel).
-@inline(__always) private func doubleSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
-    var acc: Double = 0
-    for i in 0..<n { acc += Double(p[i]) }
-    return acc
-}
-
-/// Applies a reduction to per-element losses `l` (a fresh tensor), returning the reduced output and
-/// the per-element upstream gradient builder: given the output gradient, the gradient of each element.
+/// Applies a reduction to per-element losses `l` (a fresh tensor): `l` itself for `.none`, else a
+/// 0-d tensor (the sum, or the sum over `divisor`, by default the element count).
 private func reduceLoss(_ l: Tensor, _ reduction: Reduction, divisor: Double? = nil) -> Tensor {
     switch reduction {
     case .none: return l
@@ -104,7 +98,7 @@ extension F {
     /// F.mse_loss: (input - target)^2 with `reduction` (broadcasting as PyTorch).
     public static func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean) -> Tensor {
         let diff = broadcastBinary(input, target, SubOp())
-        let sq = unaryKernel(diff, { $0 * $0 })
+        let sq = mapKernel(diff, SquareOp())
         let n = sq.count
         let out = reduceLoss(sq, reduction)
         let si = input.shape, st = target.shape
@@ -115,7 +109,7 @@ extension F {
             let pd = SendablePointer(diff.data), po = SendablePointer(gd.data)
             Parallel.chunks(n) { r in for i in r { po[i] = 2 * pd[i] * rg[i] } }
             return [ni ? unbroadcast(gd, to: si) : nil,
-                    nt ? unbroadcast(unaryKernel(gd, -), to: st) : nil]
+                    nt ? unbroadcast(mapKernel(gd, NegOp()), to: st) : nil]
         }
     }
 

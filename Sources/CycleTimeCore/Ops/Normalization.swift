@@ -1,4 +1,4 @@
-// Batch normalization (owner: convolution family). Per-channel parallel loops over the
+// Batch normalization. Per-channel parallel loops over the
 // [N, C, S] layout: two passes forward (mean, then variance and output in one more), fused
 // backward with sum(dy) and sum(dy * xhat).
 

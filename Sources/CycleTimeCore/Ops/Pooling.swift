@@ -1,4 +1,4 @@
-// Pooling (owner: convolution family). Everything runs in 3 spatial dims (2-D pools use T = 1),
+// Max, average and adaptive average pooling. Everything runs in 3 spatial dims (2-D pools use T = 1),
 // parallel over the N*C planes.
 
 extension F {

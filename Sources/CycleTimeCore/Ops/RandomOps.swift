@@ -1,4 +1,4 @@
-// Seeded random tensors (owner: elementwise family). Each draws from `generator` in row-major order.
+// Seeded random tensors (rand, randn, bernoulli). Each draws from `generator` in row-major order.
 
 extension Tensor {
     /// Uniform in [low, high).

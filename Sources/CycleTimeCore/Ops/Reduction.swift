@@ -1,4 +1,4 @@
-// Reductions over axes (keepdim like PyTorch).
+// Reductions: sum, mean and max of all elements or over axes (keepdim like PyTorch), argmax.
 
 /// The shape with `axes` set to 1 (keepdim) and the shape with them removed.
 func reducedShapes(_ shape: [Int], _ axes: [Int]) -> (keep: [Int], drop: [Int]) {
@@ -39,7 +39,14 @@ extension Tensor {
     public func mean(axis: Int, keepdim: Bool = false) -> Tensor { mean(axes: [axis], keepdim: keepdim) }
 }
 
-/// Sum of `n` floats in Double: fixed blocks, 8 independent accumulators each (vectorizable).
+// MARK: - sum kernels
+// Three summation orders, kept apart on purpose: merging them would change the rounding of every
+// result that goes through them (and the bit-exact reproducibility of checkpoints and tests).
+// - `sumKernel`: Tensor.sum(), fixed blocks summed in parallel, 4 Double accumulators per block.
+// - `doubleSum`: the losses' reductions, one Double accumulator, first element to last.
+// - `simdSum`: per-plane sums of conv bias gradients and batch norm statistics, 8 Float lanes.
+
+/// Sum of `n` floats in Double: fixed blocks, 4 independent accumulators each (vectorizable).
 func sumKernel(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
     if n == 0 { return 0 }
     let blocks = Swift.min(64, Swift.max(1, n / 4096))
@@ -60,6 +67,28 @@ func sumKernel(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
         }
     }
     return partial.reduce(0, +)
+}
+
+/// Sums a buffer in Double, serially from the first element to the last.
+@inline(__always) func doubleSum(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
+    var acc: Double = 0
+    for i in 0..<n { acc += Double(p[i]) }
+    return acc
+}
+
+/// Vectorized sum of `count` floats (8 lanes).
+@inline(__always)
+func simdSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    let raw = UnsafeRawPointer(p)
+    while i + 8 <= count {
+        acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        i += 8
+    }
+    var s = acc.sum()
+    while i < count { s += p[i]; i += 1 }
+    return s
 }
 
 /// Maximum of `n > 0` floats (NaN if any is NaN), parallel over fixed blocks.
@@ -124,7 +153,7 @@ func maxAlongAxis(_ x: Tensor, axis: Int) -> (values: Tensor, indices: [Int32], 
     return (values, indices, keep, drop)
 }
 
-// MARK: - max / argmax (owner: elementwise family)
+// MARK: - max / argmax
 extension Tensor {
     /// Maximum over all elements. Like PyTorch's max(), the gradient is split evenly among all
     /// elements equal to the maximum (one element when there are no ties).

@@ -1,6 +1,6 @@
 import Foundation
 
-// Spatial sampling with exactly PyTorch's semantics (owner: sampling family).
+// Spatial sampling with exactly PyTorch's semantics: affine_grid, grid_sample, interpolate.
 
 /// PyTorch's `linspace_from_neg_one` (affine_grid's base coordinates): linspace(-1, 1, n) computed
 /// as torch.linspace does (from both ends), scaled by (n - 1) / n without align_corners; [0] for n <= 1.

@@ -33,7 +33,7 @@ extension Tensor {
     }
 }
 
-// MARK: - copying shape ops (owner: elementwise family)
+// MARK: - copying shape ops
 
 /// Copies `x` (shape `shape`) permuted by `perm` into `out`. Consecutive dimensions that stay
 /// together are merged first; then either the innermost dimension is preserved (contiguous row

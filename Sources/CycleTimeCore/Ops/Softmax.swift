@@ -1,6 +1,6 @@
 import Foundation
 
-// Softmax family and normalization along an axis (owner: sampling family).
+// softmax, log_softmax and F.normalize (L2 normalization) along an axis.
 //
 // A tensor is viewed as [outer, n, inner] around the reduced axis. When inner == 1 each row is
 // contiguous; otherwise the kernels sweep tiles of up to `tile` inner columns so that every
@@ -144,13 +144,15 @@ extension Tensor {
     /// torch.softmax along `axis` (numerically stable: the row maximum is subtracted first).
     public func softmax(axis: Int) -> Tensor {
         let out = softmaxKernel(self, axis: axis, kind: .softmax)
-        return out.recording("softmax", [self]) { g in [softmaxBackwardKernel(g, out, axis: axis, kind: .softmax)] }
+        let o = out.detach()  // the output's values without a reference to its record
+        return out.recording("softmax", [self]) { g in [softmaxBackwardKernel(g, o, axis: axis, kind: .softmax)] }
     }
 
     /// torch.log_softmax along `axis` (x - max - log(sum(exp(x - max)))).
     public func logSoftmax(axis: Int) -> Tensor {
         let out = softmaxKernel(self, axis: axis, kind: .logSoftmax)
-        return out.recording("logSoftmax", [self]) { g in [softmaxBackwardKernel(g, out, axis: axis, kind: .logSoftmax)] }
+        let o = out.detach()  // the output's values without a reference to its record
+        return out.recording("logSoftmax", [self]) { g in [softmaxBackwardKernel(g, o, axis: axis, kind: .logSoftmax)] }
     }
 }
 

@@ -1,18 +1,18 @@
 import Foundation
 
 // Winograd F(2x2, 3x3) for 2-D convolutions with 3x3 kernels, stride 1, dilation 1, groups 1 and
-// zero padding (owner: convolution family). Used by the forward and by the stride-1 input
+// zero padding. Used by the forward and by the stride-1 input
 // gradient (a forward convolution of dY with the flipped weight).
 //
 // U[16][Cout][Cin] = G g G^T (once per call), V[16][Cin][tiles] = B^T d B per 4x4 input tile,
 // M[k] = U[k] x V[k] (16 sgemms), Y tile (2x2) = A^T m A (+ bias). Tiles are processed in blocks
-// of ConvTuning.winogradTileBlock tiles so V and M of a block stay in cache. With the batch-parallel
-// scheme each worker takes whole images (single-threaded sgemm), otherwise each block uses the
-// multi-threaded sgemm and parallel transforms.
+// of ConvolutionPolicy.winogradTileBlock tiles so V and M of a block stay in cache. With the
+// batch-parallel scheme each worker takes whole images (single-threaded sgemm), otherwise each
+// block uses the multi-threaded sgemm and parallel transforms.
 
 /// Whether the convolution can use the Winograd path.
 func winogradApplies(_ g: ConvGeometry) -> Bool {
-    ConvTuning.winograd && g.groups == 1 && g.kt == 1 && g.t == 1 && g.to == 1 && g.kh == 3 && g.kw == 3
+    ConvolutionPolicy.current.winograd && g.groups == 1 && g.kt == 1 && g.t == 1 && g.to == 1 && g.kh == 3 && g.kw == 3
         && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.st == 1 && g.pt == 0
         && g.ph <= 2 && g.pw <= 2
 }
@@ -152,7 +152,7 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
     let cin = g.cin, cout = g.cout
     let tilesW = (g.wo + 1) / 2, tilesH = (g.ho + 1) / 2
     // Blocks of whole tile rows.
-    let rowsPerBlock = max(1, min(tilesH, ConvTuning.winogradTileBlock / tilesW))
+    let rowsPerBlock = max(1, min(tilesH, ConvolutionPolicy.current.winogradTileBlock / tilesW))
     let block = rowsPerBlock * tilesW
     let u = winogradWeights(w, cout: cout, cin: cin)
     let inPlane = cin * g.h * g.w, outPlane = cout * g.ho * g.wo
@@ -165,21 +165,20 @@ func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bia
     if convUsesBatchParallel(g) {
         let bufs = Tensor(uninitialized: [T * (bufV + bufM)])
         let bp = SendablePointer(bufs.data)
-        let saved = BLAS.threads
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
-        DispatchQueue.concurrentPerform(iterations: T) { wk in
-            let v = bp.p + wk * (bufV + bufM), m = v + bufV
-            for n in (g.n * wk / T)..<(g.n * (wk + 1) / T) {
-                var ty0 = 0
-                while ty0 < tilesH {
-                    let ty1 = min(tilesH, ty0 + rowsPerBlock), nt = (ty1 - ty0) * tilesW
-                    winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, ty0: ty0, ty1: ty1,
-                                           channels: 0..<cin, v, ldv: block)
-                    winogradGemms(us.p, v, m, cout: cout, cin: cin, nt: nt, ld: block)
-                    winogradOutputTransform(m, ldm: block, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: 0..<cout,
-                                            bs.map { UnsafePointer($0.p) }, ys.p + n * outPlane)
-                    ty0 = ty1
+        BLAS.withThreads(1) {
+            DispatchQueue.concurrentPerform(iterations: T) { wk in
+                let v = bp.p + wk * (bufV + bufM), m = v + bufV
+                for n in (g.n * wk / T)..<(g.n * (wk + 1) / T) {
+                    var ty0 = 0
+                    while ty0 < tilesH {
+                        let ty1 = min(tilesH, ty0 + rowsPerBlock), nt = (ty1 - ty0) * tilesW
+                        winogradInputTransform(xs.p + n * inPlane, g, tilesW: tilesW, ty0: ty0, ty1: ty1,
+                                               channels: 0..<cin, v, ldv: block)
+                        winogradGemms(us.p, v, m, cout: cout, cin: cin, nt: nt, ld: block)
+                        winogradOutputTransform(m, ldm: block, g, tilesW: tilesW, ty0: ty0, ty1: ty1, channels: 0..<cout,
+                                                bs.map { UnsafePointer($0.p) }, ys.p + n * outPlane)
+                        ty0 = ty1
+                    }
                 }
             }
         }
