@@ -145,92 +145,92 @@ public final class LabelPropagator: Propagator {
         let maxWin = (T + 2 * R) * (T + 2 * R)
         var local = [Float](repeating: 0, count: tilesX * T * T * maxWin)
         let top = TopKStore(queries: T * w, k: K)
-        let saved = BLAS.threads
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
+        // OpenBLAS at one thread for the whole prediction: the dense GEMM is split over our workers.
+        return BLAS.withThreads(1) { () -> [Float] in
 
-        for y0 in stride(from: 0, to: h, by: T) {
-            let y1 = min(y0 + T, h), bh = y1 - y0, nqBand = bh * w
-            // Band queries in column-major order: index (x * bh + (y - y0)).
-            q.withUnsafeBufferPointer { src in
-                let s = UnsafeSendable(src.baseAddress!)
-                qT.withUnsafeMutableBufferPointer { dst in
-                    let d = SendablePointer(dst.baseAddress!)
-                    Parallel.chunks(w, costPerItem: bh * c) { r in
-                        for x in r { for y in y0..<y1 { (d + (x * bh + y - y0) * c).update(from: s.p + (y * w + x) * c, count: c) } }
-                    }
-                }
-            }
-            top.reset(nqBand)
-            // First frame: dense, one single-threaded GEMM per worker's rows (OpenBLAS stays at one
-            // thread for the whole prediction: switching its pool on and off per band leaves its
-            // idle thread spinning against ours), then the top-k scan of the same rows.
-            qT.withUnsafeBufferPointer { qb in
-                let qp = UnsafeSendable(qb.baseAddress!)
-                ctx[0].features.withUnsafeBufferPointer { fb in
-                    let fp = UnsafeSendable(fb.baseAddress!)
-                    dense.withUnsafeMutableBufferPointer { d in
-                        let dp = SendablePointer(d.baseAddress!)
-                        Parallel.chunks(nqBand, costPerItem: hw * c) { r in
-                            BLAS.sgemm(transA: false, transB: true, m: r.count, n: hw, k: c, a: qp.p + r.lowerBound * c, lda: c,
-                                       b: fp.p, ldb: c, c: dp + r.lowerBound * hw, ldc: hw)
-                            for i in r {
-                                let row = UnsafePointer(dp + i * hw)
-                                var j = 0
-                                while top.count(i) < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
-                                var m = top.minimum(i)
-                                while j < hw {
-                                    if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minimum(i) }
-                                    j += 1
-                                }
-                            }
+            for y0 in stride(from: 0, to: h, by: T) {
+                let y1 = min(y0 + T, h), bh = y1 - y0, nqBand = bh * w
+                // Band queries in column-major order: index (x * bh + (y - y0)).
+                q.withUnsafeBufferPointer { src in
+                    let s = UnsafeSendable(src.baseAddress!)
+                    qT.withUnsafeMutableBufferPointer { dst in
+                        let d = SendablePointer(dst.baseAddress!)
+                        Parallel.chunks(w, costPerItem: bh * c) { r in
+                            for x in r { for y in y0..<y1 { (d + (x * bh + y - y0) * c).update(from: s.p + (y * w + x) * c, count: c) } }
                         }
                     }
                 }
-            }
-            // Preceding frames: the window rows of the band, column-major, then one GEMM per query block.
-            let ky0 = max(0, y0 - R), ky1 = min(h, y1 + R), kh = ky1 - ky0
-            for s in 1..<ctx.count {
-                let copy = isCopy[s]
-                if !copy {
-                    ctx[s].features.withUnsafeBufferPointer { src in
-                        let sp = UnsafeSendable(src.baseAddress!)
-                        kT.withUnsafeMutableBufferPointer { dst in
-                            let d = SendablePointer(dst.baseAddress!)
-                            Parallel.chunks(w, costPerItem: kh * c) { r in
-                                for x in r { for y in ky0..<ky1 { (d + (x * kh + y - ky0) * c).update(from: sp.p + (y * w + x) * c, count: c) } }
-                            }
-                        }
-                    }
-                }
-                let base = Int32(s * hw)
+                top.reset(nqBand)
+                // First frame: dense, one single-threaded GEMM per worker's rows (OpenBLAS stays at one
+                // thread for the whole prediction: switching its pool on and off per band leaves its
+                // idle thread spinning against ours), then the top-k scan of the same rows.
                 qT.withUnsafeBufferPointer { qb in
                     let qp = UnsafeSendable(qb.baseAddress!)
-                    kT.withUnsafeBufferPointer { kb in
-                        let kp = UnsafeSendable(kb.baseAddress!)
-                        local.withUnsafeMutableBufferPointer { lb in
-                            let lp = SendablePointer(lb.baseAddress!)
-                            Parallel.forEach(tilesX, costPerItem: T * T * maxWin * c) { tx in
-                                let x0 = tx * T, x1 = min(x0 + T, w), tw = x1 - x0, nq = tw * bh
-                                let kx0 = max(0, x0 - R), kx1 = min(w, x1 + R), nk = (kx1 - kx0) * kh
-                                let sc = lp + tx * T * T * maxWin
-                                // A copy of the previous slot (same features, same window): its scores are in `local` already.
-                                if !copy {
-                                    BLAS.sgemm(transA: false, transB: true, m: nq, n: nk, k: c, a: qp.p + x0 * bh * c, lda: c,
-                                               b: kp.p + kx0 * kh * c, ldb: c, c: sc, ldc: nk)
+                    ctx[0].features.withUnsafeBufferPointer { fb in
+                        let fp = UnsafeSendable(fb.baseAddress!)
+                        dense.withUnsafeMutableBufferPointer { d in
+                            let dp = SendablePointer(d.baseAddress!)
+                            Parallel.chunks(nqBand, costPerItem: hw * c) { r in
+                                BLAS.sgemm(transA: false, transB: true, m: r.count, n: hw, k: c, a: qp.p + r.lowerBound * c, lda: c,
+                                           b: fp.p, ldb: c, c: dp + r.lowerBound * hw, ldc: hw)
+                                for i in r {
+                                    let row = UnsafePointer(dp + i * hw)
+                                    var j = 0
+                                    while top.count(i) < K && j < hw { top.insert(row[j], Int32(j), i); j += 1 }
+                                    var m = top.minimum(i)
+                                    while j < hw {
+                                        if row[j] > m { top.insert(row[j], Int32(j), i); m = top.minimum(i) }
+                                        j += 1
+                                    }
                                 }
-                                for qx in x0..<x1 {
-                                    for qy in y0..<y1 {
-                                        let li = (qx - x0) * bh + (qy - y0), i = qx * bh + (qy - y0)
-                                        for ky in max(ky0, qy - R)..<min(ky1, qy + R + 1) {
-                                            let hx = halfWidth[abs(ky - qy)]
-                                            let nodeBase = base + Int32(ky * w)
-                                            var m = top.count(i) < K ? -Float.infinity : top.minimum(i)
-                                            for kx in max(kx0, qx - hx)..<min(kx1, qx + hx + 1) {
-                                                let v = sc[li * nk + (kx - kx0) * kh + (ky - ky0)]
-                                                if v > m || top.count(i) < K {
-                                                    top.insert(v, nodeBase + Int32(kx), i)
-                                                    m = top.count(i) < K ? -Float.infinity : top.minimum(i)
+                            }
+                        }
+                    }
+                }
+                // Preceding frames: the window rows of the band, column-major, then one GEMM per query block.
+                let ky0 = max(0, y0 - R), ky1 = min(h, y1 + R), kh = ky1 - ky0
+                for s in 1..<ctx.count {
+                    let copy = isCopy[s]
+                    if !copy {
+                        ctx[s].features.withUnsafeBufferPointer { src in
+                            let sp = UnsafeSendable(src.baseAddress!)
+                            kT.withUnsafeMutableBufferPointer { dst in
+                                let d = SendablePointer(dst.baseAddress!)
+                                Parallel.chunks(w, costPerItem: kh * c) { r in
+                                    for x in r { for y in ky0..<ky1 { (d + (x * kh + y - ky0) * c).update(from: sp.p + (y * w + x) * c, count: c) } }
+                                }
+                            }
+                        }
+                    }
+                    let base = Int32(s * hw)
+                    qT.withUnsafeBufferPointer { qb in
+                        let qp = UnsafeSendable(qb.baseAddress!)
+                        kT.withUnsafeBufferPointer { kb in
+                            let kp = UnsafeSendable(kb.baseAddress!)
+                            local.withUnsafeMutableBufferPointer { lb in
+                                let lp = SendablePointer(lb.baseAddress!)
+                                Parallel.forEach(tilesX, costPerItem: T * T * maxWin * c) { tx in
+                                    let x0 = tx * T, x1 = min(x0 + T, w), tw = x1 - x0, nq = tw * bh
+                                    let kx0 = max(0, x0 - R), kx1 = min(w, x1 + R), nk = (kx1 - kx0) * kh
+                                    let sc = lp + tx * T * T * maxWin
+                                    // A copy of the previous slot (same features, same window): its scores are in `local` already.
+                                    if !copy {
+                                        BLAS.sgemm(transA: false, transB: true, m: nq, n: nk, k: c, a: qp.p + x0 * bh * c, lda: c,
+                                                   b: kp.p + kx0 * kh * c, ldb: c, c: sc, ldc: nk)
+                                    }
+                                    for qx in x0..<x1 {
+                                        for qy in y0..<y1 {
+                                            let li = (qx - x0) * bh + (qy - y0), i = qx * bh + (qy - y0)
+                                            for ky in max(ky0, qy - R)..<min(ky1, qy + R + 1) {
+                                                let hx = halfWidth[abs(ky - qy)]
+                                                let nodeBase = base + Int32(ky * w)
+                                                var m = top.count(i) < K ? -Float.infinity : top.minimum(i)
+                                                for kx in max(kx0, qx - hx)..<min(kx1, qx + hx + 1) {
+                                                    let v = sc[li * nk + (kx - kx0) * kh + (ky - ky0)]
+                                                    if v > m || top.count(i) < K {
+                                                        top.insert(v, nodeBase + Int32(kx), i)
+                                                        m = top.count(i) < K ? -Float.infinity : top.minimum(i)
+                                                    }
                                                 }
                                             }
                                         }
@@ -240,33 +240,33 @@ public final class LabelPropagator: Propagator {
                         }
                     }
                 }
-            }
-            // Softmax over the top-k logits, weighted sum of labels.
-            out.withUnsafeMutableBufferPointer { ob in
-                let op = SendablePointer(ob.baseAddress!)
-                Parallel.chunks(nqBand, costPerItem: K * L) { r in
-                    var wts = [Float](repeating: 0, count: K)
-                    for i in r {
-                        let qx = i / bh, qy = y0 + i % bh
-                        let n = top.count(i)
-                        var m = -Float.infinity
-                        for j in 0..<n { m = max(m, top.value(i, j) * invTemp) }
-                        var sum: Float = 0
-                        for j in 0..<n { wts[j] = expf(top.value(i, j) * invTemp - m); sum += wts[j] }
-                        let o = op + (qy * w + qx) * L
-                        for l in 0..<L { o[l] = 0 }
-                        for j in 0..<n {
-                            let id = Int(top.node(i, j)), s = id / hw, pos = id % hw
-                            let wt = wts[j] / sum
-                            ctx[s].labels.withUnsafeBufferPointer { lb in
-                                for l in 0..<L { o[l] += wt * lb[pos * L + l] }
+                // Softmax over the top-k logits, weighted sum of labels.
+                out.withUnsafeMutableBufferPointer { ob in
+                    let op = SendablePointer(ob.baseAddress!)
+                    Parallel.chunks(nqBand, costPerItem: K * L) { r in
+                        var wts = [Float](repeating: 0, count: K)
+                        for i in r {
+                            let qx = i / bh, qy = y0 + i % bh
+                            let n = top.count(i)
+                            var m = -Float.infinity
+                            for j in 0..<n { m = max(m, top.value(i, j) * invTemp) }
+                            var sum: Float = 0
+                            for j in 0..<n { wts[j] = expf(top.value(i, j) * invTemp - m); sum += wts[j] }
+                            let o = op + (qy * w + qx) * L
+                            for l in 0..<L { o[l] = 0 }
+                            for j in 0..<n {
+                                let id = Int(top.node(i, j)), s = id / hw, pos = id % hw
+                                let wt = wts[j] / sum
+                                ctx[s].labels.withUnsafeBufferPointer { lb in
+                                    for l in 0..<L { o[l] += wt * lb[pos * L + l] }
+                                }
                             }
                         }
                     }
                 }
             }
+            return out
         }
-        return out
     }
 }
 
