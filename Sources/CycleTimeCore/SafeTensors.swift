@@ -206,7 +206,21 @@ public enum SafeTensors {
     }
 }
 
-/// Writes `data` to a temporary file in the same folder, then renames it to `path`.
+/// The temporary file an atomic write of `path` goes through: `.<name>.tmp-<pid>` beside it.
+public func atomicTemporaryPath(for path: String) -> String {
+    let url = URL(fileURLWithPath: path)
+    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+}
+
+/// Whether a file name is an atomic write's temporary (`atomicTemporaryPath`), e.g. one left by a
+/// process killed while writing.
+public func isAtomicTemporary(_ name: String) -> Bool {
+    guard name.hasPrefix("."), let r = name.range(of: ".tmp-", options: .backwards) else { return false }
+    let pid = name[r.upperBound...]
+    return !pid.isEmpty && pid.allSatisfy { $0 >= "0" && $0 <= "9" }
+}
+
+/// Writes `data` to a temporary file in the same folder (`atomicTemporaryPath`), then renames it to `path`.
 public func writeAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
@@ -214,9 +228,30 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
         throw SafeTensorsError.cannotWrite(path: path, reason: "folder \(dir) does not exist")
     }
-    let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-        throw SafeTensorsError.cannotWrite(path: path, reason: "cannot create a file in \(dir) (permissions?)")
+    let tmp = atomicTemporaryPath(for: path)
+    // Written with open/write (not FileManager, whose own atomic write would add a second
+    // temporary under another name), so `tmp` is the only file an interrupted write can leave.
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+    guard fd >= 0 else {
+        throw SafeTensorsError.cannotWrite(path: path, reason: "cannot create a file in \(dir) (\(String(cString: strerror(errno))))")
+    }
+    let failure: String? = data.withUnsafeBytes { raw -> String? in
+        guard let base = raw.baseAddress else { return nil }
+        var done = 0
+        while done < raw.count {
+            let n = write(fd, base + done, raw.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return String(cString: strerror(errno))
+            }
+            done += n
+        }
+        return nil
+    }
+    if close(fd) != 0 || failure != nil {
+        let reason = failure ?? String(cString: strerror(errno))
+        unlink(tmp)
+        throw SafeTensorsError.cannotWrite(path: path, reason: reason)
     }
     if rename(tmp, path) != 0 {
         let reason = String(cString: strerror(errno))

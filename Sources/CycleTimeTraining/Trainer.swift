@@ -206,8 +206,11 @@ public final class Trainer<Task: TrainingTask> {
 
     /// Model, optimizer and step from a checkpoint's tensors (`path` names it in errors).
     func load(_ file: SafeTensors.File, from path: String) throws {
-        guard let s = file.metadata["step"].flatMap(Int.init) else {
+        guard let text = file.metadata["step"] else {
             throw TrainingError("\(path): not a CycleTime training checkpoint (no 'step' in its metadata)")
+        }
+        guard let s = Int(text), s >= 0 else {
+            throw TrainingError("\(path): metadata key 'step' is \(String(text.prefix(40)).debugDescription), expected an integer >= 0")
         }
         if let o = file.metadata["objective"], o != task.objectiveName {
             throw TrainingError("\(path): the checkpoint is of objective '\(o)', the config trains '\(task.objectiveName)'")
@@ -232,20 +235,26 @@ public final class Trainer<Task: TrainingTask> {
     // MARK: the loop
 
     /// Rank 0 (or the single process): checks the run directory, restores a checkpoint when
-    /// resuming and writes the resolved config.
+    /// resuming and writes the resolved config. Every check (the checkpoint's metadata and
+    /// tensors) comes before any file changes; a resumed run that is already complete changes
+    /// nothing. A fresh run starts the metrics and log over; a resumed one keeps the metrics
+    /// of the steps up to its checkpoint.
     func prepareRun(resume: Bool, configYAML: String) throws {
         if resume {
             guard run.hasCheckpoint else {
                 throw TrainingError("\(run.path): --resume given but the run has no checkpoint (checkpoints/latest.safetensors)")
             }
+            try restore()
+            if step >= totalSteps { return }
             if let old = try? String(contentsOfFile: run.configPath, encoding: .utf8), old != configYAML {
                 warn("the configuration differs from the one the run started with (\(run.configPath)); continuing with the new one")
             }
-            try restore()
             try run.truncateMetrics(afterStep: step)
             run.log("resumed from step \(step)")
         } else if run.hasCheckpoint {
             throw TrainingError("\(run.path) already holds a run (checkpoints/latest.safetensors); pass --resume to continue it, or choose another output_dir")
+        } else {
+            try run.startOver()
         }
         try run.writeConfig(configYAML)
     }
@@ -275,12 +284,15 @@ public final class Trainer<Task: TrainingTask> {
             mpi.abortNote = { [unowned self] in isLeader ? "the last checkpoint (step \(lastCheckpointStep)) is intact" : "" }
         }
         if let setupError { throw setupError }
+        if step >= totalSteps {
+            if isLeader {
+                progress?.finish(message: "\(run.path): the run is already complete at step \(step) (it trains \(totalSteps) steps); nothing to do")
+            }
+            return .finished(step: step)
+        }
         task.model.train()
         let scheduler = LRScheduler(optimizer, schedule: makeSchedule(config.schedule, lr: config.optimizer.lr, totalSteps: totalSteps),
                                     lastStep: step)
-        if step >= totalSteps {
-            return .finished(step: step)
-        }
         let loader = PrefetchLoader(source: task.source, batchSize: config.train.batchSize, workers: config.data.workers,
                                     queueDepth: config.data.prefetch, seed: UInt64(config.seed), epochs: nil, startBatch: step,
                                     shard: (rank, ranks))
