@@ -144,6 +144,39 @@ final class TrainCommandTests: XCTestCase {
         let leftovers = (try FileManager.default.contentsOfDirectory(atPath: run) + names).filter { isAtomicTemporary($0) || $0.contains("tmp") }
         XCTAssertEqual(leftovers, [], "kill delays \(delays) ms")
     }
+
+    /// --resume checks the checkpoint's metadata before touching any file (one line naming the
+    /// file and the key), and a run already at its last step says so and changes nothing (but the
+    /// lock file, which names its new holder).
+    func testResumeValidatesTheCheckpointFirstAndReportsACompleteRun() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("resume-check")
+        let run = dir + "/run"
+        let cfg = try writeTinyConfig(dir, output: run, steps: 2)
+        XCTAssertEqual(try runProcess(exe, ["train", "--config", cfg]).status, 0)
+        let latest = run + "/checkpoints/latest.safetensors"
+        let good = try SafeTensors.read(latest)
+        for bad in ["-3", "two", ""] {
+            var meta = good.metadata
+            meta["step"] = bad
+            try SafeTensors.write(good.tensors, metadata: meta, to: latest)
+            let before = try snapshot(run).filter { $0.key != ".lock" }
+                let r = try runProcess(exe, ["train", "--config", cfg, "--resume", "--set", "train.steps=4"])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(latest) && r.stderr.contains("'step'"), r.stderr)
+            XCTAssertEqual(try snapshot(run).filter { $0.key != ".lock" }, before, "step \(bad): the run directory changed")
+        }
+        try SafeTensors.write(good.tensors, metadata: good.metadata, to: latest)
+        let before = try snapshot(run).filter { $0.key != ".lock" }
+        for steps in [2, 1] {
+            let r = try runProcess(exe, ["train", "--config", cfg, "--resume", "--set", "train.steps=\(steps)"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("already complete at step 2"), r.stderr)
+        }
+        XCTAssertEqual(try snapshot(run).filter { $0.key != ".lock" }, before)
+        XCTAssertEqual(try metricsSteps(run), [1, 2])
+    }
 }
 
 /// A process started in the background (output discarded).
