@@ -41,20 +41,24 @@ public enum AtomicFile {
     /// Writes `data` to `path` atomically.
     public static func write(_ data: Data, to path: String) throws {
         try withTemporary(for: path) { tmp in
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            // open/write (not FileManager, whose own atomic write adds a second temporary under
+            // another name), so `tmp` is the only file an interrupted write can leave.
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
             guard fd >= 0 else { throw FileWriteError(path, String(cString: strerror(errno))) }
-            defer { close(fd) }
-            try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+            let failure: String? = data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) -> String? in
+                guard let base = buf.baseAddress else { return nil }
                 var done = 0
                 while done < buf.count {
-                    let n = Foundation.write(fd, buf.baseAddress! + done, buf.count - done)
+                    let n = Foundation.write(fd, base + done, buf.count - done)
                     if n < 0 {
                         if errno == EINTR { continue }
-                        throw FileWriteError(path, String(cString: strerror(errno)))
+                        return String(cString: strerror(errno))
                     }
                     done += n
                 }
+                return nil
             }
+            if close(fd) != 0 || failure != nil { throw FileWriteError(path, failure ?? String(cString: strerror(errno))) }
         }
     }
 

@@ -1,4 +1,5 @@
 import CycleTimeCore
+import CycleTimeModels
 import CycleTimeTracking
 import CycleTimeTraining
 import CycleTimeVideo
@@ -15,10 +16,9 @@ public enum CorrespondenceFigures {
     public static func loadModel(config: TrainConfig, checkpoint: String) throws -> TimeCycleModel {
         var g = RandomGenerator(seed: UInt64(config.seed))
         let model = TimeCycleModel(config: config.timecycle, generator: &g)
-        let all: [String: Tensor]
-        do { all = try SafeTensors.load(checkpoint) } catch { throw ReportError("\(error)") }
-        let dict = all.filter { !$0.key.hasPrefix("optimizer.") }
-        do { try model.loadStateDict(dict, strict: true) } catch {
+        let file: CheckpointFile
+        do { file = try CheckpointFile(checkpoint) } catch { throw ReportError("\(error)") }
+        do { try model.loadStateDict(file.modelState, strict: true) } catch {
             throw ReportError("\(checkpoint): does not fit the run's TimeCycle model (\(error))")
         }
         model.eval()

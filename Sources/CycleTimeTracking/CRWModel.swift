@@ -97,6 +97,7 @@ public struct CRWConfig: Sendable, Equatable, Codable {
         try check(edgeDropout >= 0 && edgeDropout < 1, "edgeDropout", "must be in [0, 1), got \(edgeDropout)")
         try check(featureDropout >= 0 && featureDropout < 1, "featureDropout", "must be in [0, 1), got \(featureDropout)")
         try check(clipLength >= 3, "clipLength", "must be at least 3 (walks need T >= 3), got \(clipLength)")
+        try check(imageSize >= 1, "imageSize", "must be positive, got \(imageSize)")
         try check(patchSize >= 1 && patchSize <= imageSize, "patchSize", "must be in 1...imageSize (\(imageSize)), got \(patchSize)")
         try check(patchStride >= 1, "patchStride", "must be positive, got \(patchStride)")
         for (name, r) in [("frameCropScale", frameCropScale), ("patchJitterScale", patchJitterScale)] {

@@ -123,11 +123,27 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
     }()
     public init() {}
 
+    /// Bounds of the numbers (`ConfigValidator.checkNumbers`; the others: 0...maxNumber).
+    static let numberBounds: [String: ClosedRange<Double>] = {
+        typealias V = ConfigValidator
+        return [
+            "data.clip_length": V.queue, "data.frame_interval": V.queue, "data.fps": 0...1000, "data.window_start": V.frames,
+            "data.train_jitter_scales": V.imageSide, "data.train_crop": V.imageSide, "data.temporal_jitter": V.frames,
+            "data.test_short_side": V.imageSide, "data.decode_short_side": V.imageSide,
+            "data.train_proposal_score": V.fraction, "data.train_proposal_iou": V.fraction, "data.cache_mb": 0...1_048_576,
+            "test.proposal_threshold": V.fraction, "test.score_threshold": V.fraction,
+            "model.depth": 0...1000, "model.strides": 0...64, "model.temporal_kernels": 0...64, "model.dropout": V.fraction,
+            "model.roi_size": V.queue, "model.alpha": V.queue, "model.beta_inv": V.queue,
+        ].merging(SharedConfigFields.numberBounds) { $1 }
+    }()
+
     /// Checks values that decode but make no sense; errors name the field.
     public func validate(file: String) throws {
-        func fail(_ field: String, _ why: String) -> ConfigError { ConfigError(file, "field '\(field)' \(why)") }
-        if seed < 0 { throw fail("seed", "must be >= 0") }
-        if outputDir.isEmpty { throw fail("output_dir", "must name a directory") }
+        let v = ConfigValidator(file: file)
+        try v.checkNumbers(self, bounds: Self.numberBounds)
+        func fail(_ field: String, _ why: String) -> ConfigError { v.fail(field, why) }
+        try SharedConfigFields.validate(v, outputDir: outputDir, workers: data.workers, prefetch: data.prefetch, mean: data.mean, std: data.std,
+                                        optimizer: optimizer, schedule: schedule, train: train)
         if data.annotations.isEmpty { throw fail("data.annotations", "must name the annotation CSV") }
         if data.labelmap.isEmpty { throw fail("data.labelmap", "must name the label map") }
         if data.frames.isEmpty { throw fail("data.frames", "must name a videos folder or a frame-folder root") }
@@ -143,32 +159,9 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
             throw fail("data.train_jitter_scales", "must be [low, high] with train_crop <= low <= high")
         }
         if data.testShortSide < 16 { throw fail("data.test_short_side", "must be >= 16") }
-        if data.decodeShortSide < 0 { throw fail("data.decode_short_side", "must be >= 0") }
-        if data.temporalJitter < 0 { throw fail("data.temporal_jitter", "must be >= 0") }
-        if data.cacheMb < 0 { throw fail("data.cache_mb", "must be >= 0") }
-        if data.workers < 1 { throw fail("data.workers", "must be >= 1") }
-        if data.prefetch < 1 { throw fail("data.prefetch", "must be >= 1") }
-        if data.mean.count != 3 { throw fail("data.mean", "must hold 3 values (R, G, B)") }
-        if data.std.count != 3 || data.std.contains(where: { $0 <= 0 }) { throw fail("data.std", "must hold 3 positive values") }
         if AVABackboneKind(rawValue: model.backbone) == nil { throw fail("model.backbone", "'\(model.backbone)' is not 2d, slowonly or slowfast") }
-        if !(model.dropout >= 0 && model.dropout < 1) { throw fail("model.dropout", "must be in [0, 1)") }
+        if !(model.dropout < 1) { throw fail("model.dropout", "must be in [0, 1)") }
         if model.roiSize < 1 { throw fail("model.roi_size", "must be >= 1") }
-        if !["adam", "adamw", "sgd"].contains(optimizer.name) { throw fail("optimizer.name", "'\(optimizer.name)' is not adam, adamw or sgd") }
-        if optimizer.lr < 0 { throw fail("optimizer.lr", "must be >= 0") }
-        if optimizer.betas.count != 2 { throw fail("optimizer.betas", "must be [beta1, beta2]") }
-        if !["constant", "step", "multistep", "cosine"].contains(schedule.name) {
-            throw fail("schedule.name", "'\(schedule.name)' is not constant, step, multistep or cosine")
-        }
-        if schedule.name == "step" && schedule.stepSize < 1 { throw fail("schedule.step_size", "must be >= 1 for the step schedule") }
-        if schedule.warmupSteps < 0 { throw fail("schedule.warmup_steps", "must be >= 0") }
-        if train.batchSize < 1 { throw fail("train.batch_size", "must be >= 1") }
-        if train.steps < 0 || train.epochs < 0 { throw fail("train.steps", "and train.epochs must be >= 0") }
-        if train.steps == 0 && train.epochs == 0 { throw fail("train.steps", "or train.epochs must be set") }
-        if train.checkpointEvery < 1 { throw fail("train.checkpoint_every", "must be >= 1") }
-        if train.keepCheckpoints < 1 { throw fail("train.keep_checkpoints", "must be >= 1") }
-        if train.logEvery < 1 { throw fail("train.log_every", "must be >= 1") }
-        if train.gradClip < 0 { throw fail("train.grad_clip", "must be >= 0") }
-        if test.scoreThreshold < 0 { throw fail("test.score_threshold", "must be >= 0") }
     }
 
     /// The loop's settings in the trainer's configuration type.
@@ -378,7 +371,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
         done += b.keys.count
         let el = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let line = String(format: "test %d/%d keyframes | %.2f keyframes/s | ETA %@", done, data.count, Double(done) / el,
-                          ProgressReporter.duration(Double(data.count - done) * el / Double(done)))
+                          ProgressLine.duration(Double(data.count - done) * el / Double(done)))
         if terminal { progress("\r\u{1B}[2K" + line + (done == data.count ? "\n" : "")) } else if done % 20 == 0 || done == data.count { progress(line + "\n") }
     }
     if loader.skipped > 0 { report("\(loader.skipped) keyframe\(loader.skipped == 1 ? "" : "s") could not be read and have no detections: \(loader.skippedSamples.prefix(5).joined(separator: "; "))") }

@@ -234,3 +234,73 @@ public enum ConfigLoader {
         }
     }
 }
+
+/// The checks every run configuration shares (pretraining and AVA alike): errors are one line
+/// naming the YAML key (snake_case, as the file spells it).
+public struct ConfigValidator {
+    public let file: String
+    public init(file: String) { self.file = file }
+
+    /// Largest number any field takes unless its bounds say otherwise.
+    public static let maxNumber = 1e9
+    /// Limits of some kinds of fields (a larger value would overflow or exhaust memory).
+    public static let imageSide: ClosedRange<Double> = 0...8192
+    public static let frames: ClosedRange<Double> = 0...100_000
+    public static let channels: ClosedRange<Double> = 0...65_536
+    public static let threads: ClosedRange<Double> = 0...256
+    public static let queue: ClosedRange<Double> = 0...1024
+    public static let fraction: ClosedRange<Double> = 0...1
+    public static let seeds: ClosedRange<Double> = 0...Double(1 << 53)
+
+    public func fail(_ key: String, _ why: String) -> ConfigError { ConfigError(file, "field '\(key)' \(why)") }
+
+    public func check(_ ok: Bool, _ key: String, _ why: @autoclosure () -> String) throws {
+        if !ok { throw fail(key, why()) }
+    }
+
+    /// Every number of `config` (fields of its sections, list elements, both ends of ranges, set
+    /// optionals) must be finite and within `bounds[key]` (default 0...maxNumber).
+    public func checkNumbers(_ config: Any, bounds: [String: ClosedRange<Double>]) throws {
+        for n in Self.numbers(in: config) {
+            try check(n.value.isFinite, n.key, "must be a finite number, got \(Self.format(n.value))")
+            let b = bounds[n.key] ?? 0...Self.maxNumber
+            try check(b.contains(n.value), n.key, "must be in \(Self.format(b.lowerBound))...\(Self.format(b.upperBound)), got \(Self.format(n.value))")
+        }
+    }
+
+    /// A number of a configuration: its YAML key ("train.grad_clip"; a list's elements and a
+    /// range's ends under the list's key), its value and whether the field is an integer.
+    public struct Number: Sendable {
+        public let key: String
+        public let value: Double
+        public let isInteger: Bool
+    }
+
+    /// The numbers of a configuration, in declaration order.
+    public static func numbers(in value: Any, key: String = "") -> [Number] {
+        switch value {
+        case let d as Double: return [Number(key: key, value: d, isInteger: false)]
+        case let f as Float: return [Number(key: key, value: Double(f), isInteger: false)]
+        case let i as Int: return [Number(key: key, value: Double(i), isInteger: true)]
+        case let r as ClosedRange<Double>: return [r.lowerBound, r.upperBound].map { Number(key: key, value: $0, isInteger: false) }
+        default: break
+        }
+        let m = Mirror(reflecting: value)
+        switch m.displayStyle {
+        case .optional?, .collection?:
+            return m.children.flatMap { numbers(in: $0.value, key: key) }
+        case .struct?:
+            return m.children.flatMap { c -> [Number] in
+                guard let l = c.label else { return [] }
+                let name = ConfigLoader.snake(l)
+                return numbers(in: c.value, key: key.isEmpty ? name : key + "." + name)
+            }
+        default:
+            return []
+        }
+    }
+
+    static func format(_ v: Double) -> String {
+        v.isFinite && v == v.rounded() && abs(v) < 1e18 ? String(Int64(v)) : "\(v)"
+    }
+}

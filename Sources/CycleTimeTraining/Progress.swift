@@ -1,3 +1,4 @@
+import CycleTimeCore
 import Foundation
 
 /// Progress of a long loop: on a terminal one line rewritten in place (step, rate, ETA, loss);
@@ -40,7 +41,7 @@ public final class ProgressReporter {
         let loss = terms.first.map { String(format: "%.4f", $0.1) } ?? "-"
         let parts = terms.dropFirst().map { "\($0.0.replacingOccurrences(of: "loss_", with: "")) \(String(format: "%.4f", $0.1))" }
         let line = String(format: "step %d/%d | %.2f %@/s | %.2f s/step | data wait %.0f%% | ETA %@ | loss %@",
-                          step, total, clips / s, unit, s, dataWait * 100, Self.duration(eta), loss)
+                          step, total, clips / s, unit, s, dataWait * 100, ProgressLine.duration(eta), loss)
             + (parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")")
         let due = step % every == 0 || step == total || step == first + 1
         if terminal {
@@ -53,14 +54,5 @@ public final class ProgressReporter {
 
     public func finish(message: String) {
         write((terminal ? "\n" : "") + message + "\n")
-    }
-
-    /// "1h02m", "3m05s", "12s".
-    public static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds >= 0 else { return "?" }
-        let s = Int(seconds.rounded())
-        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
-        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
-        return "\(s)s"
     }
 }

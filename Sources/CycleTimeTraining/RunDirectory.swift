@@ -14,7 +14,13 @@ public final class RunDirectory {
     private var metricsHandle: FileHandle?
     private var logHandle: FileHandle?
 
-    /// Opens (creating when needed) the directory and checks that it is writable.
+    /// The lock file (`.lock`, holding the pid of the process that uses the run).
+    public var lockPath: String { path + "/.lock" }
+    private var lock: RunDirectoryLock?
+
+    /// Opens (creating when needed) the directory, locks it for this process's life (a run
+    /// directory is written by one process at a time; another one fails here, having changed
+    /// nothing) and removes the temporaries an interrupted write left.
     public init(path: String) throws {
         self.path = path
         let fm = FileManager.default
@@ -22,11 +28,19 @@ public final class RunDirectory {
         if fm.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
             throw ConfigError(path, "output_dir exists and is not a directory")
         }
+        try Self.createDirectory(path, run: path)
+        lock = try RunDirectoryLock.acquire(run: path, file: path + "/.lock")
+        try Self.createDirectory(checkpointsPath, run: path)
+        removeTemporaries()
+    }
+
+    /// Creates `folder` (and its parents); errors name the first existing ancestor, which is where creation failed.
+    private static func createDirectory(_ folder: String, run path: String) throws {
+        let fm = FileManager.default
         do {
-            try fm.createDirectory(atPath: checkpointsPath, withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            // Name the first existing ancestor, which is where creation failed.
-            var ancestor = (path as NSString).deletingLastPathComponent
+            var ancestor = (folder as NSString).deletingLastPathComponent
             while !ancestor.isEmpty && ancestor != "/" && !fm.fileExists(atPath: ancestor) {
                 ancestor = (ancestor as NSString).deletingLastPathComponent
             }
@@ -42,11 +56,12 @@ public final class RunDirectory {
             }
             throw ConfigError(path, "cannot create the output directory (field 'output_dir'): \(why)")
         }
-        let probe = path + "/.write-test-\(getpid())"
-        guard fm.createFile(atPath: probe, contents: Data()) else {
-            throw ConfigError(path, "the output directory is not writable (field 'output_dir')")
-        }
-        try? fm.removeItem(atPath: probe)
+    }
+
+    /// Removes the temporaries of atomic writes (`AtomicFile.isTemporary`) in the run directory and
+    /// its checkpoints: a process killed while writing leaves them; the lock makes every one a leftover.
+    private func removeTemporaries() {
+        for folder in [path, checkpointsPath] { AtomicFile.removeTemporaries(in: folder) }
     }
 
     /// The directory of a run this process only reads from or reports about (a data-parallel
@@ -58,6 +73,7 @@ public final class RunDirectory {
     deinit {
         try? metricsHandle?.close()
         try? logHandle?.close()
+        lock?.release()
     }
 
     /// Whether a previous run left a checkpoint here.
@@ -119,17 +135,33 @@ public final class RunDirectory {
         try? append(line + "\n", to: logPath, handle: &logHandle)
     }
 
-    /// Keeps only the metrics lines of steps <= `step` (after resuming from that step).
+    /// Keeps only the metrics lines of steps <= `step` (after resuming from that step), one per
+    /// step (the last one written), dropping unreadable lines (a write cut short by a kill).
     public func truncateMetrics(afterStep step: Int) throws {
         guard let data = FileManager.default.contents(atPath: metricsPath), let text = String(data: data, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
+        var lineOfStep: [Int: Substring] = [:]
+        for line in text.split(separator: "\n") {
             guard let d = line.data(using: .utf8), let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-                  let s = (obj["step"] as? NSNumber)?.intValue else { return false }
-            return s <= step
+                  let s = (obj["step"] as? NSNumber)?.intValue, s <= step else { continue }
+            lineOfStep[s] = line
         }
+        let kept = lineOfStep.keys.sorted().compactMap { lineOfStep[$0] }
         try? metricsHandle?.close()
         metricsHandle = nil
         try AtomicFile.write(Data((kept.map { $0 + "\n" }.joined()).utf8), to: metricsPath)
+    }
+
+    /// A fresh run (no `latest` checkpoint): removes what an earlier run killed before its first
+    /// checkpoint left (metrics, log, a periodic checkpoint written just before `latest` would be),
+    /// so the new run's files start over.
+    public func startOver() throws {
+        try? metricsHandle?.close()
+        try? logHandle?.close()
+        metricsHandle = nil
+        logHandle = nil
+        for file in [metricsPath, logPath] + periodicCheckpoints().map(\.1) where unlink(file) != 0 && errno != ENOENT {
+            throw ConfigError(file, "cannot remove the file of an earlier run that wrote no checkpoint: \(String(cString: strerror(errno)))")
+        }
     }
 
     static func json(_ v: Double) -> String {
@@ -146,5 +178,77 @@ public final class RunDirectory {
             handle = h
         }
         handle!.write(Data(text.utf8))
+    }
+}
+
+/// The exclusive lock of a run directory: `flock` on its lock file, taken without waiting and held
+/// until the process ends (the kernel releases it, even after kill -9) or the last `RunDirectory`
+/// of this process on that directory is released. The lock file holds the holder's pid. Several
+/// `RunDirectory` objects of one process share the lock (flock would otherwise conflict with itself).
+final class RunDirectoryLock: @unchecked Sendable {
+    private static let registryLock = NSLock()
+    nonisolated(unsafe) private static var held: [String: (lock: RunDirectoryLock, users: Int)] = [:]
+
+    let key: String
+    let fd: Int32
+
+    private init(key: String, fd: Int32) { self.key = key; self.fd = fd }
+
+    /// Locks the run directory `run` through `file`; throws one line naming the directory and the
+    /// holder's pid when another process holds it. Nothing is written unless the lock is taken.
+    static func acquire(run: String, file: String) throws -> RunDirectoryLock {
+        let key = realpath(run, nil).map { p in defer { free(p) }; return String(cString: p) } ?? run
+        registryLock.lock()
+        defer { registryLock.unlock() }
+        if let h = held[key] {
+            held[key] = (h.lock, h.users + 1)
+            return h.lock
+        }
+        let fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let why = errno == EACCES || errno == EROFS ? "the output directory is not writable" : "cannot open the lock file \(file): \(String(cString: strerror(errno)))"
+            throw ConfigError(run, "\(why) (field 'output_dir')")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let busy = errno == EWOULDBLOCK
+            let why = String(cString: strerror(errno))
+            let holder = busy ? holderPid(fd) : nil
+            close(fd)
+            guard busy else { throw ConfigError(run, "cannot lock the run directory (\(file)): \(why)") }
+            throw ConfigError(run, "the run directory is in use by process \(holder ?? "?") (lock \(file)); wait for that run to end or choose another output_dir")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        let lock = RunDirectoryLock(key: key, fd: fd)
+        held[key] = (lock, 1)
+        return lock
+    }
+
+    /// The pid written by the holder (it writes it right after locking: wait briefly for it).
+    private static func holderPid(_ fd: Int32) -> String? {
+        for _ in 0..<50 {
+            var buf = [UInt8](repeating: 0, count: 32)
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                let text = String(decoding: buf.prefix(n), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                if !text.isEmpty { return text }
+            }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    /// One user of the lock is done; the last one unlocks.
+    func release() {
+        Self.registryLock.lock()
+        defer { Self.registryLock.unlock() }
+        guard let h = Self.held[key] else { return }
+        if h.users > 1 {
+            Self.held[key] = (h.lock, h.users - 1)
+        } else {
+            Self.held[key] = nil
+            close(fd)
+        }
     }
 }

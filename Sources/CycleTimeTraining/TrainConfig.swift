@@ -101,6 +101,35 @@ public struct DistributedConfig: Codable, Equatable, Sendable {
     public init() {}
 }
 
+/// What the pretraining and AVA configs share (seed, output_dir, data loading, the optimizer,
+/// schedule and train sections): the bounds of their numbers and their checks, in one place.
+enum SharedConfigFields {
+    static let numberBounds: [String: ClosedRange<Double>] = [
+        "seed": ConfigValidator.seeds, "data.workers": ConfigValidator.threads, "data.prefetch": ConfigValidator.queue,
+        "optimizer.betas": 0...1, "optimizer.momentum": 0...1, "train.batch_size": ConfigValidator.channels,
+    ]
+
+    /// The checks after `checkNumbers` (which rejects non-finite and out-of-bounds numbers first).
+    static func validate(_ v: ConfigValidator, outputDir: String, workers: Int, prefetch: Int, mean: [Float], std: [Float],
+                         optimizer o: OptimizerConfig, schedule s: ScheduleConfig, train t: LoopConfig) throws {
+        try v.check(!outputDir.isEmpty, "output_dir", "must name a directory")
+        try v.check(workers >= 1, "data.workers", "must be >= 1")
+        try v.check(prefetch >= 1, "data.prefetch", "must be >= 1")
+        try v.check(mean.count == 3, "data.mean", "must hold 3 values (R, G, B)")
+        try v.check(std.count == 3 && std.allSatisfy { $0 > 0 }, "data.std", "must hold 3 positive values")
+        try v.check(["adam", "adamw", "sgd"].contains(o.name), "optimizer.name", "'\(o.name)' is not adam, adamw or sgd")
+        try v.check(o.betas.count == 2 && o.betas.allSatisfy { $0 >= 0 && $0 < 1 }, "optimizer.betas", "must be [beta1, beta2] in [0, 1)")
+        try v.check(["constant", "step", "multistep", "cosine"].contains(s.name), "schedule.name",
+                    "'\(s.name)' is not constant, step, multistep or cosine")
+        try v.check(s.name != "step" || s.stepSize >= 1, "schedule.step_size", "must be >= 1 for the step schedule")
+        try v.check(t.batchSize >= 1, "train.batch_size", "must be >= 1")
+        try v.check(t.steps > 0 || t.epochs > 0, "train.steps", "or train.epochs must be set")
+        try v.check(t.checkpointEvery >= 1, "train.checkpoint_every", "must be >= 1")
+        try v.check(t.keepCheckpoints >= 1, "train.keep_checkpoints", "must be >= 1")
+        try v.check(t.logEvery >= 1, "train.log_every", "must be >= 1")
+    }
+}
+
 /// A pretraining run: everything `cycletime train` needs. Every random choice flows from `seed`.
 public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var seed: Int = 0
@@ -123,27 +152,38 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var distributed = DistributedConfig()
     public init() {}
 
+    /// Bounds of the numbers (`ConfigValidator.checkNumbers`; the others: 0...maxNumber).
+    static let numberBounds: [String: ClosedRange<Double>] = {
+        typealias V = ConfigValidator
+        return [
+            "data.fps": 0...1000, "data.short_side": V.imageSide, "data.clip_offsets": V.frames,
+            "data.target_offset": V.frames, "data.motion_offset": V.frames,
+            "timecycle.frame_size": V.imageSide, "timecycle.patch_size": V.imageSide, "timecycle.feature_dim": V.channels,
+            "timecycle.localizer_widths": V.channels, "timecycle.localizer_kernels": V.imageSide,
+            "timecycle.loss_grid_size": V.imageSide,
+            "patch.grid_size": V.imageSide, "patch.patch_size": V.imageSide,
+            "crw.feature_dim": V.channels, "crw.drop_value": -1e30...0, "crw.clip_length": V.queue,
+            "crw.image_size": V.imageSide, "crw.patch_size": V.imageSide, "crw.patch_stride": V.imageSide, "crw.fps": 0...1000,
+        ].merging(SharedConfigFields.numberBounds) { $1 }
+    }()
+
     /// Checks values that decode but make no sense; errors name the field.
     public func validate(file: String) throws {
-        func fail(_ field: String, _ why: String) -> ConfigError { ConfigError(file, "field '\(field)' \(why)") }
-        if seed < 0 { throw fail("seed", "must be >= 0") }
-        if outputDir.isEmpty { throw fail("output_dir", "must name a directory") }
+        let v = ConfigValidator(file: file)
+        try v.checkNumbers(self, bounds: Self.numberBounds)
+        func fail(_ field: String, _ why: String) -> ConfigError { v.fail(field, why) }
+        try SharedConfigFields.validate(v, outputDir: outputDir, workers: data.workers, prefetch: data.prefetch, mean: data.mean, std: data.std,
+                                        optimizer: optimizer, schedule: schedule, train: train)
         if data.videos.isEmpty { throw fail("data.videos", "must list at least one video, folder or list file") }
-        if data.fps < 0 { throw fail("data.fps", "must be >= 0") }
-        if data.shortSide < 0 { throw fail("data.short_side", "must be >= 0") }
         if data.cropScale.count != 2 || !(data.cropScale[0] > 0 && data.cropScale[0] <= data.cropScale[1] && data.cropScale[1] <= 1) {
             throw fail("data.crop_scale", "must be [low, high] with 0 < low <= high <= 1")
         }
-        if data.clipOffsets.isEmpty || data.clipOffsets[0] < 0 || !zip(data.clipOffsets, data.clipOffsets.dropFirst()).allSatisfy({ $0 < $1 }) {
+        guard let lastClipFrame = data.clipOffsets.last, zip(data.clipOffsets, data.clipOffsets.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw fail("data.clip_offsets", "must be increasing offsets >= 0")
         }
-        if data.targetOffset <= data.clipOffsets.last! { throw fail("data.target_offset", "must come after the last clip frame") }
-        if data.motionOffset == data.targetOffset || data.motionOffset < 0 { throw fail("data.motion_offset", "must differ from target_offset") }
+        if data.targetOffset <= lastClipFrame { throw fail("data.target_offset", "must come after the last clip frame") }
+        if data.motionOffset == data.targetOffset { throw fail("data.motion_offset", "must differ from target_offset") }
         if data.clipsPerVideo < 1 { throw fail("data.clips_per_video", "must be >= 1") }
-        if data.workers < 1 { throw fail("data.workers", "must be >= 1") }
-        if data.prefetch < 1 { throw fail("data.prefetch", "must be >= 1") }
-        if data.mean.count != 3 { throw fail("data.mean", "must hold 3 values (R, G, B)") }
-        if data.std.count != 3 || data.std.contains(where: { $0 <= 0 }) { throw fail("data.std", "must hold 3 positive values") }
         if timecycle.frameSize < 32 { throw fail("timecycle.frame_size", "must be >= 32") }
         if timecycle.patchSize < 16 || timecycle.patchSize > timecycle.frameSize { throw fail("timecycle.patch_size", "must be in 16...frame_size") }
         if timecycle.encoderStrides.count != 4 || timecycle.encoderStrides.contains(where: { $0 != 1 && $0 != 2 }) {
@@ -158,27 +198,12 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
             throw fail("timecycle.localizer_kernels", "are too large for the \(timecycle.patchGrid)x\(timecycle.patchGrid) patch map")
         }
         if timecycle.featureDim < 1 { throw fail("timecycle.feature_dim", "must be >= 1") }
+        if let t = timecycle.temperature, !(t > 0) { throw fail("timecycle.temperature", "must be > 0") }
         if patch.patchSize != timecycle.patchSize {
             throw fail("patch.patch_size", "(\(patch.patchSize)) must equal timecycle.patch_size (\(timecycle.patchSize))")
         }
         if patch.gridSize < 3 { throw fail("patch.grid_size", "must be >= 3") }
         if patch.topK < 1 { throw fail("patch.top_k", "must be >= 1") }
-        if !["adam", "adamw", "sgd"].contains(optimizer.name) { throw fail("optimizer.name", "'\(optimizer.name)' is not adam, adamw or sgd") }
-        if optimizer.lr < 0 { throw fail("optimizer.lr", "must be >= 0") }
-        if optimizer.betas.count != 2 || optimizer.betas.contains(where: { $0 < 0 || $0 >= 1 }) { throw fail("optimizer.betas", "must be [beta1, beta2] in [0, 1)") }
-        if !["constant", "step", "multistep", "cosine"].contains(schedule.name) {
-            throw fail("schedule.name", "'\(schedule.name)' is not constant, step, multistep or cosine")
-        }
-        if schedule.name == "step" && schedule.stepSize < 1 { throw fail("schedule.step_size", "must be >= 1 for the step schedule") }
-        if schedule.warmupSteps < 0 { throw fail("schedule.warmup_steps", "must be >= 0") }
-        if train.batchSize < 1 { throw fail("train.batch_size", "must be >= 1") }
-        if train.steps < 0 { throw fail("train.steps", "must be >= 0") }
-        if train.epochs < 0 { throw fail("train.epochs", "must be >= 0") }
-        if train.steps == 0 && train.epochs == 0 { throw fail("train.steps", "or train.epochs must be set") }
-        if train.checkpointEvery < 1 { throw fail("train.checkpoint_every", "must be >= 1") }
-        if train.keepCheckpoints < 1 { throw fail("train.keep_checkpoints", "must be >= 1") }
-        if train.logEvery < 1 { throw fail("train.log_every", "must be >= 1") }
-        if train.gradClip < 0 { throw fail("train.grad_clip", "must be >= 0") }
         if !(distributed.timeoutSeconds > 0) { throw fail("distributed.timeout_seconds", "must be > 0") }
         if !(distributed.bucketMb > 0) { throw fail("distributed.bucket_mb", "must be > 0") }
         if objective == .crw {

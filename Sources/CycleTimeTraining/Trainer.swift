@@ -1,6 +1,7 @@
 import CycleTimeCore
 import CycleTimeData
 import CycleTimeDistributed
+import CycleTimeModels
 import CycleTimeNN
 import Foundation
 
@@ -178,7 +179,7 @@ public final class Trainer<Task: TrainingTask> {
 
     func checkpointTensors() -> [String: Tensor] {
         var t = task.model.stateDict()
-        for (k, v) in optimizer.stateDict() { t["optimizer." + k] = v }
+        for (k, v) in optimizer.stateDict() { t[CheckpointFile.optimizerPrefix + k] = v }
         return t
     }
 
@@ -206,29 +207,26 @@ public final class Trainer<Task: TrainingTask> {
     /// Restores model, optimizer and step from the run's latest checkpoint.
     func restore() throws {
         let path = run.latestCheckpointPath
-        try load(try SafeTensors.read(path), from: path)
+        try load(try CheckpointFile(path))
         lastCheckpointStep = step
     }
 
-    /// Model, optimizer and step from a checkpoint's tensors (`path` names it in errors).
-    func load(_ file: SafeTensors.File, from path: String) throws {
-        guard let s = file.metadata["step"].flatMap(Int.init) else {
+    /// Model, optimizer and step from a checkpoint (its path names it in errors).
+    func load(_ file: CheckpointFile) throws {
+        let path = file.path
+        guard let s = try file.step() else {
             throw TrainingError("\(path): not a CycleTime training checkpoint (no 'step' in its metadata)")
         }
         if let o = file.metadata["objective"], o != task.objectiveName {
             throw TrainingError("\(path): the checkpoint is of objective '\(o)', the config trains '\(task.objectiveName)'")
         }
-        var modelPart: [String: Tensor] = [:], optPart: [String: Tensor] = [:]
-        for (k, v) in file.tensors {
-            if k.hasPrefix("optimizer.") { optPart[String(k.dropFirst(10))] = v } else { modelPart[k] = v }
-        }
         do {
-            try task.model.loadStateDict(modelPart, strict: true)
+            try task.model.loadStateDict(file.modelState, strict: true)
         } catch {
             throw TrainingError("\(path): the checkpoint does not fit the configured model: \(error)")
         }
         do {
-            try optimizer.loadStateDict(optPart)
+            try optimizer.loadStateDict(file.optimizerState)
         } catch {
             throw TrainingError("\(path): optimizer state: \(error) (key prefix 'optimizer.')")
         }
@@ -238,20 +236,26 @@ public final class Trainer<Task: TrainingTask> {
     // MARK: the loop
 
     /// Rank 0 (or the single process): checks the run directory, restores a checkpoint when
-    /// resuming and writes the resolved config.
+    /// resuming and writes the resolved config. Every check (the checkpoint's metadata and
+    /// tensors) comes before any file changes; a resumed run that is already complete changes
+    /// nothing. A fresh run starts the metrics and log over; a resumed one keeps the metrics
+    /// of the steps up to its checkpoint.
     func prepareRun(resume: Bool, configYAML: String) throws {
         if resume {
             guard run.hasCheckpoint else {
                 throw TrainingError("\(run.path): --resume given but the run has no checkpoint (checkpoints/latest.safetensors)")
             }
+            try restore()
+            if step >= totalSteps { return }
             if let old = try? String(contentsOfFile: run.configPath, encoding: .utf8), old != configYAML {
                 warn("the configuration differs from the one the run started with (\(run.configPath)); continuing with the new one")
             }
-            try restore()
             try run.truncateMetrics(afterStep: step)
             run.log("resumed from step \(step)")
         } else if run.hasCheckpoint {
             throw TrainingError("\(run.path) already holds a run (checkpoints/latest.safetensors); pass --resume to continue it, or choose another output_dir")
+        } else {
+            try run.startOver()
         }
         try run.writeConfig(configYAML)
     }
@@ -264,7 +268,8 @@ public final class Trainer<Task: TrainingTask> {
         if leaderFailed { return }
         guard !got.isEmpty else { throw TrainingError("\(mpi.label): rank 0 could not start the run (its message says why)") }
         if !isLeader {
-            try load(try SafeTensors.parse(got, path: "rank 0's weights"), from: "rank 0's weights")
+            let f = try SafeTensors.parse(got, path: "rank 0's weights")
+            try load(CheckpointFile(path: "rank 0's weights", metadata: f.metadata, tensors: f.tensors))
             lastCheckpointStep = step
         }
     }
@@ -281,12 +286,15 @@ public final class Trainer<Task: TrainingTask> {
             mpi.abortNote = { [unowned self] in isLeader ? "the last checkpoint (step \(lastCheckpointStep)) is intact" : "" }
         }
         if let setupError { throw setupError }
+        if step >= totalSteps {
+            if isLeader {
+                progress?.finish(message: "\(run.path): the run is already complete at step \(step) (it trains \(totalSteps) steps); nothing to do")
+            }
+            return .finished(step: step)
+        }
         task.model.train()
         let scheduler = LRScheduler(optimizer, schedule: makeSchedule(config.schedule, lr: config.optimizer.lr, totalSteps: totalSteps),
                                     lastStep: step)
-        if step >= totalSteps {
-            return .finished(step: step)
-        }
         let loader = PrefetchLoader(source: task.source, batchSize: config.train.batchSize, workers: config.data.workers,
                                     queueDepth: config.data.prefetch, seed: UInt64(config.seed), epochs: nil, startBatch: step,
                                     shard: (rank, ranks))

@@ -129,7 +129,7 @@ struct PropagationArguments: ParsableArguments {
         var g = RandomGenerator(seed: seed)
         let model = ResNet(config: config, initialize: randomInit, generator: &g)
         if let file {
-            try file.loadEncoder(into: model, prefix: "encoder.", description: "\(arch) up to \(layer)")
+            try file.loadEncoder(into: model, prefix: CheckpointFile.encoderPrefix, description: "\(arch) up to \(layer)")
         } else if let imagenet {
             try CheckpointFile(imagenet).loadEncoder(into: model, prefix: "", description: "\(arch) up to \(layer)")
         }

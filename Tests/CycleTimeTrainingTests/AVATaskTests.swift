@@ -7,49 +7,9 @@ import XCTest
 
 /// The AVA config and task on the trainer (in process).
 final class AVATaskTests: XCTestCase {
-    static let clip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+    static let clip = tinyAVAClip
 
-    /// A tiny AVA run on the JHMDB clip (frame folders, 10 fps numbering): 4 keyframes, 2 classes.
-    func writeTinyRun(_ dir: String, extra: String = "") throws -> String {
-        let frames = try requireSharedData("jhmdb-mini") + "/Frames/catch"
-        var rows = "", props: [String] = []
-        let boxes = [(0.803, 0.379, 0.981, 0.846), (0.531, 0.308, 0.728, 0.829), (0.444, 0.246, 0.609, 0.850), (0.397, 0.350, 0.550, 0.900)]
-        for (s, b) in boxes.enumerated() {
-            rows += "\(Self.clip),\(String(format: "%04d", s)),\(b.0),\(b.1),\(b.2),\(b.3),\(s % 2 == 0 ? 12 : 11),0\n"
-            props.append("\"\(Self.clip),\(String(format: "%04d", s))\": [[\(b.0), \(b.1), \(b.2), \(b.3), 0.97]]")
-        }
-        try rows.write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
-        try ("{" + props.joined(separator: ", ") + "}\n").write(toFile: dir + "/p.json", atomically: true, encoding: .utf8)
-        try "11: stand\n12: catch\n13: run\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
-        let cfg = dir + "/ava.yaml"
-        try """
-            seed: 4
-            output_dir: \(dir)/run
-            data:
-              annotations: \(dir)/gt.csv
-              labelmap: \(dir)/labels.txt
-              proposals: \(dir)/p.json
-              frames: \(frames)
-              fps: 10
-              window_start: 0
-              clip_length: 2
-              frame_interval: 2
-              train_jitter_scales: [48, 64]
-              train_crop: 48
-              test_short_side: 48
-              temporal_jitter: 1
-            model:
-              backbone: 2d
-              last_stage: layer1
-            train:
-              batch_size: 2
-              steps: 4
-              checkpoint_every: 2
-              log_every: 1
-            \(extra)
-            """.write(toFile: cfg, atomically: true, encoding: .utf8)
-        return cfg
-    }
+    func writeTinyRun(_ dir: String, extra: String = "") throws -> String { try writeTinyAVARun(dir, extra: extra) }
 
     /// Defaults are mmaction2's AVA recipe; bad values are errors naming the field.
     func testConfigDefaultsAndErrors() throws {

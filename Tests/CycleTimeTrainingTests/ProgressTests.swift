@@ -21,11 +21,4 @@ final class ProgressTests: XCTestCase {
         XCTAssertEqual(lines.count, 5)
         XCTAssertEqual(logged[1], "step 2/4 | 2.00 clips/s | 2.00 s/step | data wait 10% | ETA 4s | loss 0.5000 (long 0.2500)")
     }
-
-    func testDurations() {
-        XCTAssertEqual(ProgressReporter.duration(12), "12s")
-        XCTAssertEqual(ProgressReporter.duration(185), "3m05s")
-        XCTAssertEqual(ProgressReporter.duration(3720), "1h02m")
-        XCTAssertEqual(ProgressReporter.duration(.infinity), "?")
-    }
 }

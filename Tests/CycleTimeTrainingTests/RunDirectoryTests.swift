@@ -42,4 +42,40 @@ final class RunDirectoryTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("not a directory"), "\(e)")
         }
     }
+
+    /// Opening a run directory removes the temporaries of interrupted atomic writes (and only them).
+    func testOpeningRemovesLeftoverTemporaries() throws {
+        let path = temporaryDirectory("leftovers") + "/run"
+        try FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true)
+        let leftovers = [path + "/.config.yaml.tmp-123", path + "/checkpoints/.step-00000002.safetensors.tmp-77",
+                         path + "/checkpoints/.latest.safetensors.tmp-77"]
+        let kept = [path + "/notes.tmp-1", path + "/checkpoints/step-00000001.safetensors"]
+        for f in leftovers + kept { XCTAssertTrue(FileManager.default.createFile(atPath: f, contents: Data("x".utf8))) }
+        XCTAssertEqual(URL(fileURLWithPath: AtomicFile.temporaryPath(for: "/a/b.yaml")).lastPathComponent, ".b.yaml.tmp-\(getpid())")
+        _ = try RunDirectory(path: path)
+        for f in leftovers { XCTAssertFalse(FileManager.default.fileExists(atPath: f), f) }
+        for f in kept { XCTAssertTrue(FileManager.default.fileExists(atPath: f), f) }
+    }
+
+    /// A fresh run removes the metrics, log and periodic checkpoints of a run that never wrote `latest`.
+    func testStartOverRemovesTheFilesOfARunWithoutCheckpoint() throws {
+        let run = try RunDirectory(path: temporaryDirectory("over") + "/run")
+        for s in 1...2 { try run.appendMetrics([("step", Double(s))]) }
+        run.log("old")
+        try SafeTensors.write(["w": Tensor([1], shape: [1])], metadata: ["step": "2"], to: run.checkpointPath(step: 2))
+        try run.startOver()
+        try run.appendMetrics([("step", 1)])
+        XCTAssertEqual(try String(contentsOfFile: run.metricsPath, encoding: .utf8), "{\"step\": 1}\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.logPath))
+        XCTAssertEqual(run.periodicCheckpoints().count, 0)
+    }
+
+    /// The lock file holds this process's pid; objects of one process share the lock.
+    func testTheLockHoldsThePidAndIsSharedWithinTheProcess() throws {
+        let path = temporaryDirectory("lock") + "/run"
+        let a = try RunDirectory(path: path)
+        let b = try RunDirectory(path: path)
+        XCTAssertEqual(try String(contentsOfFile: a.lockPath, encoding: .utf8), "\(getpid())\n")
+        XCTAssertEqual(a.lockPath, b.lockPath)
+    }
 }

@@ -1,3 +1,4 @@
+import CycleTimeCore
 import Foundation
 import TestSupport
 import XCTest
@@ -65,5 +66,151 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("resuming at step \(steps)"), resumed.stderr)
         XCTAssertEqual(try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").count, steps + 2)
+    }
+
+    /// A run directory is locked while a process uses it: a second train, --resume or ava train
+    /// fails at once with one line naming the directory and the holder's pid, and changes
+    /// nothing; after the holder is killed with kill -9 the lock is free.
+    func testASecondProcessOnALockedRunDirectoryFailsAndTheLockDiesWithItsHolder() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("lock")
+        let run = dir + "/run"
+        let cfg = try writeTinyConfig(dir, output: run, steps: 200)
+        let ava = try writeTinyAVARun(dir)
+        let holder = try startProcess(exe, ["train", "--config", cfg])
+        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() } }
+        let latest = run + "/checkpoints/latest.safetensors"
+        waitUntil(seconds: 120) { FileManager.default.fileExists(atPath: latest) || !holder.isRunning }
+        XCTAssertTrue(holder.isRunning)
+        // Frozen, the holder cannot change the directory while the others try it.
+        kill(holder.processIdentifier, SIGSTOP)
+        let before = try snapshot(run)
+        for args in [["train", "--config", cfg], ["train", "--config", cfg, "--resume"],
+                     ["ava", "train", "--config", ava, "--set", "output_dir=\(run)"]] {
+            let start = Date()
+            let r = try runProcess(exe, args)
+            XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
+            let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") }
+            XCTAssertEqual(lines.count, 1, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(run) && r.stderr.contains("in use by process \(holder.processIdentifier)"), r.stderr)
+            XCTAssertLessThan(Date().timeIntervalSince(start), 20, "\(args) waited for the lock")
+        }
+        XCTAssertEqual(try snapshot(run), before, "a refused process changed the run directory")
+        kill(holder.processIdentifier, SIGKILL)
+        holder.waitUntilExit()
+        let step = try XCTUnwrap(Int(try SafeTensors.read(latest).metadata["step"] ?? ""))
+        let resumed = try runProcess(exe, ["train", "--config", cfg, "--resume", "--set", "train.steps=\(step + 1)"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try metricsSteps(run), Array(1...(step + 1)))
+    }
+
+    /// kill -9 at random moments of a run that checkpoints every step, each followed by a
+    /// restart (--resume once a checkpoint exists): in the end every step has exactly one metrics
+    /// line, every checkpoint loads and no temporary file remains.
+    func testKill9AtRandomMomentsThenResumeLeavesAConsistentRun() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("kill9")
+        let run = dir + "/run"
+        let steps = 6
+        let cfg = try writeTinyConfig(dir, output: run, steps: steps)
+        let latest = run + "/checkpoints/latest.safetensors"
+        var delays: [Int] = []
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<14 {
+            let resume = FileManager.default.fileExists(atPath: latest)
+            let p = try startProcess(exe, ["train", "--config", cfg, "--set", "train.checkpoint_every=1"] + (resume ? ["--resume"] : []))
+            let ms = Int.random(in: 200...2500, using: &generator)
+            delays.append(ms)
+            waitUntil(seconds: Double(ms) / 1000) { !p.isRunning }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.waitUntilExit()
+            if p.terminationReason == .exit {
+                XCTAssertEqual(p.terminationStatus, 0, "kill delays \(delays) ms")
+                break
+            }
+        }
+        let resume = FileManager.default.fileExists(atPath: latest)
+        let last = try runProcess(exe, ["train", "--config", cfg, "--set", "train.checkpoint_every=1"] + (resume ? ["--resume"] : []))
+        XCTAssertEqual(last.status, 0, "kill delays \(delays) ms: \(last.stderr)")
+        XCTAssertEqual(try metricsSteps(run), Array(1...steps), "kill delays \(delays) ms")
+        let folder = run + "/checkpoints"
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        XCTAssertTrue(names.contains("latest.safetensors"))
+        for name in names {
+            let file = try SafeTensors.read(folder + "/" + name)
+            let step = try XCTUnwrap(Int(file.metadata["step"] ?? ""), name)
+            XCTAssertEqual(name == "latest.safetensors" ? steps : Int(name.dropFirst(5).dropLast(12)), step, name)
+        }
+        let leftovers = (try FileManager.default.contentsOfDirectory(atPath: run) + names).filter { AtomicFile.isTemporary($0) || $0.contains("tmp") }
+        XCTAssertEqual(leftovers, [], "kill delays \(delays) ms")
+    }
+
+    /// --resume checks the checkpoint's metadata before touching any file (one line naming the
+    /// file and the key), and a run already at its last step says so and changes nothing (but the
+    /// lock file, which names its new holder).
+    func testResumeValidatesTheCheckpointFirstAndReportsACompleteRun() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("resume-check")
+        let run = dir + "/run"
+        let cfg = try writeTinyConfig(dir, output: run, steps: 2)
+        XCTAssertEqual(try runProcess(exe, ["train", "--config", cfg]).status, 0)
+        let latest = run + "/checkpoints/latest.safetensors"
+        let good = try SafeTensors.read(latest)
+        for bad in ["-3", "two", ""] {
+            var meta = good.metadata
+            meta["step"] = bad
+            try SafeTensors.write(good.tensors, metadata: meta, to: latest)
+            let before = try snapshot(run).filter { $0.key != ".lock" }
+                let r = try runProcess(exe, ["train", "--config", cfg, "--resume", "--set", "train.steps=4"])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(latest) && r.stderr.contains("'step'"), r.stderr)
+            XCTAssertEqual(try snapshot(run).filter { $0.key != ".lock" }, before, "step \(bad): the run directory changed")
+        }
+        try SafeTensors.write(good.tensors, metadata: good.metadata, to: latest)
+        let before = try snapshot(run).filter { $0.key != ".lock" }
+        for steps in [2, 1] {
+            let r = try runProcess(exe, ["train", "--config", cfg, "--resume", "--set", "train.steps=\(steps)"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("already complete at step 2"), r.stderr)
+        }
+        XCTAssertEqual(try snapshot(run).filter { $0.key != ".lock" }, before)
+        XCTAssertEqual(try metricsSteps(run), [1, 2])
+    }
+}
+
+/// A process started in the background (output discarded).
+func startProcess(_ executable: String, _ arguments: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+}
+
+/// Polls `condition` every 20 ms for at most `seconds`.
+func waitUntil(seconds: Double, _ condition: () -> Bool) {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline && !condition() { usleep(20_000) }
+}
+
+/// Every file under `folder` with its size and modification time.
+func snapshot(_ folder: String) throws -> [String: String] {
+    var out: [String: String] = [:]
+    let fm = FileManager.default
+    for rel in fm.subpaths(atPath: folder) ?? [] {
+        let a = try fm.attributesOfItem(atPath: folder + "/" + rel)
+        out[rel] = "\(a[.size] ?? "") \(a[.modificationDate] ?? "")"
+    }
+    return out
+}
+
+/// The steps of a run's metrics.jsonl, in file order.
+func metricsSteps(_ run: String) throws -> [Int] {
+    try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { line in
+        let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        return (obj?["step"] as? NSNumber)?.intValue ?? -1
     }
 }
