@@ -39,6 +39,18 @@ public enum ReportBlock: Sendable {
     case figure(Figure)
 }
 
+extension Array where Element == ReportBlock {
+    /// The Markdown text of the blocks, joined by newlines.
+    public var markdownText: String {
+        compactMap { if case .markdown(let t) = $0 { return t } else { return nil } }.joined(separator: "\n")
+    }
+
+    /// The file names of the figures, in order.
+    public var figureNames: [String] {
+        compactMap { if case .figure(let f) = $0 { return f.name } else { return nil } }
+    }
+}
+
 /// nbformat 4.5 notebooks without code: Markdown cells, and code cells with empty source whose
 /// `display_data` outputs carry `image/png` (base64), `image/svg+xml` or `text/markdown`, so
 /// the notebook renders in Jupyter, VS Code and on GitHub without running anything.

@@ -4,7 +4,6 @@ import CycleTimeVideo
 import Foundation
 import TestSupport
 import XCTest
-@testable import cycletime
 
 final class TimeCyclePropagationTests: XCTestCase {
     /// TimeCycle's test procedure written plainly (in Double): per context frame a softmax over
@@ -80,14 +79,4 @@ final class TimeCyclePropagationTests: XCTestCase {
         XCTAssertGreaterThan(js.min() ?? 0, 0.7)
     }
 
-    func testCommandLineOptions() throws {
-        let tc = try PropagationArguments.parse(["--pixels", "--procedure", "timecycle"]).options
-        XCTAssertEqual(tc, .defaults(.timecycle))
-        let tuned = try PropagationArguments.parse(["--pixels", "--procedure", "timecycle", "--context", "3", "--square-size", "0"]).options
-        XCTAssertEqual(tuned.contextFrames, 3); XCTAssertNil(tuned.squareSize); XCTAssertEqual(tuned.topK, 5)
-        XCTAssertEqual(try PropagationArguments.parse(["--pixels"]).options, PropagationOptions())
-        XCTAssertThrowsError(try PropagationArguments.parse(["--pixels", "--procedure", "nearest"])) {
-            XCTAssertTrue("\($0)".contains("--procedure"), "\($0)")
-        }
-    }
 }

@@ -7,55 +7,6 @@ import FoundationXML
 import TestSupport
 import XCTest
 
-/// Checks a notebook file: nbformat's validator (when python3 has nbformat) and every embedded
-/// image decodes (PNG through libpng, SVG as XML). Returns the number of images checked.
-@discardableResult
-func checkNotebook(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    guard let nb = try JSONSerialization.jsonObject(with: data) as? [String: Any], let cells = nb["cells"] as? [[String: Any]] else {
-        XCTFail("\(path): not a JSON notebook", file: file, line: line)
-        return 0
-    }
-    XCTAssertEqual(nb["nbformat"] as? Int, 4, file: file, line: line)
-    XCTAssertEqual(nb["nbformat_minor"] as? Int, 5, file: file, line: line)
-    var images = 0
-    for cell in cells {
-        XCTAssertNotNil(cell["id"] as? String, "nbformat 4.5 needs cell ids", file: file, line: line)
-        for out in (cell["outputs"] as? [[String: Any]]) ?? [] {
-            let d = out["data"] as? [String: Any] ?? [:]
-            if let b64 = d["image/png"] as? String {
-                guard let png = Data(base64Encoded: b64) else { XCTFail("bad base64", file: file, line: line); continue }
-                let tmp = NSTemporaryDirectory() + "/nb-png-\(getpid())-\(images).png"
-                try png.write(to: URL(fileURLWithPath: tmp))
-                defer { try? FileManager.default.removeItem(atPath: tmp) }
-                let img = try Image.readPNG(tmp)
-                let meta = (out["metadata"] as? [String: Any])?["image/png"] as? [String: Any]
-                XCTAssertEqual(meta?["width"] as? Int, img.width, file: file, line: line)
-                XCTAssertEqual(meta?["height"] as? Int, img.height, file: file, line: line)
-                images += 1
-            }
-            if let svg = d["image/svg+xml"] {
-                let text = (svg as? [String])?.joined() ?? (svg as? String) ?? ""
-                let parser = XMLParser(data: Data(text.utf8))
-                XCTAssertTrue(parser.parse(), "SVG does not parse: \(parser.parserError.map { "\($0)" } ?? "")", file: file, line: line)
-                XCTAssertTrue(text.hasPrefix("<svg"), file: file, line: line)
-                images += 1
-            }
-        }
-    }
-    return images
-}
-
-/// Runs nbformat's validator on `path` with the python3 on PATH; false (nothing checked) when
-/// python3 or its nbformat is missing.
-func validateWithNbformat(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> Bool {
-    let probe = try runProcess("/usr/bin/env", ["python3", "-c", "import nbformat"])
-    if probe.status != 0 { return false }
-    let r = try runProcess("/usr/bin/env", ["python3", "-c", "import sys, nbformat; nbformat.validate(nbformat.read(sys.argv[1], as_version=4))", path])
-    XCTAssertEqual(r.status, 0, "nbformat rejects \(path): \(r.stderr)", file: file, line: line)
-    return true
-}
-
 let noNbformat = "python3 has no nbformat (pip install nbformat): the nbformat validation was skipped (images were checked)"
 
 final class NotebookTests: XCTestCase {

@@ -6,61 +6,6 @@ import FoundationXML
 import TestSupport
 import XCTest
 
-/// Reads an SVG back: tick labels and positions, axis labels, polylines by series name.
-struct ParsedSVG {
-    var xticks: [(pos: Double, value: Double)] = []
-    var yticks: [(pos: Double, value: Double)] = []
-    var xLabel = "", yLabel = "", title = ""
-    var polylines: [(series: String, points: [(Double, Double)])] = []
-    var bars: [(label: String, value: Double)] = []
-
-    init(_ svg: String) throws {
-        final class Delegate: NSObject, XMLParserDelegate {
-            var out: ParsedSVG
-            var currentClass: String?, currentAttrs: [String: String] = [:], text = ""
-            init(_ o: ParsedSVG) { out = o }
-            func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                        attributes: [String: String] = [:]) {
-                if name == "text" { currentClass = attributes["class"]; currentAttrs = attributes; text = "" }
-                if name == "polyline", let s = attributes["data-series"], let p = attributes["points"] {
-                    let pts = p.split(separator: " ").map { pair -> (Double, Double) in
-                        let xy = pair.split(separator: ",").compactMap { Double($0) }
-                        return (xy[0], xy[1])
-                    }
-                    out.polylines.append((s, pts))
-                }
-                if name == "rect", let l = attributes["data-label"], let v = attributes["data-value"].flatMap(Double.init) {
-                    out.bars.append((l, v))
-                }
-            }
-            func parser(_ parser: XMLParser, foundCharacters string: String) { text += string }
-            func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
-                guard name == "text" else { return }
-                switch currentClass {
-                case "xtick": if let v = Double(text), let x = currentAttrs["x"].flatMap(Double.init) { out.xticks.append((x, v)) }
-                case "ytick": if let v = Double(text), let y = currentAttrs["y"].flatMap(Double.init) { out.yticks.append((y - 4, v)) }
-                case "xlabel": out.xLabel = text
-                case "ylabel": out.yLabel = text
-                case "title": out.title = text
-                default: break
-                }
-                currentClass = nil
-            }
-        }
-        let d = Delegate(self)
-        let p = XMLParser(data: Data(svg.utf8))
-        p.delegate = d
-        guard p.parse() else { throw ReportError("SVG does not parse as XML: \(p.parserError.map { "\($0)" } ?? "?")") }
-        self = d.out
-    }
-
-    /// Data coordinates of a pixel, through the first and last tick of each axis.
-    func data(_ p: (Double, Double)) -> (Double, Double) {
-        let (x0, x1) = (xticks.first!, xticks.last!), (y0, y1) = (yticks.first!, yticks.last!)
-        return (x0.value + (p.0 - x0.pos) / (x1.pos - x0.pos) * (x1.value - x0.value),
-                y0.value + (p.1 - y0.pos) / (y1.pos - y0.pos) * (y1.value - y0.value))
-    }
-}
 
 final class SVGPlotTests: XCTestCase {
     func testNiceAxisCoversDataWithRoundTicks() {

@@ -1,11 +1,9 @@
 import CycleTimeCore
-import CycleTimeTraining
 import Foundation
-import TestSupport
 import XCTest
 
 /// A small TimeCycle config on the shared test videos: 96x96 frames, 32x32 patches, D 32, batch 2.
-func tinyConfigYAML(output: String, videos: String, steps: Int = 6, extra: String = "") -> String {
+public func tinyConfigYAML(output: String, videos: String, steps: Int = 6, extra: String = "") -> String {
     """
     # a tiny run for tests
     seed: 3
@@ -32,7 +30,7 @@ func tinyConfigYAML(output: String, videos: String, steps: Int = 6, extra: Strin
 }
 
 /// Writes the tiny config into `dir` and returns its path.
-func writeTinyConfig(_ dir: String, output: String, steps: Int = 6, extra: String = "") throws -> String {
+public func writeTinyConfig(_ dir: String, output: String, steps: Int = 6, extra: String = "") throws -> String {
     let videos = try requireSharedData("videos")
     let p = dir + "/tiny.yaml"
     try tinyConfigYAML(output: output, videos: videos, steps: steps, extra: extra).write(toFile: p, atomically: true, encoding: .utf8)
@@ -40,10 +38,10 @@ func writeTinyConfig(_ dir: String, output: String, steps: Int = 6, extra: Strin
 }
 
 /// The JHMDB clip of the tiny AVA run.
-let tinyAVAClip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+public let tinyAVAClip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 
 /// A tiny AVA run on the JHMDB clip (frame folders, 10 fps numbering): 4 keyframes, 2 classes.
-func writeTinyAVARun(_ dir: String, extra: String = "") throws -> String {
+public func writeTinyAVARun(_ dir: String, extra: String = "") throws -> String {
     let frames = try requireSharedData("jhmdb-mini") + "/Frames/catch"
     var rows = "", props: [String] = []
     let boxes = [(0.803, 0.379, 0.981, 0.846), (0.531, 0.308, 0.728, 0.829), (0.444, 0.246, 0.609, 0.850), (0.397, 0.350, 0.550, 0.900)]
@@ -82,4 +80,21 @@ func writeTinyAVARun(_ dir: String, extra: String = "") throws -> String {
         \(extra)
         """.write(toFile: cfg, atomically: true, encoding: .utf8)
     return cfg
+}
+
+/// A temporary run directory made from the smoke run's config and metrics (first `steps` lines).
+public func makeRunDir(_ name: String, steps: Int?, partialLine: Bool = false, metrics: Bool = true,
+                in parent: String = NSTemporaryDirectory() + "/report-tests-\(getpid())") throws -> String {
+    let fx = repoRoot + "/Tests/Fixtures/report"
+    let dir = parent + "/\(name)"
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: fx + "/timecycle-r18-smoke-config.yaml", toPath: dir + "/config.yaml")
+    if metrics {
+        let lines = try String(contentsOfFile: fx + "/timecycle-r18-smoke-metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        var text = lines.prefix(steps ?? lines.count).map { $0 + "\n" }.joined()
+        if partialLine { text += String(lines[steps ?? 0].prefix(40)) }
+        try text.write(toFile: dir + "/metrics.jsonl", atomically: true, encoding: .utf8)
+    }
+    return dir
 }

@@ -87,4 +87,15 @@ final class PropagateCommandTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("missing key 'encoder."), "\($0)")
         }
     }
+
+    func testCommandLineOptions() throws {
+        let tc = try PropagationArguments.parse(["--pixels", "--procedure", "timecycle"]).options
+        XCTAssertEqual(tc, .defaults(.timecycle))
+        let tuned = try PropagationArguments.parse(["--pixels", "--procedure", "timecycle", "--context", "3", "--square-size", "0"]).options
+        XCTAssertEqual(tuned.contextFrames, 3); XCTAssertNil(tuned.squareSize); XCTAssertEqual(tuned.topK, 5)
+        XCTAssertEqual(try PropagationArguments.parse(["--pixels"]).options, PropagationOptions())
+        XCTAssertThrowsError(try PropagationArguments.parse(["--pixels", "--procedure", "nearest"])) {
+            XCTAssertTrue("\($0)".contains("--procedure"), "\($0)")
+        }
+    }
 }

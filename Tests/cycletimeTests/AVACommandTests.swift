@@ -3,6 +3,7 @@ import CycleTimeVideo
 import Foundation
 import TestSupport
 import XCTest
+@testable import cycletime
 
 @testable import CycleTimeDetection
 
@@ -11,7 +12,7 @@ final class AVACommandTests: XCTestCase {
     static let jhmdbClip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 
     func run(_ exe: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let r = try runProcess(exe, args)
+        let r = try TestSupport.runProcess(exe, args)
         XCTAssertEqual(r.status, 0, "cycletime \(args.joined(separator: " ")): \(r.stderr)", file: file, line: line)
         return r
     }
@@ -176,7 +177,7 @@ final class AVACommandTests: XCTestCase {
         for (name, yaml, args, expected) in cases {
             let path = dir + "/\(name.replacingOccurrences(of: " ", with: "-")).yaml"
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-            let r = try runProcess(exe, ["ava"] + [args[0], "--config", path] + args.dropFirst())
+            let r = try TestSupport.runProcess(exe, ["ava"] + [args[0], "--config", path] + args.dropFirst())
             XCTAssertNotEqual(r.status, 0, name)
             let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") }
             XCTAssertEqual(lines.count, 1, "\(name): \(r.stderr)")
@@ -322,5 +323,53 @@ final class AVACommandTests: XCTestCase {
         }
         print("motion dataset: frame-mAP \(mAP), chance \(chance)")
         XCTAssertGreaterThan(mAP, chance + 0.25, "frame-mAP \(mAP) vs chance \(chance)")
+    }
+
+    /// The acceptance figure: mAP 0.09385522 and per-class APs of ../shared/data/README.md.
+    func testGoldenOfficialProtocol() throws {
+        let dir = try requireSharedData("ava-mini/eval-golden")
+        var c = try CycleTimeCommand.parseAsRoot(["ava", "eval", "--gt", dir + "/gt.csv", "--detections", dir + "/pred.csv",
+                                                  "--labelmap", dir + "/action_list.txt"])
+        let cmd = try XCTUnwrap(c as? AVAEvalCommand)
+        let r = try cmd.evaluate { XCTFail("unexpected report \($0)") }
+        XCTAssertEqual(try XCTUnwrap(r.mAP), 0.09385522, accuracy: 5e-9)
+        let aps = r.classes.map { $0.ap ?? -1 }
+        XCTAssertEqual(aps[0], 0.170455, accuracy: 5e-7)
+        XCTAssertEqual(aps[1], 0.0, accuracy: 5e-7)
+        XCTAssertEqual(aps[2], 0.111111, accuracy: 5e-7)
+        XCTAssertEqual(r.evaluatedFrames, 3)
+        try c.run()
+    }
+
+    /// Excluded keyframes drop both their ground truth and their detections; timestamps compare as
+    /// numbers ("0902" in one file, 902 in another).
+    func testExcludedAndNumericTimestamps() throws {
+        let dir = temporaryDirectory()
+        try "v,0902,0,0,0.5,0.5,1,0\nv,903,0,0,0.5,0.5,1,0\n".write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
+        try "v,902,0,0,0.5,0.5,1,0.9\nv,0903,0.5,0.5,1,1,1,0.8\n".write(toFile: dir + "/det.csv", atomically: true, encoding: .utf8)
+        try "v,903\n".write(toFile: dir + "/ex.csv", atomically: true, encoding: .utf8)
+        try "1: one\n2: two\n".write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+        let base = ["ava", "eval", "--gt", dir + "/gt.csv", "--detections", dir + "/det.csv", "--labelmap", dir + "/labels.txt"]
+        let withEx = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base + ["--excluded", dir + "/ex.csv"]) as? AVAEvalCommand)
+        let r = try withEx.evaluate { _ in }
+        XCTAssertEqual(r.classes[0].ap, 1)
+        XCTAssertEqual(r.excludedFrames, 1)
+        XCTAssertNil(r.classes[1].ap) // no ground truth: not in the mean
+        XCTAssertEqual(r.mAP, 1)
+        let without = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base) as? AVAEvalCommand)
+        // 903's detection misses its GT: class 1 = TP 0.9, FP 0.8 with 2 GT -> AP 0.5.
+        XCTAssertEqual(try without.evaluate { _ in }.classes[0].ap, 0.5)
+    }
+
+    /// CLI option overrides and errors.
+    func testProtocolOptions() throws {
+        let base = ["ava", "eval", "--gt", "g", "--detections", "d", "--labelmap", "l"]
+        let c = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base + ["--protocol", "mmaction2-1.x", "--max-detections", "50", "--frames-without-gt", "count"]) as? AVAEvalCommand)
+        XCTAssertEqual(try c.resolvedProtocol(), AVAEvalProtocol(maxDetectionsPerFrame: 50, countFramesWithoutGroundTruth: true, dropClassesWithoutDetections: true))
+        XCTAssertEqual(try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base + ["--protocol", "pyslowfast"]) as? AVAEvalCommand).resolvedProtocol(), .mmaction2v0)
+        XCTAssertThrowsError(try CycleTimeCommand.parseAsRoot(base + ["--protocol", "voc"]))
+        XCTAssertThrowsError(try CycleTimeCommand.parseAsRoot(base + ["--classes-without-detections", "maybe"]))
+        let missing = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base) as? AVAEvalCommand)
+        XCTAssertThrowsError(try missing.evaluate { _ in }) { XCTAssert("\($0)".contains("l: no such label map file"), "\($0)") }
     }
 }
