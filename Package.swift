@@ -1,7 +1,8 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Dependencies point one way: core <- nn <- models <- (tracking, propagation, detection) <- command line.
+// Dependencies point one way (see README): core <- nn <- models <- tracking <- pretraining; training is generic;
+// detection and pretraining plug tasks into it; report reads their results; the command line sits on top.
 // Only CycleTimeCore touches OpenBLAS.
 let package = Package(
     name: "CycleTime",
@@ -45,19 +46,23 @@ let package = Package(
             name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
             providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .target(name: "CycleTimeDistributed", dependencies: ["CycleTimeNN", "CMPI"]),
-        // Training: YAML run configs, the training loop, run directories, checkpoints, resume.
+        // Generic training (knows no task): YAML config loading and validation, the training loop on
+        // LoopSettings, the run set-up (MPI + locked run directory), checkpoints, resume, progress.
         .target(name: "CycleTimeTraining", dependencies: [
-            "CycleTimeTracking", "CycleTimeData", "CycleTimeDetection", "CycleTimeDistributed", .product(name: "Yams", package: "Yams"),
+            "CycleTimeNN", "CycleTimeData", "CycleTimeDistributed", .product(name: "Yams", package: "Yams"),
         ]),
-        .target(name: "CycleTimeDetection", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
+        // Pretraining tasks on the generic trainer: TimeCycle and the contrastive random walk.
+        .target(name: "CycleTimePretraining", dependencies: ["CycleTimeTraining", "CycleTimeTracking", "CycleTimeData"]),
+        // AVA detection: formats, evaluation, datasets, backbones, the detector, AVA training and inference.
+        .target(name: "CycleTimeDetection", dependencies: ["CycleTimeTraining", "CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         // Reports: notebooks and Markdown pages with SVG curves and PNG frames (libpng via CycleTimeVideo).
-        .target(name: "CycleTimeReport", dependencies: ["CycleTimeVideo", "CycleTimeTraining", "CycleTimeTracking", "CycleTimePropagation", "CycleTimeDetection"]),
+        .target(name: "CycleTimeReport", dependencies: ["CycleTimeVideo", "CycleTimePretraining", "CycleTimePropagation", "CycleTimeDetection"]),
         .executableTarget(
             name: "cycletime",
             dependencies: [
                 "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData",
-                "CycleTimeTracking", "CycleTimeTraining", "CycleTimeDetection", "CycleTimeDistributed",
+                "CycleTimeTracking", "CycleTimeTraining", "CycleTimePretraining", "CycleTimeDetection", "CycleTimeDistributed",
                 "CycleTimePropagation", "CycleTimeReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
@@ -69,14 +74,15 @@ let package = Package(
         .testTarget(name: "CycleTimeDataTests", dependencies: ["CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeDistributedTests", dependencies: ["CycleTimeDistributed", "TestSupport"]),
         .testTarget(name: "CycleTimeTrackingTests", dependencies: ["CycleTimeTracking", "CycleTimeVideo", "TestSupport"]),
-        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimeDetection", "CycleTimeVideo", "TestSupport"]),
-        .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeVideo", "TestSupport"]),
+        .testTarget(name: "CycleTimeTrainingTests", dependencies: ["CycleTimeTraining", "CycleTimePretraining", "TestSupport"]),
+        .testTarget(name: "CycleTimePretrainingTests", dependencies: ["CycleTimePretraining", "CycleTimeVideo", "TestSupport"]),
+        .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeTraining", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "CycleTimeData", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeReportTests", dependencies: ["CycleTimeReport", "CycleTimeVideo", "TestSupport"]),
         // Every test that runs the executable or parses its commands; no library test target depends on it.
         .testTarget(name: "cycletimeTests", dependencies: [
             "cycletime", "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData", "CycleTimeTracking",
-            "CycleTimeTraining", "CycleTimeDetection", "CycleTimePropagation", "CycleTimeReport", "TestSupport",
+            "CycleTimeTraining", "CycleTimePretraining", "CycleTimeDetection", "CycleTimePropagation", "CycleTimeReport", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     ],

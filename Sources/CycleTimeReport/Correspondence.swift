@@ -2,6 +2,7 @@ import CycleTimeCore
 import CycleTimeModels
 import CycleTimeTracking
 import CycleTimeTraining
+import CycleTimePretraining
 import CycleTimeVideo
 import Foundation
 

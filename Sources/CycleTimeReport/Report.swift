@@ -2,7 +2,9 @@ import CycleTimeCore
 import CycleTimePropagation
 import CycleTimeTracking
 import CycleTimeTraining
+import CycleTimePretraining
 import CycleTimeVideo
+import CycleTimeDetection
 import Foundation
 
 /// A report that cannot be made (not a run directory, unwritable output); the message names the path.

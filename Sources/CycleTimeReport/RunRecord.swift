@@ -1,4 +1,6 @@
 import CycleTimeTraining
+import CycleTimePretraining
+import CycleTimeDetection
 import Foundation
 
 // MARK: - run directories

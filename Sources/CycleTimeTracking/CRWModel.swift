@@ -58,30 +58,15 @@ public struct CRWConfig: Sendable, Equatable, Codable {
     public var std: [Float] = Normalization.crw.std
     /// Frame rate clips are sampled at.
     public var fps: Double = 8
-    /// Optimizer (Adam) and multi-step schedule: lr x gamma at each milestone (in epochs, as released).
+    /// The released recipe's optimizer (Adam) and multi-step schedule (lr x gamma at each milestone,
+    /// in epochs). Not used: training takes its optimizer and schedule from its own config sections;
+    /// kept so that configs that set them still load (with a warning).
     public var learningRate: Float = 1e-4
     public var weightDecay: Float = 0
     public var lrMilestones: [Int] = [20, 30, 40]
     public var lrGamma: Float = 0.3
 
     public init() {}
-
-    /// Reads any subset of the fields (missing ones keep their defaults) and validates the result.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
-            if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
-        }
-        try get(.encoder, &encoder); try get(.encoderStrides, &encoderStrides); try get(.encoderLastStage, &encoderLastStage); try get(.reflectPadding, &reflectPadding)
-        try get(.featureDim, &featureDim); try get(.temperature, &temperature); try get(.edgeDropout, &edgeDropout)
-        try get(.dropValue, &dropValue); try get(.featureDropout, &featureDropout); try get(.logEpsilon, &logEpsilon)
-        try get(.clipLength, &clipLength); try get(.imageSize, &imageSize); try get(.frameCropScale, &frameCropScale)
-        try get(.frameCropAspect, &frameCropAspect); try get(.patchSize, &patchSize); try get(.patchStride, &patchStride)
-        try get(.patchJitterScale, &patchJitterScale); try get(.patchJitterAspect, &patchJitterAspect)
-        try get(.mean, &mean); try get(.std, &std); try get(.fps, &fps); try get(.learningRate, &learningRate)
-        try get(.weightDecay, &weightDecay); try get(.lrMilestones, &lrMilestones); try get(.lrGamma, &lrGamma)
-        try validate()
-    }
 
     /// Throws a `CRWConfigError` naming the first bad field.
     public func validate() throws {
@@ -109,7 +94,6 @@ public struct CRWConfig: Sendable, Equatable, Codable {
         try check(mean.count == 3, "mean", "needs 3 values, got \(mean.count)")
         try check(std.count == 3 && std.allSatisfy { $0 > 0 }, "std", "needs 3 positive values, got \(std)")
         try check(fps > 0, "fps", "must be positive, got \(fps)")
-        try check(learningRate > 0, "learningRate", "must be positive, got \(learningRate)")
     }
 
     public var resnetConfig: ResNetConfig {

@@ -1,4 +1,4 @@
-import CycleTimeTracking
+import CycleTimeCore
 import Foundation
 import Yams
 
@@ -14,6 +14,13 @@ public struct ConfigError: Error, CustomStringConvertible, LocalizedError, Senda
 /// A configuration type: a Codable struct whose every field has a default (`init()`).
 public protocol RunConfiguration: Codable {
     init()
+    /// Fields (dotted snake_case paths) that are read but not used, kept so that configs written
+    /// before still load: setting one gives one warning (`ConfigLoader.warn`).
+    static var unusedFields: [String: String] { get }
+}
+
+extension RunConfiguration {
+    public static var unusedFields: [String: String] { [:] }
 }
 
 /// Strict YAML configurations, as PyTorch research codebases write them: fields in snake_case
@@ -47,6 +54,11 @@ public enum ConfigLoader {
             throw ConfigError(file, "cannot encode the default configuration: \(error)")
         }
         try checkFields(user, against: T(), defaults: defaults, path: "", file: file)
+        // Resolved configs hold every field at its default: only a value set otherwise is worth a word.
+        for (field, why) in T.unusedFields.sorted(by: { $0.key < $1.key }) {
+            guard let set = value(user, camelCase(field)), !same(set, value(defaults, camelCase(field))) else { continue }
+            warn("\(file): field '\(field)' is not used (\(why)); it is accepted so that older configs load")
+        }
         let merged = merge(user, over: defaults)
         do {
             return try YAMLDecoder().decode(T.self, from: Yams.serialize(node: merged))
@@ -55,6 +67,34 @@ public enum ConfigLoader {
         } catch {
             throw ConfigError(file, "\(error)")
         }
+    }
+
+    /// Where config warnings go (standard error by default).
+    nonisolated(unsafe) public static var warn: (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
+
+    /// Equal nodes, numbers compared as numbers ("1.0e-4" is "0.0001").
+    static func same(_ a: Node, _ b: Node?) -> Bool {
+        guard let b else { return false }
+        if let x = a.scalar.flatMap({ Double($0.string) }), let y = b.scalar.flatMap({ Double($0.string) }) { return x == y }
+        if let x = a.sequence, let y = b.sequence { return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) } }
+        return a == b
+    }
+
+    /// The node at a dotted path of a mapping, if any.
+    static func value(_ node: Node, _ path: String) -> Node? {
+        var n: Node? = node
+        for key in path.split(separator: ".") { n = n?.mapping?[String(key)] }
+        return n
+    }
+
+    /// "crw.learning_rate" -> "crw.learningRate".
+    static func camelCase(_ path: String) -> String { path.split(separator: ".").map { camel(String($0)) }.joined(separator: ".") }
+
+    /// Every field of a configuration as YAML: the file at `path` with `overrides` applied and the
+    /// defaults filled in, or the defaults alone when `path` is nil (`--print-config`).
+    public static func resolvedText<T: RunConfiguration>(_ type: T.Type, path: String?, overrides: [String] = []) throws -> String {
+        let value = try path.map { try load(type, path: $0, overrides: overrides) } ?? decode(type, yaml: "{}", file: "(defaults)", overrides: overrides)
+        return try encode(value)
     }
 
     /// YAML text of a configuration, with snake_case field names (as `decode` reads them).
@@ -115,7 +155,7 @@ public enum ConfigLoader {
         return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
 
-    static func snake(_ key: String) -> String {
+    public static func snake(_ key: String) -> String {
         var out = ""
         for ch in key {
             if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
@@ -210,7 +250,6 @@ public enum ConfigLoader {
             let p = path(ctx)
             return "field '\(p.isEmpty ? "" : p + ".")\(snake(key.stringValue))' is missing"
         case .dataCorrupted(let ctx):
-            if let u = ctx.underlyingError as? CRWConfigError { return "field '\(path(ctx).isEmpty ? "crw" : path(ctx)).\(snake(u.field))' \(u.message)" }
             if let u = ctx.underlyingError { return "\(u)" }
             let p = path(ctx)
             if p.isEmpty { return "not a valid configuration: \(ctx.debugDescription)" }
@@ -260,8 +299,9 @@ public struct ConfigValidator {
 
     /// Every number of `config` (fields of its sections, list elements, both ends of ranges, set
     /// optionals) must be finite and within `bounds[key]` (default 0...maxNumber).
-    public func checkNumbers(_ config: Any, bounds: [String: ClosedRange<Double>]) throws {
-        for n in Self.numbers(in: config) {
+    public func checkNumbers<T: RunConfiguration>(_ config: T, bounds: [String: ClosedRange<Double>]) throws {
+        // Fields that are not used are not checked (setting them gives a warning instead).
+        for n in Self.numbers(in: config) where T.unusedFields[n.key] == nil {
             try check(n.value.isFinite, n.key, "must be a finite number, got \(Self.format(n.value))")
             let b = bounds[n.key] ?? 0...Self.maxNumber
             try check(b.contains(n.value), n.key, "must be in \(Self.format(b.lowerBound))...\(Self.format(b.upperBound)), got \(Self.format(n.value))")

@@ -27,6 +27,34 @@ extension TrainingTask {
     public var checkpointMetadata: [String: String] { [:] }
 }
 
+/// A trainer of any task (what the command line drives).
+public protocol AnyTrainer: AnyObject {
+    var settings: LoopSettings { get }
+    var progress: ProgressReporter? { get set }
+    /// Whether this process writes the run directory (rank 0, or the single process).
+    var isLeader: Bool { get }
+    var mpi: MPIContext? { get }
+    var shouldStop: () -> Bool { get set }
+    var warn: @Sendable (String) -> Void { get set }
+    func train(resume: Bool, stopAfter: Int?) throws -> TrainOutcome
+}
+
+/// The process's part in a run: under `mpirun` it joins the MPI job (a rank of data-parallel
+/// training; the machine's cores shared among its ranks, collectives timed out after
+/// `distributed.timeout_seconds`) and only rank 0 opens (and locks) the run directory; otherwise
+/// it opens the run directory alone. Every task's trainer is set up here.
+public enum RunSetup {
+    public static func open(_ settings: LoopSettings) throws -> (mpi: MPIContext?, run: RunDirectory) {
+        let mpi = try MPIContext.shared()
+        if let mpi {
+            mpi.timeout = settings.distributed.timeoutSeconds
+            mpi.shareCores()
+        }
+        let run = (mpi?.rank ?? 0) == 0 ? try RunDirectory(path: settings.outputDir) : RunDirectory(unopened: settings.outputDir)
+        return (mpi, run)
+    }
+}
+
 /// Why training stopped.
 public enum TrainOutcome: Equatable, Sendable {
     case finished(step: Int)
@@ -117,8 +145,8 @@ public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, opt
 /// seed), starts from rank 0's weights and optimizer state, averages the gradients after the
 /// backward pass, and only rank 0 writes the run directory. Checkpoints do not depend on the
 /// number of ranks, so a run resumes with any number.
-public final class Trainer<Task: TrainingTask> {
-    public let config: TrainConfig
+public final class Trainer<Task: TrainingTask>: AnyTrainer {
+    public let settings: LoopSettings
     public let configFile: String
     public let task: Task
     public let run: RunDirectory
@@ -140,16 +168,19 @@ public final class Trainer<Task: TrainingTask> {
     public var progress: ProgressReporter?
     /// Polled after each step; true makes the loop write a checkpoint and return `.interrupted`.
     public var shouldStop: () -> Bool = { false }
-    /// The resolved configuration written to config.yaml and into checkpoints (nil: the TrainConfig's
-    /// YAML; tasks with their own config type, such as AVA, set their own).
-    public var configText: String?
+    /// The resolved configuration (YAML) written to config.yaml and into checkpoints.
+    public let configText: String
     /// Warnings (skipped videos, config changes on resume).
     public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
 
     /// `mpi`: the job when this process is a rank of data-parallel training (see `makeTrainer`).
-    public init(config: TrainConfig, configFile: String, task: Task, run: RunDirectory, mpi: MPIContext? = nil) throws {
-        self.config = config
+    /// `configText`: the task's resolved config as YAML (`ConfigLoader.encode`); `run` and `mpi`
+    /// from `RunSetup.open`.
+    public init(settings: LoopSettings, configFile: String, configText: String, task: Task, run: RunDirectory, mpi: MPIContext? = nil) throws {
+        let config = settings
+        self.settings = settings
         self.configFile = configFile
+        self.configText = configText
         self.task = task
         self.run = run
         self.mpi = mpi
@@ -184,12 +215,12 @@ public final class Trainer<Task: TrainingTask> {
     }
 
     func checkpointMetadata(configYAML: String) -> [String: String] {
-        let next = Self.stepGenerator(seed: config.seed, step: step)
+        let next = Self.stepGenerator(seed: settings.seed, step: step)
         return task.checkpointMetadata.merging([
             "format": "cycletime-checkpoint-1",
             "objective": task.objectiveName,
             "step": String(step),
-            "seed": String(config.seed),
+            "seed": String(settings.seed),
             "data_next_batch": String(step),
             "ranks_when_written": String(ranks),
             "rng_next_step_state": next.stateArray.map { String(format: "%016llx", $0) }.joined(separator: " "),
@@ -201,7 +232,7 @@ public final class Trainer<Task: TrainingTask> {
     @discardableResult
     func saveCheckpoint(configYAML: String) throws -> String {
         try run.saveCheckpoint(step: step, tensors: checkpointTensors(), metadata: checkpointMetadata(configYAML: configYAML),
-                               keep: config.train.keepCheckpoints)
+                               keep: settings.train.keepCheckpoints)
     }
 
     /// Restores model, optimizer and step from the run's latest checkpoint.
@@ -276,7 +307,7 @@ public final class Trainer<Task: TrainingTask> {
 
     /// Trains to `totalSteps` (or until `shouldStop`, or `stopAfter` more steps for tests).
     public func train(resume: Bool, stopAfter: Int? = nil) throws -> TrainOutcome {
-        let configYAML = try configText ?? ConfigLoader.encode(config)
+        let configYAML = configText
         var setupError: Error?
         if isLeader {
             do { try prepareRun(resume: resume, configYAML: configYAML) } catch { setupError = error }
@@ -293,10 +324,10 @@ public final class Trainer<Task: TrainingTask> {
             return .finished(step: step)
         }
         task.model.train()
-        let scheduler = LRScheduler(optimizer, schedule: makeSchedule(config.schedule, lr: config.optimizer.lr, totalSteps: totalSteps),
+        let scheduler = LRScheduler(optimizer, schedule: makeSchedule(settings.schedule, lr: settings.optimizer.lr, totalSteps: totalSteps),
                                     lastStep: step)
-        let loader = PrefetchLoader(source: task.source, batchSize: config.train.batchSize, workers: config.data.workers,
-                                    queueDepth: config.data.prefetch, seed: UInt64(config.seed), epochs: nil, startBatch: step,
+        let loader = PrefetchLoader(source: task.source, batchSize: settings.train.batchSize, workers: settings.workers,
+                                    queueDepth: settings.prefetch, seed: UInt64(settings.seed), epochs: nil, startBatch: step,
                                     shard: (rank, ranks))
         loader.warn = { [warn] in warn($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
         defer { loader.stop() }
@@ -315,10 +346,10 @@ public final class Trainer<Task: TrainingTask> {
             }
             let wait = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let lr = Double(optimizer.learningRate)
-            var g = Self.stepGenerator(seed: config.seed, step: step)
+            var g = Self.stepGenerator(seed: settings.seed, step: step)
             if rank > 0 { g = RandomGenerator(seed: g.next() ^ UInt64(rank) &* 0xA24B_AED4_963E_E407) }
-            DefaultRandom.generator = Self.stepGenerator(seed: config.seed &+ 1, step: step)
-            var (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: config.train.gradClip, generator: &g,
+            DefaultRandom.generator = Self.stepGenerator(seed: settings.seed &+ 1, step: step)
+            var (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: settings.train.gradClip, generator: &g,
                                                  reduceGradients: averager.map { a in { a.average() } })
             scheduler.step()
             var interrupt = shouldStop()
@@ -342,7 +373,7 @@ public final class Trainer<Task: TrainingTask> {
                        ("elapsed_s", Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9)]
             if mpi != nil { fields += [("ranks", Double(ranks)), ("allreduce_s", tm.allReduce)] }
             let stop = interrupt || (stopAfter.map { step - startStep >= $0 } ?? false)
-            let checkpointDue = step % config.train.checkpointEvery == 0 || step == totalSteps || stop
+            let checkpointDue = step % settings.train.checkpointEvery == 0 || step == totalSteps || stop
             if isLeader {
                 try run.appendMetrics(fields)
                 if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {

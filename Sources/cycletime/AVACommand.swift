@@ -1,6 +1,7 @@
 import ArgumentParser
 import CycleTimeDetection
 import CycleTimeTraining
+import CycleTimePretraining
 import Foundation
 
 /// `cycletime ava`: the AVA action detector's commands.
@@ -21,23 +22,18 @@ struct AVATrainCommand: ParsableCommand {
             The run directory (output_dir) receives config.yaml, metrics.jsonl, train.log and \
             checkpoints/ (detector state_dict, optimizer state under 'optimizer.'). Keyframes without \
             proposals (when data.proposals is set) and excluded keyframes are reported and skipped. \
-            Ctrl-C writes a checkpoint and exits with status 130; --resume continues the run exactly.
+            Ctrl-C writes a checkpoint and exits with status 130; --resume continues the run exactly. \
+            `mpirun -np N cycletime ava train --config C` trains data-parallel on N ranks (batch_size \
+            per rank; only rank 0 writes the run directory; config section 'distributed').
             """)
 
-    @Option(help: "The run config (YAML).") var config: String
-    @Flag(help: "Continue the run in output_dir from its latest checkpoint.") var resume = false
-    @Option(name: .customLong("set"), help: "Override a config field, e.g. --set train.steps=500 (repeatable).")
-    var overrides: [String] = []
+    @OptionGroup var args: TrainArguments
 
     func run() throws {
-        let trainer = try makeAVATrainer(configPath: config, overrides: overrides) {
+        if args.printConfig { return print(try ConfigLoader.resolvedText(AVAConfig.self, path: args.config, overrides: args.overrides), terminator: "") }
+        try drive(try makeAVATrainer(configPath: args.configPath, overrides: args.overrides) {
             FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8))
-        }
-        trainer.progress = ProgressReporter(every: trainer.config.train.logEvery, unit: "clips")
-        let interrupt = Interrupt.install()
-        trainer.shouldStop = { interrupt.requested }
-        let outcome = try trainer.train(resume: resume, stopAfter: nil)
-        if case .interrupted = outcome { throw ExitCode(130) }
+        }, resume: args.resume, unit: "clips")
     }
 }
 

@@ -4,6 +4,7 @@ import CycleTimeDistributed
 import CycleTimeNN
 import CycleTimeTracking
 import CycleTimeTraining
+import CycleTimePretraining
 import Foundation
 
 /// `cycletime bench train --ranks N`: data-parallel TimeCycle resnet18 training steps on this

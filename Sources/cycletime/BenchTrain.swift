@@ -3,6 +3,7 @@ import CycleTimeCore
 import CycleTimeNN
 import CycleTimeTracking
 import CycleTimeTraining
+import CycleTimePretraining
 import Foundation
 
 /// `cycletime bench train`: seconds per training step (forward, backward, gradient clipping,

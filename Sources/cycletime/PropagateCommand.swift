@@ -5,6 +5,7 @@ import CycleTimeModels
 import CycleTimeNN
 import CycleTimePropagation
 import CycleTimeTraining
+import CycleTimePretraining
 import CycleTimeVideo
 import Foundation
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CycleTimeCore
 import CycleTimeDistributed
 import CycleTimeTraining
+import CycleTimePretraining
 import Dispatch
 import Foundation
 
@@ -21,24 +22,42 @@ struct TrainCommand: ParsableCommand {
             rank; only rank 0 writes the run directory; config section 'distributed').
             """)
 
-    @Option(help: "The run config (YAML).") var config: String
+    @OptionGroup var args: TrainArguments
+
+    func run() throws {
+        if args.printConfig { return print(try ConfigLoader.resolvedText(TrainConfig.self, path: args.config, overrides: args.overrides), terminator: "") }
+        try drive(try makeTrainer(configPath: args.configPath, overrides: args.overrides), resume: args.resume, unit: "clips")
+    }
+}
+
+/// The options of `train` and `ava train`.
+struct TrainArguments: ParsableArguments {
+    @Option(help: "The run config (YAML).") var config: String?
     @Flag(help: "Continue the run in output_dir from its latest checkpoint.") var resume = false
     @Option(name: .customLong("set"), help: "Override a config field, e.g. --set train.steps=500 (repeatable).")
     var overrides: [String] = []
+    @Flag(name: .customLong("print-config"), help: "Print every field of the config (--config and --set applied, or the defaults) as YAML, and exit.")
+    var printConfig = false
 
-    func run() throws {
-        let trainer = try makeTrainer(configPath: config, overrides: overrides)
-        if trainer.isLeader { trainer.progress = ProgressReporter(every: trainer.config.train.logEvery) }
-        let interrupt = Interrupt.install(what: trainer.mpi.map {
-            "\($0.label): stop requested (Ctrl-C, or mpirun ending the job because a rank ended): finishing the step with the other ranks; rank 0 writes a checkpoint"
-        } ?? "finishing the current step and writing a checkpoint")
-        trainer.shouldStop = { interrupt.requested }
-        // Under mpirun: MPI_Finalize only after a run every rank ended the same way (after an
-        // error the process exits non-zero and mpirun ends the other ranks).
-        let outcome = try trainer.train(resume: resume, stopAfter: nil)
-        trainer.mpi?.finalize()
-        if case .interrupted = outcome { throw ExitCode(130) }
+    func validate() throws {
+        if config == nil && !printConfig { throw ValidationError("Missing expected argument '--config <config>'") }
     }
+
+    var configPath: String { config ?? "" }
+}
+
+/// Runs a trainer of any task: progress on rank 0, Ctrl-C and SIGTERM (a checkpoint, then exit
+/// status 130), MPI_Finalize only after a run every rank ended the same way (after an error the
+/// process exits non-zero and mpirun ends the other ranks).
+func drive(_ trainer: any AnyTrainer, resume: Bool, unit: String) throws {
+    if trainer.isLeader { trainer.progress = ProgressReporter(every: trainer.settings.train.logEvery, unit: unit) }
+    let interrupt = Interrupt.install(what: trainer.mpi.map {
+        "\($0.label): stop requested (Ctrl-C, or mpirun ending the job because a rank ended): finishing the step with the other ranks; rank 0 writes a checkpoint"
+    } ?? "finishing the current step and writing a checkpoint")
+    trainer.shouldStop = { interrupt.requested }
+    let outcome = try trainer.train(resume: resume, stopAfter: nil)
+    trainer.mpi?.finalize()
+    if case .interrupted = outcome { throw ExitCode(130) }
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM: the first asks the loop to stop after the current step; a second

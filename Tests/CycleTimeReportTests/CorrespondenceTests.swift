@@ -2,6 +2,7 @@ import CycleTimeCore
 import CycleTimeReport
 import CycleTimeTracking
 import CycleTimeTraining
+import CycleTimePretraining
 import CycleTimeVideo
 import Foundation
 import TestSupport

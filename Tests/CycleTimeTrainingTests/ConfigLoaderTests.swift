@@ -2,6 +2,7 @@ import CycleTimeTracking
 import Foundation
 import XCTest
 @testable import CycleTimeTraining
+@testable import CycleTimePretraining
 
 final class ConfigLoaderTests: XCTestCase {
     func decode(_ yaml: String, overrides: [String] = []) throws -> TrainConfig {
@@ -81,5 +82,33 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(c.timecycle.featureDim, 16)
         assertError("", overrides: ["train.stepz=3"], contains: "unknown field 'train.stepz'")
         assertError("", overrides: ["train.steps"], contains: "must be key.path=value")
+    }
+
+    /// The released CRW recipe's optimizer fields are accepted but unused: setting one to another
+    /// value than its default gives one warning naming it; a resolved config (every field at its
+    /// default) gives none.
+    func testUnusedFieldsWarnOnlyWhenSetToAnotherValue() throws {
+        final class Sink: @unchecked Sendable { var lines: [String] = [] }
+        let sink = Sink()
+        let saved = ConfigLoader.warn
+        ConfigLoader.warn = { sink.lines.append($0) }
+        defer { ConfigLoader.warn = saved }
+        let c = try decode("objective: crw\ncrw:\n  learning_rate: 3.0e-4\n  lr_gamma: 0.3\n")
+        XCTAssertEqual(c.crw.learningRate, 3e-4)
+        XCTAssertEqual(sink.lines.count, 1, "\(sink.lines)")
+        XCTAssertTrue(sink.lines.first?.contains("x.yaml: field 'crw.learning_rate' is not used") ?? false, "\(sink.lines)")
+        sink.lines = []
+        _ = try decode(try ConfigLoader.encode(TrainConfig()))
+        XCTAssertEqual(sink.lines, [])
+    }
+
+    /// `--print-config`: every field, with the file's values and the overrides applied.
+    func testResolvedTextHoldsEveryFieldWithOverridesApplied() throws {
+        let text = try ConfigLoader.resolvedText(TrainConfig.self, path: nil, overrides: ["train.steps=7"])
+        let back = try decode(text)
+        var expected = TrainConfig()
+        expected.train.steps = 7
+        XCTAssertEqual(back, expected)
+        XCTAssertTrue(text.contains("weight_decay:") && text.contains("sync_batchnorm:"), text)
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import CycleTimeTraining
+@testable import CycleTimePretraining
 
 final class TrainerTests: XCTestCase {
     func makeTrainer(_ config: String) throws -> Trainer<TimeCycleTask> {

@@ -167,4 +167,36 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(m.count, last + 2)
         XCTAssertEqual(m.map { $0["step"] as? Int ?? -1 }, Array(1...(last + 2)))
     }
+
+    /// `mpirun -np 2 cycletime ava train` trains data-parallel on the run set-up every task shares:
+    /// one run directory written by rank 0 (metrics with ranks 2, each step once, one log line per
+    /// step), a checkpoint that does not depend on the rank count, and a resume in a single process
+    /// (another rank count, the same global batch) that continues to the end.
+    func testAVATrainsDataParallelAndResumesWithAnotherRankCount() throws {
+        let exe = try cycletimeExecutable(), mpirun = try mpirun()
+        let dir = temporaryDirectory("ava-ddp")
+        let cfg = try writeTinyAVARun(dir)
+        let run = dir + "/run"
+        let first = try runProcess(mpirun, mpiArgs(2) + [exe, "ava", "train", "--config", cfg,
+                                                          "--set", "train.batch_size=1", "--set", "train.steps=2"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let ranked = metricLines(run)
+        XCTAssertEqual(ranked.compactMap { ($0["step"] as? NSNumber)?.intValue }, [1, 2])
+        XCTAssertTrue(ranked.allSatisfy { ($0["ranks"] as? NSNumber)?.intValue == 2 }, "\(ranked)")
+        let log = try String(contentsOfFile: run + "/train.log", encoding: .utf8)
+        XCTAssertEqual(log.components(separatedBy: "step 2/2").count - 1, 1, log)
+        let ckpt = try SafeTensors.read(run + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(ckpt.metadata["step"], "2")
+        XCTAssertEqual(ckpt.metadata["objective"], "ava")
+        XCTAssertEqual(ckpt.metadata["ranks_when_written"], "2")
+
+        let second = try runProcess(exe, ["ava", "train", "--config", cfg, "--resume"])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        let all = metricLines(run)
+        XCTAssertEqual(all.compactMap { ($0["step"] as? NSNumber)?.intValue }, [1, 2, 3, 4])
+        XCTAssertNil(all[2]["ranks"])
+        let last = try SafeTensors.read(run + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(last.metadata["step"], "4")
+        XCTAssertEqual(Set(last.tensors.keys), Set(ckpt.tensors.keys))
+    }
 }

@@ -2,6 +2,7 @@ import CycleTimeCore
 import CycleTimeDistributed
 import CycleTimeNN
 import CycleTimeTracking
+import CycleTimeTraining
 import Foundation
 
 /// TimeCycle pretraining: the model of `CycleTimeTracking` on clips of `TimeCycleClipSource`.
@@ -29,38 +30,22 @@ public final class TimeCycleTask: TrainingTask {
     public func clipCount(_ b: TimeCycleBatch) -> Int { b.size }
 }
 
-/// A trainer of any objective (what the command line drives).
-public protocol AnyTrainer: AnyObject {
-    var config: TrainConfig { get }
-    var progress: ProgressReporter? { get set }
-    /// Whether this process writes the run directory (rank 0, or the single process).
-    var isLeader: Bool { get }
-    var mpi: MPIContext? { get }
-    var shouldStop: () -> Bool { get set }
-    var warn: @Sendable (String) -> Void { get set }
-    func train(resume: Bool, stopAfter: Int?) throws -> TrainOutcome
-}
-
-extension Trainer: AnyTrainer {}
-
 /// Loads and checks a training config, resolves its videos and builds the objective's task and
-/// trainer. Under `mpirun` the process joins the MPI job (a rank of data-parallel training; the
-/// machine's cores are shared among its ranks) and only rank 0 opens the run directory.
+/// trainer, on the run set-up every task shares (`RunSetup`: MPI under `mpirun`, the locked run
+/// directory on rank 0).
 public func makeTrainer(configPath: String, overrides: [String] = []) throws -> any AnyTrainer {
     let config = try ConfigLoader.load(TrainConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
     let videos = try resolveVideos(config.data.videos, file: configPath)
-    let mpi = try MPIContext.shared()
-    if let mpi {
-        mpi.timeout = config.distributed.timeoutSeconds
-        mpi.shareCores()
-    }
-    let run = (mpi?.rank ?? 0) == 0 ? try RunDirectory(path: config.outputDir) : RunDirectory(unopened: config.outputDir)
+    let (mpi, run) = try RunSetup.open(config.loopSettings)
+    let text = try ConfigLoader.encode(config)
     switch config.objective {
     case .timecycle:
-        return try Trainer(config: config, configFile: configPath, task: TimeCycleTask(config: config, videos: videos), run: run, mpi: mpi)
+        return try Trainer(settings: config.loopSettings, configFile: configPath, configText: text,
+                           task: TimeCycleTask(config: config, videos: videos), run: run, mpi: mpi)
     case .crw:
-        return try Trainer(config: config, configFile: configPath, task: CRWTask(config: config, videos: videos), run: run, mpi: mpi)
+        return try Trainer(settings: config.loopSettings, configFile: configPath, configText: text,
+                           task: CRWTask(config: config, videos: videos), run: run, mpi: mpi)
     }
 }
 

@@ -1,6 +1,7 @@
 import CycleTimeData
 import CycleTimeModels
 import CycleTimeTracking
+import CycleTimeTraining
 import Foundation
 
 /// The pretraining objective.
@@ -44,94 +45,13 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public init() {}
 }
 
-/// The optimizer (defaults: the original's Adam, lr 2e-4, betas 0.5/0.999).
-public struct OptimizerConfig: Codable, Equatable, Sendable {
-    /// adam, adamw or sgd.
-    public var name: String = "adam"
-    public var lr: Double = 2e-4
-    public var betas: [Double] = [0.5, 0.999]
-    public var eps: Double = 1e-8
-    public var weightDecay: Double = 0
-    /// SGD only.
-    public var momentum: Double = 0.9
-    public var nesterov: Bool = false
-    public init() {}
-}
-
-/// Learning-rate schedule over steps.
-public struct ScheduleConfig: Codable, Equatable, Sendable {
-    /// constant, step (x gamma every step_size), multistep (x gamma at each milestone) or cosine
-    /// (to min_lr at the last step).
-    public var name: String = "constant"
-    public var stepSize: Int = 0
-    public var milestones: [Int] = []
-    public var gamma: Double = 0.1
-    public var minLr: Double = 0
-    /// Linear warmup from warmup_factor x lr over this many steps (0: none).
-    public var warmupSteps: Int = 0
-    public var warmupFactor: Double = 1.0 / 3.0
-    public init() {}
-}
-
-/// The training loop.
-public struct LoopConfig: Codable, Equatable, Sendable {
-    public var batchSize: Int = 4
-    /// Number of steps; when 0, `epochs` passes over the data.
-    public var steps: Int = 0
-    public var epochs: Int = 0
-    /// Gradient-norm clip (0: none).
-    public var gradClip: Double = 10
-    /// A checkpoint every this many steps (and always at the end).
-    public var checkpointEvery: Int = 100
-    /// Periodic checkpoints kept (the newest ones; `latest` is always kept).
-    public var keepCheckpoints: Int = 3
-    /// A plain progress line (and the log) every this many steps.
-    public var logEvery: Int = 10
-    public init() {}
-}
-
-/// Data-parallel training under `mpirun` (read only when the process is a rank of an MPI job).
-public struct DistributedConfig: Codable, Equatable, Sendable {
-    /// Batch norm with the statistics of all ranks (nn.SyncBatchNorm); false: per rank, as DDP.
-    public var syncBatchnorm: Bool = false
-    /// Seconds a rank waits for the others in a collective operation before it aborts the job.
-    public var timeoutSeconds: Double = 300
-    /// Gradient all-reduce bucket size, MiB.
-    public var bucketMb: Double = 25
-    public init() {}
-}
-
-/// What the pretraining and AVA configs share (seed, output_dir, data loading, the optimizer,
-/// schedule and train sections): the bounds of their numbers and their checks, in one place.
-enum SharedConfigFields {
-    static let numberBounds: [String: ClosedRange<Double>] = [
-        "seed": ConfigValidator.seeds, "data.workers": ConfigValidator.threads, "data.prefetch": ConfigValidator.queue,
-        "optimizer.betas": 0...1, "optimizer.momentum": 0...1, "train.batch_size": ConfigValidator.channels,
-    ]
-
-    /// The checks after `checkNumbers` (which rejects non-finite and out-of-bounds numbers first).
-    static func validate(_ v: ConfigValidator, outputDir: String, workers: Int, prefetch: Int, mean: [Float], std: [Float],
-                         optimizer o: OptimizerConfig, schedule s: ScheduleConfig, train t: LoopConfig) throws {
-        try v.check(!outputDir.isEmpty, "output_dir", "must name a directory")
-        try v.check(workers >= 1, "data.workers", "must be >= 1")
-        try v.check(prefetch >= 1, "data.prefetch", "must be >= 1")
-        try v.check(mean.count == 3, "data.mean", "must hold 3 values (R, G, B)")
-        try v.check(std.count == 3 && std.allSatisfy { $0 > 0 }, "data.std", "must hold 3 positive values")
-        try v.check(["adam", "adamw", "sgd"].contains(o.name), "optimizer.name", "'\(o.name)' is not adam, adamw or sgd")
-        try v.check(o.betas.count == 2 && o.betas.allSatisfy { $0 >= 0 && $0 < 1 }, "optimizer.betas", "must be [beta1, beta2] in [0, 1)")
-        try v.check(["constant", "step", "multistep", "cosine"].contains(s.name), "schedule.name",
-                    "'\(s.name)' is not constant, step, multistep or cosine")
-        try v.check(s.name != "step" || s.stepSize >= 1, "schedule.step_size", "must be >= 1 for the step schedule")
-        try v.check(t.batchSize >= 1, "train.batch_size", "must be >= 1")
-        try v.check(t.steps > 0 || t.epochs > 0, "train.steps", "or train.epochs must be set")
-        try v.check(t.checkpointEvery >= 1, "train.checkpoint_every", "must be >= 1")
-        try v.check(t.keepCheckpoints >= 1, "train.keep_checkpoints", "must be >= 1")
-        try v.check(t.logEvery >= 1, "train.log_every", "must be >= 1")
-    }
-}
-
 /// A pretraining run: everything `cycletime train` needs. Every random choice flows from `seed`.
 public struct TrainConfig: RunConfiguration, Equatable, Sendable {
+    /// The released CRW recipe's optimizer fields: the trainer uses the optimizer and schedule sections.
+    public static let unusedFields = [
+        "crw.learning_rate": "the optimizer section sets the learning rate", "crw.weight_decay": "the optimizer section sets it",
+        "crw.lr_milestones": "the schedule section sets the schedule", "crw.lr_gamma": "the schedule section sets the schedule",
+    ]
     public var seed: Int = 0
     /// The run directory (config, metrics.jsonl, train.log, checkpoints/).
     public var outputDir: String = "runs/timecycle"
@@ -153,7 +73,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public init() {}
 
     /// Bounds of the numbers (`ConfigValidator.checkNumbers`; the others: 0...maxNumber).
-    static let numberBounds: [String: ClosedRange<Double>] = {
+    public static let numberBounds: [String: ClosedRange<Double>] = {
         typealias V = ConfigValidator
         return [
             "data.fps": 0...1000, "data.short_side": V.imageSide, "data.clip_offsets": V.frames,
@@ -173,7 +93,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         try v.checkNumbers(self, bounds: Self.numberBounds)
         func fail(_ field: String, _ why: String) -> ConfigError { v.fail(field, why) }
         try SharedConfigFields.validate(v, outputDir: outputDir, workers: data.workers, prefetch: data.prefetch, mean: data.mean, std: data.std,
-                                        optimizer: optimizer, schedule: schedule, train: train)
+                                        optimizer: optimizer, schedule: schedule, train: train, distributed: distributed)
         if data.videos.isEmpty { throw fail("data.videos", "must list at least one video, folder or list file") }
         if data.cropScale.count != 2 || !(data.cropScale[0] > 0 && data.cropScale[0] <= data.cropScale[1] && data.cropScale[1] <= 1) {
             throw fail("data.crop_scale", "must be [low, high] with 0 < low <= high <= 1")
@@ -204,8 +124,6 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         }
         if patch.gridSize < 3 { throw fail("patch.grid_size", "must be >= 3") }
         if patch.topK < 1 { throw fail("patch.top_k", "must be >= 1") }
-        if !(distributed.timeoutSeconds > 0) { throw fail("distributed.timeout_seconds", "must be > 0") }
-        if !(distributed.bucketMb > 0) { throw fail("distributed.bucket_mb", "must be > 0") }
         if objective == .crw {
             do { try crw.validate() } catch let e as CRWConfigError {
                 throw fail("crw." + ConfigLoader.snake(e.field), e.message)
@@ -244,6 +162,12 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
 }
 
 extension TrainConfig {
+    /// What the generic trainer reads of this config.
+    public var loopSettings: LoopSettings {
+        LoopSettings(seed: seed, outputDir: outputDir, optimizer: optimizer, schedule: schedule, train: train,
+                     distributed: distributed, workers: data.workers, prefetch: data.prefetch)
+    }
+
     /// The encoder this config trains, as its checkpoints record it.
     public var encoderSpec: EncoderSpec {
         switch objective {

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import CycleTimeTraining
+@testable import CycleTimePretraining
 
 final class TrainConfigTests: XCTestCase {
     func valid() -> TrainConfig {

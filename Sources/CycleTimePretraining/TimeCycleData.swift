@@ -1,6 +1,7 @@
 import CycleTimeCore
 import CycleTimeData
 import CycleTimeTracking
+import CycleTimeTraining
 import Foundation
 
 /// One TimeCycle training batch: clip frames [B, T, 3, S, S], target images I [B, 3, S, S], the

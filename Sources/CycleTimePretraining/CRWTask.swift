@@ -2,6 +2,7 @@ import CycleTimeCore
 import CycleTimeData
 import CycleTimeNN
 import CycleTimeTracking
+import CycleTimeTraining
 import Foundation
 
 /// Contrastive-random-walk clips: T frames at crw.fps, then per frame a random resized crop and a

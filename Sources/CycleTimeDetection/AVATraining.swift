@@ -1,7 +1,7 @@
 import CycleTimeCore
 import CycleTimeData
 import CycleTimeModels
-import CycleTimeDetection
+import CycleTimeTraining
 import CycleTimeNN
 import Foundation
 
@@ -121,10 +121,12 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         l.batchSize = 2; l.gradClip = 40
         return l
     }()
+    /// Ranks of an MPI job (`mpirun -np N cycletime ava train`): batch_size is per rank.
+    public var distributed = DistributedConfig()
     public init() {}
 
     /// Bounds of the numbers (`ConfigValidator.checkNumbers`; the others: 0...maxNumber).
-    static let numberBounds: [String: ClosedRange<Double>] = {
+    public static let numberBounds: [String: ClosedRange<Double>] = {
         typealias V = ConfigValidator
         return [
             "data.clip_length": V.queue, "data.frame_interval": V.queue, "data.fps": 0...1000, "data.window_start": V.frames,
@@ -143,7 +145,7 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         try v.checkNumbers(self, bounds: Self.numberBounds)
         func fail(_ field: String, _ why: String) -> ConfigError { v.fail(field, why) }
         try SharedConfigFields.validate(v, outputDir: outputDir, workers: data.workers, prefetch: data.prefetch, mean: data.mean, std: data.std,
-                                        optimizer: optimizer, schedule: schedule, train: train)
+                                        optimizer: optimizer, schedule: schedule, train: train, distributed: distributed)
         if data.annotations.isEmpty { throw fail("data.annotations", "must name the annotation CSV") }
         if data.labelmap.isEmpty { throw fail("data.labelmap", "must name the label map") }
         if data.frames.isEmpty { throw fail("data.frames", "must name a videos folder or a frame-folder root") }
@@ -164,13 +166,10 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         if model.roiSize < 1 { throw fail("model.roi_size", "must be >= 1") }
     }
 
-    /// The loop's settings in the trainer's configuration type.
-    public var loopConfig: TrainConfig {
-        var t = TrainConfig()
-        t.seed = seed; t.outputDir = outputDir
-        t.optimizer = optimizer; t.schedule = schedule; t.train = train
-        t.data.workers = data.workers; t.data.prefetch = data.prefetch
-        return t
+    /// What the generic trainer reads of this config.
+    public var loopSettings: LoopSettings {
+        LoopSettings(seed: seed, outputDir: outputDir, optimizer: optimizer, schedule: schedule, train: train,
+                     distributed: distributed, workers: data.workers, prefetch: data.prefetch)
     }
 
     public var clipOptions: AVAClipOptions {
@@ -315,9 +314,9 @@ public func makeAVATrainer(configPath: String, overrides: [String] = [], report:
     let det = try inputs.makeDetector(loadEncoder: true)
     let task = AVATask(detector: det, source: data, classes: inputs.classes,
                        focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil, frozenBatchNorm: config.model.frozenBn)
-    let trainer = try Trainer(config: config.loopConfig, configFile: configPath, task: task, run: try RunDirectory(path: config.outputDir))
-    trainer.configText = try ConfigLoader.encode(config)
-    return trainer
+    let (mpi, run) = try RunSetup.open(config.loopSettings)
+    return try Trainer(settings: config.loopSettings, configFile: configPath, configText: try ConfigLoader.encode(config),
+                       task: task, run: run, mpi: mpi)
 }
 
 /// What `runAVATest` did.

@@ -6,7 +6,7 @@ import TestSupport
 import XCTest
 
 /// The AVA config and task on the trainer (in process).
-final class AVATaskTests: XCTestCase {
+final class AVATrainingTests: XCTestCase {
     static let clip = tinyAVAClip
 
     func writeTinyRun(_ dir: String, extra: String = "") throws -> String { try writeTinyAVARun(dir, extra: extra) }

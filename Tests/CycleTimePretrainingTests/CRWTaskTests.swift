@@ -4,6 +4,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import CycleTimeTraining
+@testable import CycleTimePretraining
 
 /// `objective: crw` through the trainer: checkpoints, metrics and an exact resume.
 final class CRWTaskTests: XCTestCase {

@@ -6,6 +6,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import CycleTimeTraining
+@testable import CycleTimePretraining
 
 /// Acceptance 2 (in part): on clips whose frames are known translations of a real image, 300
 /// training steps lower the total loss clearly. The tracking errors (where the localizer puts the
