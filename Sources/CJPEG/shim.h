@@ -7,7 +7,10 @@
 #include <setjmp.h>
 #include <jpeglib.h>
 
-typedef struct { struct jpeg_error_mgr pub; jmp_buf jmp; char message[JMSG_LENGTH_MAX]; } ct_jpeg_err;
+typedef struct { struct jpeg_error_mgr pub; jmp_buf jmp; char message[JMSG_LENGTH_MAX]; int warned; } ct_jpeg_err;
+
+/// Largest image decoded (pixels): the header's size is checked before any allocation.
+#define CT_JPEG_MAX_PIXELS ((size_t)1 << 28)
 
 static void ct_jpeg_error_exit(j_common_ptr cinfo) {
     ct_jpeg_err *e = (ct_jpeg_err *)cinfo->err;
@@ -15,6 +18,12 @@ static void ct_jpeg_error_exit(j_common_ptr cinfo) {
     longjmp(e->jmp, 1);
 }
 static void ct_jpeg_output_message(j_common_ptr cinfo) { (void)cinfo; }
+/// libjpeg's warnings (e.g. "Premature end of JPEG file": a truncated file it would pad with grey)
+/// are kept, and the read fails on them.
+static void ct_jpeg_emit_message(j_common_ptr cinfo, int level) {
+    ct_jpeg_err *e = (ct_jpeg_err *)cinfo->err;
+    if (level < 0 && !e->warned) { (*cinfo->err->format_message)(cinfo, e->message); e->warned = 1; }
+}
 
 /// Decodes a JPEG file to RGB24 (libjpeg defaults: islow DCT, fancy upsampling, as Pillow).
 static inline int ct_jpeg_read(const char *path, int *width, int *height, unsigned char **pixels, char *err, size_t errlen) {
@@ -22,10 +31,11 @@ static inline int ct_jpeg_read(const char *path, int *width, int *height, unsign
     FILE *volatile fp = fopen(path, "rb");
     if (!fp) { snprintf(err, errlen, "cannot open file"); return -1; }
     struct jpeg_decompress_struct cinfo;
-    ct_jpeg_err e; e.message[0] = 0;
+    ct_jpeg_err e; e.message[0] = 0; e.warned = 0;
     cinfo.err = jpeg_std_error(&e.pub);
     e.pub.error_exit = ct_jpeg_error_exit;
     e.pub.output_message = ct_jpeg_output_message;
+    e.pub.emit_message = ct_jpeg_emit_message;
     unsigned char *volatile out = NULL;
     if (setjmp(e.jmp)) {
         jpeg_destroy_decompress(&cinfo);
@@ -37,6 +47,10 @@ static inline int ct_jpeg_read(const char *path, int *width, int *height, unsign
     jpeg_stdio_src(&cinfo, fp);
     jpeg_read_header(&cinfo, TRUE);
     cinfo.out_color_space = JCS_RGB;
+    if ((size_t)cinfo.image_width * cinfo.image_height > CT_JPEG_MAX_PIXELS) {
+        snprintf(e.message, sizeof e.message, "image of %ux%u pixels is larger than the limit of 2^28 pixels", cinfo.image_width, cinfo.image_height);
+        longjmp(e.jmp, 1);
+    }
     jpeg_start_decompress(&cinfo);
     int w = cinfo.output_width, h = cinfo.output_height;
     out = (unsigned char *)malloc((size_t)w * h * 3 + 1);
@@ -46,6 +60,7 @@ static inline int ct_jpeg_read(const char *path, int *width, int *height, unsign
         jpeg_read_scanlines(&cinfo, &row, 1);
     }
     jpeg_finish_decompress(&cinfo);
+    if (e.warned) longjmp(e.jmp, 1);
     jpeg_destroy_decompress(&cinfo);
     fclose(fp);
     *width = w; *height = h; *pixels = out;

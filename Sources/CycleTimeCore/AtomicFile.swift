@@ -38,6 +38,18 @@ public enum AtomicFile {
         return stale
     }
 
+    /// Fails early, before any work, when a file could not be written at `path`: its folder must
+    /// exist and be writable, and `path` must not be a folder.
+    public static func checkWritable(_ path: String) throws {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw FileWriteError(path, "folder \(dir) does not exist")
+        }
+        guard access(dir, W_OK) == 0 else { throw FileWriteError(path, "folder \(dir) is not writable") }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { throw FileWriteError(path, "it is a folder") }
+    }
+
     /// Writes `data` to `path` atomically.
     public static func write(_ data: Data, to path: String) throws {
         try withTemporary(for: path) { tmp in

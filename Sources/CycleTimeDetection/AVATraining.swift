@@ -334,6 +334,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
                        report: @escaping @Sendable (String) -> Void, progress: (String) -> Void) throws -> AVATestSummary {
     let config = try ConfigLoader.load(AVAConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
+    try AtomicFile.checkWritable(out)
     let inputs = try AVAInputs(config: config, file: configPath)
     let ckpt = checkpoint ?? config.outputDir + "/checkpoints/latest.safetensors"
     guard FileManager.default.fileExists(atPath: ckpt) else {

@@ -14,6 +14,21 @@ public enum EvaluationFiles {
     /// `cycletime eval vip`: `VIPResult`.
     public static let vip = "miou.json"
 
+    /// Whether `name` is any file `cycletime eval` writes (JSON and CSV, every task).
+    public static func isEvaluationOutput(_ name: String) -> Bool {
+        isDAVIS(name) || [jhmdb, vip, "pck.csv", "miou.csv"].contains(name)
+            || (name.hasSuffix(".csv") && (name.hasPrefix("global_results-") || name.hasPrefix("per-sequence_results-")))
+    }
+
+    /// Removes the evaluation files of an earlier run from a results folder about to receive new
+    /// predictions, so no score is left beside masks it was not computed from. Returns their names.
+    @discardableResult
+    public static func removeStale(in folder: String) -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter(isEvaluationOutput)
+        for n in names { try? FileManager.default.removeItem(atPath: folder + "/" + n) }
+        return names
+    }
+
     public static func encode<T: Encodable>(_ value: T) throws -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -88,6 +88,7 @@ public enum PropagationJobs {
             throw EvaluationError("\(firstMaskName): the first mask of '\(frames.name)' is \(firstMask.width)x\(firstMask.height), its frames are \(frame0.width)x\(frame0.height)")
         }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        EvaluationFiles.removeStale(in: out)
         let overlay = try overlayFps.map { fps -> OverlayWriter in
             try FileManager.default.createDirectory(atPath: out + "/overlays", withIntermediateDirectories: true)
             return try OverlayWriter(dir: out + "/overlays/" + frames.name, fps: fps)
@@ -142,6 +143,7 @@ public enum PropagationJobs {
         }
         let dir = out + "/\(clip.className)/\(clip.name)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        EvaluationFiles.removeStale(in: out)
         try JHMDBEvaluation.writeKeypoints(keypoints, to: dir + "/keypoints.csv")
         if let overlayFps {
             let overlay = try OverlayWriter(dir: dir + "/overlays", fps: overlayFps)

@@ -85,7 +85,7 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     func run() throws {
-        try checkOutputFolder()
+        try AtomicFile.checkWritable(out)
         let model = makeModel()
         if let checkpoint {
             try CheckpointFile(checkpoint).loadEncoder(into: model, prefix: prefix, description: "\(arch) up to \(layer)")
@@ -120,19 +120,6 @@ struct FeaturesCommand: ParsableCommand {
             let shape = try Self.videoFeatures(model, reader: reader, mean: mean, std: std, maxFrames: maxFrames ?? Int.max,
                                                batchSize: batchSize, metadata: meta, to: out)
             print("features \(shape) written to \(out)")
-        }
-    }
-
-    /// Fails early (before any computing) when the output cannot be written.
-    func checkOutputFolder() throws {
-        let dir = URL(fileURLWithPath: out).deletingLastPathComponent().path
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw FeaturesError("\(out): cannot write: folder \(dir) does not exist")
-        }
-        guard access(dir, W_OK) == 0 else { throw FeaturesError("\(out): cannot write: folder \(dir) is not writable") }
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDir), isDir.boolValue {
-            throw FeaturesError("\(out): cannot write: it is a folder")
         }
     }
 

@@ -117,4 +117,26 @@ final class ImageTests: XCTestCase {
         FileManager.default.createFile(atPath: d + "/bad.jpg", contents: Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 1, 2]))
         XCTAssertThrowsError(try Image.read(d + "/bad.jpg")) { e in XCTAssertTrue("\(e)".contains("JPEG"), "\(e)") }
     }
+
+    /// A JPEG cut in half decodes in libjpeg with grey filling the rest (a warning only): it is an
+    /// error here, naming the file. So is a header declaring more pixels than the limit.
+    func testTruncatedJPEGAndHugeDeclaredSizeAreErrors() throws {
+        let d = temporaryDirectory()
+        let full = d + "/full.jpg"
+        let px = (0..<(96 * 64 * 3)).map { UInt8(($0 * 37) % 253) }
+        try Image(width: 96, height: 64, channels: 3, pixels: px).writeJPEG(full)
+        XCTAssertNoThrow(try Image.read(full))
+        let data = try Data(contentsOf: URL(fileURLWithPath: full))
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: d + "/half.jpg"))
+        XCTAssertThrowsError(try Image.read(d + "/half.jpg")) { e in
+            XCTAssertTrue("\(e)".contains("half.jpg: JPEG") && "\(e)".contains("Premature end"), "\(e)")
+        }
+        // The SOF0 marker's height and width fields set to 40000 x 40000.
+        var huge = [UInt8](data)
+        if let sof = (0..<(huge.count - 9)).first(where: { huge[$0] == 0xFF && huge[$0 + 1] == 0xC0 }) {
+            huge[sof + 5] = 0x9C; huge[sof + 6] = 0x40; huge[sof + 7] = 0x9C; huge[sof + 8] = 0x40
+        }
+        try Data(huge).write(to: URL(fileURLWithPath: d + "/huge.jpg"))
+        XCTAssertThrowsError(try Image.read(d + "/huge.jpg")) { e in XCTAssertTrue("\(e)".contains("limit of 2^28 pixels"), "\(e)") }
+    }
 }

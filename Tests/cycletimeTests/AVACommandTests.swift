@@ -372,4 +372,16 @@ final class AVACommandTests: XCTestCase {
         let missing = try XCTUnwrap(try CycleTimeCommand.parseAsRoot(base) as? AVAEvalCommand)
         XCTAssertThrowsError(try missing.evaluate { _ in }) { XCTAssert("\($0)".contains("l: no such label map file"), "\($0)") }
     }
+
+    /// `ava test` checks its output before any keyframe is run: a results file in a missing
+    /// folder is one line naming it.
+    func testResultsFileInAMissingFolderFailsBeforeAnyWork() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("ava-out")
+        let cfg = try writeTinyAVARun(dir)
+        let r = try TestSupport.runProcess(exe, ["ava", "test", "--config", cfg, "--out", dir + "/missing/results.csv"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains(dir + "/missing/results.csv: cannot write: folder"), r.stderr)
+    }
 }
