@@ -219,3 +219,102 @@ public enum SafeTensors {
         return out + "\""
     }
 }
+
+extension SafeTensors {
+    /// Writes a safetensors file whose first tensor grows row by row (e.g. `features` [T, C, h, w],
+    /// appended batch by batch, so memory holds one batch whatever T), followed by 1-D tensors of
+    /// one value per row (e.g. `timestamps` [T]) given at the end. The header's space is reserved
+    /// up front and filled at the end (space-padded, as the format allows); the file is written to
+    /// `AtomicFile`'s temporary and renamed into place by `finish`, so an interrupted write leaves
+    /// nothing under the final name. Tensors are F32, in the order given (streamed first).
+    public final class StreamWriter {
+        public let path: String
+        public let temporaryPath: String
+        public let streamed: String
+        public let rowShape: [Int]
+        public let perRow: [String]
+        public let metadata: [String: String]
+        private var fd: Int32
+        private let reserved: Int
+        public private(set) var rows = 0
+
+        public init(path: String, streamed: String, rowShape: [Int], perRow: [String], metadata: [String: String]) throws {
+            self.path = path; self.streamed = streamed; self.rowShape = rowShape; self.perRow = perRow; self.metadata = metadata
+            temporaryPath = AtomicFile.temporaryPath(for: path)
+            // The header of 0 rows plus room for its numbers to grow to 19 digits each.
+            let base = Self.header(rows: 0, streamed: streamed, rowShape: rowShape, perRow: perRow, metadata: metadata).utf8.count
+            let numbers = 3 + 3 * perRow.count
+            reserved = (base + numbers * 19 + 7) / 8 * 8
+            fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+            if fd < 0 { throw SafeTensorsError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+            do { try writeAll([UInt8](repeating: 0x20, count: 8 + reserved)) } catch { abort(); throw error }
+        }
+
+        /// The JSON header: metadata, then the tensors in order with contiguous offsets.
+        static func header(rows t: Int, streamed: String, rowShape: [Int], perRow: [String], metadata: [String: String]) -> String {
+            let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0] ?? ""))" }.joined(separator: ",")
+            let streamBytes = 4 * t * rowShape.reduce(1, *)
+            var parts = ["\(jsonString(streamed)):{\"dtype\":\"F32\",\"shape\":[\(([t] + rowShape).map(String.init).joined(separator: ","))],\"data_offsets\":[0,\(streamBytes)]}"]
+            var offset = streamBytes
+            for name in perRow {
+                parts.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(offset),\(offset + 4 * t)]}")
+                offset += 4 * t
+            }
+            return "{\"__metadata__\":{\(meta)}," + parts.joined(separator: ",") + "}"
+        }
+
+        private func writeAll(_ p: UnsafeRawPointer, _ count: Int) throws {
+            var done = 0
+            while done < count {
+                let r = Foundation.write(fd, p + done, count - done)
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw SafeTensorsError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
+                }
+                done += r
+            }
+        }
+        private func writeAll(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
+
+        /// Appends rows [n] + rowShape (little-endian F32, as the host).
+        public func append(_ t: Tensor) throws {
+            guard Array(t.shape.dropFirst()) == rowShape else {
+                throw SafeTensorsError.cannotWrite(path: path, reason: "rows of shape \(Array(t.shape.dropFirst())) appended to '\(streamed)' of row shape \(rowShape)")
+            }
+            try writeAll(UnsafeRawPointer(t.data), 4 * t.count)
+            rows += t.shape[0]
+        }
+
+        /// Writes the per-row tensors (one value per row each) and the header, then renames the
+        /// file into place.
+        public func finish(perRow values: [String: [Float]]) throws {
+            for name in perRow {
+                guard let v = values[name], v.count == rows else {
+                    throw SafeTensorsError.cannotWrite(path: path, reason: "'\(name)' needs \(rows) values, got \(values[name]?.count ?? 0)")
+                }
+                try v.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) }
+            }
+            let h = Array(Self.header(rows: rows, streamed: streamed, rowShape: rowShape, perRow: perRow, metadata: metadata).utf8)
+            guard h.count <= reserved else { throw SafeTensorsError.cannotWrite(path: path, reason: "header larger than its reserved space") }
+            var len = UInt64(reserved).littleEndian
+            var head = withUnsafeBytes(of: &len) { Array($0) }
+            head += h + [UInt8](repeating: 0x20, count: reserved - h.count)
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw SafeTensorsError.cannotWrite(path: path, reason: "seek failed") }
+            try writeAll(head)
+            guard fsync(fd) == 0, close(fd) == 0 else {
+                fd = -1
+                throw SafeTensorsError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
+            }
+            fd = -1
+            if rename(temporaryPath, path) != 0 { throw SafeTensorsError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        }
+
+        /// Closes and removes the temporary file.
+        public func abort() {
+            if fd >= 0 { close(fd); fd = -1 }
+            unlink(temporaryPath)
+        }
+
+        deinit { if fd >= 0 { close(fd); unlink(temporaryPath) } }
+    }
+}

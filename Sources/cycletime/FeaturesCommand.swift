@@ -132,8 +132,8 @@ struct FeaturesCommand: ParsableCommand {
         let h = reader.outputHeight, w = reader.outputWidth, per = 3 * h * w
         let fh = model.outputSize(h), fw = model.outputSize(w), c = model.outChannels
         let lut = ColorLUT(mean: mean, std: std)
-        let writer = try StreamingFeatureWriter(path: path, frameShape: [c, fh, fw], metadata: metadata)
-        InterruptCleanup.install(writer.tmp)
+        let writer = try SafeTensors.StreamWriter(path: path, streamed: "features", rowShape: [c, fh, fw], perRow: ["frame_indices", "timestamps"], metadata: metadata)
+        InterruptCleanup.install(writer.temporaryPath)
         defer { InterruptCleanup.remove() }
         do {
             var times: [Float] = []
@@ -150,14 +150,13 @@ struct FeaturesCommand: ParsableCommand {
                 if got == 0 { break }
                 let x = got == batch.shape[0] ? batch : Tensor(shape: [got, 3, h, w], storage: Storage(Array(UnsafeBufferPointer(start: batch.data, count: got * per))))
                 let y = noGrad { model(x) }
-                precondition(y.shape == [got, c, fh, fw], "features: unexpected output shape \(y.shape)")
                 try writer.append(y)
                 // Give the freed activations back to the system: glibc's arenas otherwise keep
                 // growing with the number of batches (fragmentation), so memory would grow with T.
                 _ = glibcMallocTrim(0)
             }
             if times.isEmpty { throw FeaturesError("\(reader.path): no frames decoded") }
-            try writer.finish(timestamps: times, frameIndices: times.indices.map { Float($0) })
+            try writer.finish(perRow: ["frame_indices": times.indices.map { Float($0) }, "timestamps": times])
             return [times.count, c, fh, fw]
         } catch {
             writer.abort()
@@ -167,111 +166,12 @@ struct FeaturesCommand: ParsableCommand {
 
     /// Writes atomically; an interrupt (SIGINT/SIGTERM) while writing removes the temporary file.
     static func write(_ tensors: [String: Tensor], metadata: [String: String], to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let tmp = AtomicFile.temporaryPath(for: path)
         InterruptCleanup.install(tmp)
         defer { InterruptCleanup.remove() }
         do { try SafeTensors.write(tensors, metadata: metadata, to: path) }
         catch let e as SafeTensorsError { unlink(tmp); throw FeaturesError(e.description) }
     }
-}
-
-/// Writes a safetensors file with `features` [T, C, h, w] (appended batch by batch), then
-/// `frame_indices` and `timestamps` [T]: into a temporary file beside `path` whose header space is
-/// reserved up front and filled (space-padded, as the format allows) at the end, then renamed.
-final class StreamingFeatureWriter {
-    let path: String
-    let tmp: String
-    let frameShape: [Int]
-    let metadata: [String: String]
-    private var fd: Int32
-    private let reserved: Int
-    private(set) var frames = 0
-
-    init(path: String, frameShape: [Int], metadata: [String: String]) throws {
-        self.path = path
-        self.frameShape = frameShape
-        self.metadata = metadata
-        let url = URL(fileURLWithPath: path)
-        tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        // The header of 0 frames plus room for its 12 numbers to grow to 19 digits each.
-        let base = StreamingFeatureWriter.header(frames: 0, frameShape: frameShape, metadata: metadata).utf8.count
-        reserved = (base + 12 * 19 + 7) / 8 * 8
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if fd < 0 { throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))") }
-        do { try writeAll([UInt8](repeating: 0x20, count: 8 + reserved)) } catch { abort(); throw error }
-    }
-
-    /// The JSON header (keys sorted, offsets in that order).
-    static func header(frames t: Int, frameShape: [Int], metadata: [String: String]) -> String {
-        func q(_ s: String) -> String {
-            var o = "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": o += "\\\""
-                case "\\": o += "\\\\"
-                default: if u.value < 0x20 { o += String(format: "\\u%04x", u.value) } else { o.unicodeScalars.append(u) }
-                }
-            }
-            return o + "\""
-        }
-        let fBytes = 4 * t * frameShape.reduce(1, *), tBytes = 4 * t
-        let meta = metadata.keys.sorted().map { "\(q($0)):\(q(metadata[$0]!))" }.joined(separator: ",")
-        let shape = ([t] + frameShape).map(String.init).joined(separator: ",")
-        return "{\"__metadata__\":{\(meta)},"
-            + "\"features\":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[0,\(fBytes)]},"
-            + "\"frame_indices\":{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(fBytes),\(fBytes + tBytes)]},"
-            + "\"timestamps\":{\"dtype\":\"F32\",\"shape\":[\(t)],\"data_offsets\":[\(fBytes + tBytes),\(fBytes + 2 * tBytes)]}}"
-    }
-
-    private func writeAll(_ p: UnsafeRawPointer, _ count: Int) throws {
-        var done = 0
-        while done < count {
-            let r = Foundation.write(fd, p + done, count - done)
-            if r < 0 {
-                if errno == EINTR { continue }
-                throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))")
-            }
-            done += r
-        }
-    }
-    private func writeAll(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
-    private func writeAll(_ floats: [Float]) throws { try floats.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
-
-    /// Appends a batch [n, C, h, w] (little-endian F32, as the host).
-    func append(_ t: Tensor) throws {
-        precondition(Array(t.shape.dropFirst()) == frameShape)
-        try writeAll(UnsafeRawPointer(t.data), 4 * t.count)
-        frames += t.shape[0]
-    }
-
-    /// Writes the per-frame tensors and the header, then renames the file into place.
-    func finish(timestamps: [Float], frameIndices: [Float]) throws {
-        precondition(timestamps.count == frames && frameIndices.count == frames)
-        try writeAll(frameIndices)
-        try writeAll(timestamps)
-        let h = Array(StreamingFeatureWriter.header(frames: frames, frameShape: frameShape, metadata: metadata).utf8)
-        precondition(h.count <= reserved)
-        var len = UInt64(reserved).littleEndian
-        var head = withUnsafeBytes(of: &len) { Array($0) }
-        head += h + [UInt8](repeating: 0x20, count: reserved - h.count)
-        guard lseek(fd, 0, SEEK_SET) == 0 else { throw FeaturesError("\(path): cannot write: seek failed") }
-        try writeAll(head)
-        guard fsync(fd) == 0, close(fd) == 0 else {
-            fd = -1
-            throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))")
-        }
-        fd = -1
-        if rename(tmp, path) != 0 { throw FeaturesError("\(path): cannot write: \(String(cString: strerror(errno)))") }
-    }
-
-    /// Closes and removes the temporary file.
-    func abort() {
-        if fd >= 0 { close(fd); fd = -1 }
-        unlink(tmp)
-    }
-
-    deinit { if fd >= 0 { close(fd); unlink(tmp) } }
 }
 
 /// Removes a temporary file if the process is interrupted while it is being written.

@@ -180,4 +180,31 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try SafeTensors.load(path)["a"]!.item(), 2)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["m.safetensors"])
     }
+
+    /// The streaming writer: batches appended, header filled at the end (metadata with JSON
+    /// specials); an aborted write leaves neither the file nor its temporary.
+    func testStreamWriterAppendsRowsThenFillsTheHeaderAndAnAbortLeavesNothing() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/s.safetensors"
+        let meta = ["source": "a \"quoted\" \\ path\nwith newline", "arch": "resnet18"]
+        let w = try SafeTensors.StreamWriter(path: path, streamed: "features", rowShape: [2, 1, 3], perRow: ["frame_indices", "timestamps"], metadata: meta)
+        let a = randn([2, 2, 1, 3], seed: 1), b = randn([1, 2, 1, 3], seed: 2)
+        try w.append(a)
+        try w.append(b)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
+        XCTAssertThrowsError(try w.append(randn([1, 3, 1, 3], seed: 3)))
+        try w.finish(perRow: ["timestamps": [0, 0.5, 1], "frame_indices": [0, 1, 2]])
+        let f = try SafeTensors.read(path)
+        XCTAssertEqual(f.tensors["features"]!.shape, [3, 2, 1, 3])
+        XCTAssertEqual(f.tensors["features"]!.array, a.array + b.array)
+        XCTAssertEqual(f.tensors["timestamps"]!.array, [0, 0.5, 1])
+        XCTAssertEqual(f.tensors["frame_indices"]!.array, [0, 1, 2])
+        XCTAssertEqual(f.metadata, meta)
+
+        let path2 = dir + "/aborted.safetensors"
+        let w2 = try SafeTensors.StreamWriter(path: path2, streamed: "features", rowShape: [2, 1, 3], perRow: ["frame_indices", "timestamps"], metadata: meta)
+        try w2.append(a)
+        w2.abort()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["s.safetensors"])
+    }
 }

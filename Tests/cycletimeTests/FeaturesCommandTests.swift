@@ -156,32 +156,6 @@ final class FeaturesCommandTests: XCTestCase {
         XCTAssertNotEqual(try SafeTensors.load(dir + "/r4.safetensors")["features"]!.array, f.array)
     }
 
-    /// The streaming writer: batches appended, header filled at the end (metadata with JSON
-    /// specials); an aborted write leaves neither the file nor its temporary.
-    func testStreamingWriter() throws {
-        let dir = temporaryDirectory()
-        let path = dir + "/s.safetensors"
-        let meta = ["source": "a \"quoted\" \\ path\nwith newline", "arch": "resnet18"]
-        let w = try StreamingFeatureWriter(path: path, frameShape: [2, 1, 3], metadata: meta)
-        let a = randn([2, 2, 1, 3], seed: 1), b = randn([1, 2, 1, 3], seed: 2)
-        try w.append(a)
-        try w.append(b)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
-        try w.finish(timestamps: [0, 0.5, 1], frameIndices: [0, 1, 2])
-        let f = try SafeTensors.read(path)
-        XCTAssertEqual(f.tensors["features"]!.shape, [3, 2, 1, 3])
-        XCTAssertEqual(f.tensors["features"]!.array, a.array + b.array)
-        XCTAssertEqual(f.tensors["timestamps"]!.array, [0, 0.5, 1])
-        XCTAssertEqual(f.tensors["frame_indices"]!.array, [0, 1, 2])
-        XCTAssertEqual(f.metadata, meta)
-
-        let path2 = dir + "/aborted.safetensors"
-        let w2 = try StreamingFeatureWriter(path: path2, frameShape: [2, 1, 3], metadata: meta)
-        try w2.append(a)
-        w2.abort()
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["s.safetensors"])
-    }
-
     /// Each bad input: one readable line naming the file/key/field, a non-zero exit, no output file.
     func testBadInputs() throws {
         let dir = temporaryDirectory()
