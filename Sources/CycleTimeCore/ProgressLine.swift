@@ -68,10 +68,14 @@ public final class CountProgress: @unchecked Sendable {
     public func tick(_ label: String, count: Int = 1) {
         done += count
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let rate = Double(done) / max(elapsed, 1e-9)
+        line.show(Self.text(label, unit: unit, done: done, total: total, seconds: elapsed), force: done >= total)
+    }
+
+    /// "label  unit done/total  rate units/s  ETA ..." after `seconds` of work.
+    public static func text(_ label: String, unit: String, done: Int, total: Int, seconds: Double) -> String {
+        let rate = Double(done) / max(seconds, 1e-9)
         let eta = Double(total - done) / max(rate, 1e-9)
-        let text = (label.isEmpty ? "" : label + "  ") + "\(unit) \(done)/\(total)  " + String(format: "%.2f", rate) + " \(unit)s/s  ETA " + ProgressLine.duration(eta)
-        line.show(text, force: done >= total)
+        return (label.isEmpty ? "" : label + "  ") + "\(unit) \(done)/\(total)  " + String(format: "%.2f", rate) + " \(unit)s/s  ETA " + ProgressLine.duration(eta)
     }
 
     public func finish(_ message: String? = nil) { line.finish(message) }

@@ -306,7 +306,9 @@ extension SafeTensors {
                 throw SafeTensorsError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
             }
             fd = -1
-            if rename(temporaryPath, path) != 0 { throw SafeTensorsError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+            do { try AtomicFile.commit(temporaryPath, to: path) } catch let e as FileWriteError {
+                throw SafeTensorsError.cannotWrite(path: path, reason: e.reason)
+            }
         }
 
         /// Closes and removes the temporary file.

@@ -331,7 +331,7 @@ public struct AVATestSummary: Sendable {
 /// `cycletime ava test`: the detector of `checkpoint` (default: the run's latest) on every test
 /// keyframe's proposals, results CSV written atomically to `out`, then scored.
 public func runAVATest(configPath: String, overrides: [String] = [], checkpoint: String?, out: String,
-                       report: @escaping @Sendable (String) -> Void, progress: (String) -> Void) throws -> AVATestSummary {
+                       report: @escaping @Sendable (String) -> Void, progress: @escaping (String) -> Void) throws -> AVATestSummary {
     let config = try ConfigLoader.load(AVAConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
     try AtomicFile.checkWritable(out)
@@ -356,9 +356,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     loader.warn = { report($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
     defer { loader.stop() }
     var detections: [AVADetection] = []
-    let start = DispatchTime.now().uptimeNanoseconds
-    var done = 0
-    let terminal = isatty(STDERR_FILENO) == 1
+    let counter = CountProgress(total: data.count, unit: "keyframe", line: ProgressLine(write: progress))
     while let b = loader.next() {
         let p = noGrad { det.logits(b.clips, boxes: b.boxes).sigmoid() }
         var offset = 0
@@ -368,12 +366,9 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
             detections += avaDetections(key: key, boxes: b.boxes[i], probabilities: rows, classes: inputs.classes)
             offset += n
         }
-        done += b.keys.count
-        let el = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let line = String(format: "test %d/%d keyframes | %.2f keyframes/s | ETA %@", done, data.count, Double(done) / el,
-                          ProgressLine.duration(Double(data.count - done) * el / Double(done)))
-        if terminal { progress("\r\u{1B}[2K" + line + (done == data.count ? "\n" : "")) } else if done % 20 == 0 || done == data.count { progress(line + "\n") }
+        counter.tick("test", count: b.keys.count)
     }
+    counter.finish()
     if loader.skipped > 0 { report("\(loader.skipped) keyframe\(loader.skipped == 1 ? "" : "s") could not be read and have no detections: \(loader.skippedSamples.prefix(5).joined(separator: "; "))") }
     let rows = try writeAVAResults(detections, to: out, threshold: config.test.scoreThreshold)
     // Score against the test annotations (classes of the run), when they have ground truth.
@@ -384,5 +379,5 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
         let ex = inputs.testExcluded.isEmpty ? [] : try readAVAExcluded(inputs.testExcluded)
         mAP = evaluateAVA(groundTruth: gt.rows, detections: dets, labelMap: inputs.labelMap, excluded: ex, protocol: .official).mAP
     }
-    return AVATestSummary(keyframes: done, rows: rows, checkpoint: ckpt, mAP: mAP)
+    return AVATestSummary(keyframes: counter.done, rows: rows, checkpoint: ckpt, mAP: mAP)
 }

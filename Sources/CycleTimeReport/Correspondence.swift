@@ -55,8 +55,7 @@ public enum CorrespondenceFigures {
 
     /// Progress with rate and ETA.
     static func tick(_ options: ReportOptions, _ what: String, _ done: Int, _ total: Int, since start: Date) {
-        let el = Date().timeIntervalSince(start), rate = Double(done) / max(el, 1e-9)
-        options.progress("correspondence: \(what) \(done)/\(total)  \(String(format: "%.2f", rate))/s  ETA \(Int((Double(total - done) / max(rate, 1e-9)).rounded()))s")
+        options.progress(CountProgress.text("correspondence", unit: what, done: done, total: total, seconds: Date().timeIntervalSince(start)))
     }
 
     /// Grid cells (x, y) of largest mean absolute difference between two frames, at least `minDist` cells apart.
@@ -113,7 +112,7 @@ public enum CorrespondenceFigures {
         for (i, f) in frames.enumerated() {
             let x = f.image.tensor(mean: config.data.mean, std: config.data.std).reshaped([1, 3, size, size])
             encoded.append(noGrad { model.encode(x) })
-            tick(options, "encoding frame", i + 1, frames.count, since: start)
+            tick(options, "encoded frame", i + 1, frames.count, since: start)
         }
         var figures: [Figure] = []
         let spacing = max(1, config.data.clipOffsets.count > 1 ? config.data.clipOffsets[1] - config.data.clipOffsets[0] : 2)
@@ -169,7 +168,7 @@ public enum CorrespondenceFigures {
                 let xn = s[0] * u + s[1] * v + s[2], yn = s[3] * u + s[4] * v + s[5]
                 return (((xn + 1) / 2 * Double(g - 1) + 0.5) * cell, ((yn + 1) / 2 * Double(g - 1) + 0.5) * cell)
             })
-            tick(options, "tracking frame", t, frames.count - 1, since: trackStart)
+            tick(options, "tracked frame", t, frames.count - 1, since: trackStart)
         }
         var trackTiles: [Canvas] = [], trackLabels: [String] = []
         for (t, f) in frames.enumerated() {

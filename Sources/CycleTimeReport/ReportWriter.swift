@@ -1,3 +1,4 @@
+import CycleTimeCore
 import Foundation
 
 // MARK: - writing
@@ -17,43 +18,32 @@ public enum ReportWriter {
         do { try fm.createDirectory(atPath: parentDir, withIntermediateDirectories: true) } catch {
             throw ReportError("\(parentDir): cannot create the output folder (\(error.localizedDescription))")
         }
-        let tmp = parentDir + "/.\(name).tmp-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
+        // One atomic writer (AtomicFile): the folder appears complete or not at all, and a previous
+        // report is replaced whole.
         do {
-            let files = name + "_files"
-            try fm.createDirectory(atPath: tmp + "/" + files, withIntermediateDirectories: true)
-            var used = Set<String>()
-            var unique: [ReportBlock] = []
-            for blk in blocks {
-                guard case .figure(var f) = blk else { unique.append(blk); continue }
-                let base = (f.name as NSString).deletingPathExtension, ext = (f.name as NSString).pathExtension
-                var n = f.name, i = 2
-                while used.contains(n) { n = "\(base)-\(i).\(ext)"; i += 1 }
-                used.insert(n)
-                f.name = n
-                try f.data.write(to: URL(fileURLWithPath: tmp + "/" + files + "/" + n))
-                unique.append(.figure(f))
+            try AtomicFile.withTemporary(for: outPath) { tmp in
+                let files = name + "_files"
+                try fm.createDirectory(atPath: tmp + "/" + files, withIntermediateDirectories: true)
+                var used = Set<String>()
+                var unique: [ReportBlock] = []
+                for blk in blocks {
+                    guard case .figure(var f) = blk else { unique.append(blk); continue }
+                    let base = (f.name as NSString).deletingPathExtension, ext = (f.name as NSString).pathExtension
+                    var n = f.name, i = 2
+                    while used.contains(n) { n = "\(base)-\(i).\(ext)"; i += 1 }
+                    used.insert(n)
+                    f.name = n
+                    try AtomicFile.write(f.data, to: tmp + "/" + files + "/" + n)
+                    unique.append(.figure(f))
+                }
+                try AtomicFile.write(try Notebook.json(unique, title: title), to: tmp + "/\(name).ipynb")
+                try AtomicFile.write(Notebook.markdown(unique, figuresFolder: files), to: tmp + "/\(name).md")
             }
-            try Notebook.json(unique, title: title).write(to: URL(fileURLWithPath: tmp + "/\(name).ipynb"))
-            try Data(Notebook.markdown(unique, figuresFolder: files).utf8).write(to: URL(fileURLWithPath: tmp + "/\(name).md"))
+        } catch let e as FileWriteError {
+            throw ReportError("\(outPath): cannot write the report (\(e.reason))")
         } catch {
-            try? fm.removeItem(atPath: tmp)
             throw ReportError("\(outPath): cannot write the report (\(error.localizedDescription))")
         }
-        let old = parentDir + "/.\(name).old-\(getpid())"
-        if fm.fileExists(atPath: outPath) {
-            guard rename(outPath, old) == 0 else {
-                try? fm.removeItem(atPath: tmp)
-                throw ReportError("\(outPath): cannot replace the previous report: \(String(cString: strerror(errno)))")
-            }
-        }
-        guard rename(tmp, outPath) == 0 else {
-            let why = String(cString: strerror(errno))
-            _ = rename(old, outPath)
-            try? fm.removeItem(atPath: tmp)
-            throw ReportError("\(outPath): cannot move the report into place: \(why)")
-        }
-        try? fm.removeItem(atPath: old)
         return (outPath + "/\(name).ipynb", outPath + "/\(name).md")
     }
 }

@@ -8,7 +8,7 @@ public final class ProgressReporter {
     public let terminal: Bool
     public let every: Int
     public let unit: String
-    let write: (String) -> Void
+    let line: ProgressLine
     var total = 0, first = 0
     var start = DispatchTime.now().uptimeNanoseconds
     var smoothed: Double? = nil
@@ -20,15 +20,14 @@ public final class ProgressReporter {
         self.terminal = terminal ?? (isatty(STDERR_FILENO) == 1)
         self.every = max(1, every)
         self.unit = unit
-        self.write = write
+        line = ProgressLine(terminal: self.terminal, plainInterval: 0, write: write)
     }
 
     public func start(step: Int, total: Int) {
         first = step
         self.total = total
         start = DispatchTime.now().uptimeNanoseconds
-        let line = step > 0 ? "resuming at step \(step)/\(total)" : "training for \(total) steps"
-        write(line + "\n")
+        line.finish(step > 0 ? "resuming at step \(step)/\(total)" : "training for \(total) steps")
     }
 
     /// Reports a finished step; returns the plain line when one is due (every `every` steps and at the end).
@@ -40,19 +39,15 @@ public final class ProgressReporter {
         let eta = Double(total - step) * s
         let loss = terms.first.map { String(format: "%.4f", $0.1) } ?? "-"
         let parts = terms.dropFirst().map { "\($0.0.replacingOccurrences(of: "loss_", with: "")) \(String(format: "%.4f", $0.1))" }
-        let line = String(format: "step %d/%d | %.2f %@/s | %.2f s/step | data wait %.0f%% | ETA %@ | loss %@",
+        let text = String(format: "step %d/%d | %.2f %@/s | %.2f s/step | data wait %.0f%% | ETA %@ | loss %@",
                           step, total, clips / s, unit, s, dataWait * 100, ProgressLine.duration(eta), loss)
             + (parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")")
         let due = step % every == 0 || step == total || step == first + 1
-        if terminal {
-            write("\r\u{1B}[2K" + line)
-        } else if due {
-            write(line + "\n")
-        }
-        return due ? line : nil
+        if terminal || due { line.show(text, force: true) }
+        return due ? text : nil
     }
 
     public func finish(message: String) {
-        write((terminal ? "\n" : "") + message + "\n")
+        line.finish(message)
     }
 }

@@ -137,7 +137,7 @@ final class ResNetTests: XCTestCase {
         }
     }
 
-    /// Acceptance: torchvision ResNet-18/50 weights saved as safetensors give PyTorch's layer3
+    /// Torchvision ResNet-18/50 weights saved as safetensors give PyTorch's layer3
     /// features (eval mode) within 1e-4 relative, with layer3 stride 1 and default strides.
     func checkLayer3(_ name: String, depth: Int, strides: [Int], tag: String) throws {
         let fx = try Fixtures.load("resnet")

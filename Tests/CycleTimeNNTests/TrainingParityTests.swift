@@ -3,7 +3,7 @@ import XCTest
 @testable import CycleTimeNN
 import TestSupport
 
-/// Acceptance: a small model (conv, batch norm, relu, mean-pool, linear) trained for 200 steps of
+/// A small model (conv, batch norm, relu, mean-pool, linear) trained for 200 steps of
 /// full-batch Adam with cross-entropy on a fixed synthetic task (32 random 3x8x8 images, random
 /// labels) reaches the same loss as PyTorch from the same initial weights (fixture training_parity,
 /// scripts/fixtures/optim.py). The learning rate (1e-3, stored in the fixture) keeps the run out of

@@ -4,7 +4,7 @@ import TestSupport
 import XCTest
 
 final class DAVISEvaluationTests: XCTestCase {
-    /// Acceptance 1: the official figures of davis2017-evaluation for the OSVOS results on davis-mini
+    /// The official figures of davis2017-evaluation for the OSVOS results on davis-mini
     /// (from ../shared/data/README.md, parsed there, never typed here).
     func testOSVOSMatchesOfficialFigures() throws {
         let root = try requireSharedData("davis-mini")

@@ -59,7 +59,7 @@ final class KeypointsTests: XCTestCase {
         XCTAssertThrowsError(try JHMDBEvaluation.readKeypoints(path)) { XCTAssertTrue("\($0)".contains("line 2"), "\($0)") }
     }
 
-    /// Acceptance 3: the jhmdb-mini clip propagates (raw pixels) and scores end to end.
+    /// The jhmdb-mini clip propagates (raw pixels) and scores end to end.
     func testPixelPropagationScoresEndToEnd() throws {
         let c = try clip()
         let gt = try JHMDBEvaluation.groundTruth(c)

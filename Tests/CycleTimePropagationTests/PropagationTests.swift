@@ -23,7 +23,7 @@ func crops(_ img: Image, _ mask: Image, offsets: [(Int, Int)], width: Int, heigh
 }
 
 final class PropagationTests: XCTestCase {
-    /// Acceptance 2: raw-pixel (Lab) features keep J above 0.9 on a real image moved by known shifts.
+    /// Raw-pixel (Lab) features keep J above 0.9 on a real image moved by known shifts.
     func testPixelPropagationOnShiftedRealImage() throws {
         let root = try requireSharedData("davis-mini")
         let img = try Image.read(root + "/JPEGImages/480p/blackswan/00000.jpg")

@@ -52,8 +52,8 @@ final class CorrespondenceTests: XCTestCase {
             try? FileManager.default.removeItem(atPath: tmp)
             XCTAssertEqual([img.width, img.height], [w, h])
         }
-        XCTAssertTrue(lines.contains { $0.contains("encoding frame 8/8") && $0.contains("ETA") }, "\(lines)")
-        XCTAssertTrue(lines.contains { $0.contains("tracking frame 7/7") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("encoded frame 8/8") && $0.contains("ETA") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("tracked frame 7/7") }, "\(lines)")
         // A checkpoint of another model is a clear error naming the file.
         let other = NSTemporaryDirectory() + "/corr-test-other-\(getpid()).safetensors"
         defer { try? FileManager.default.removeItem(atPath: other) }

@@ -167,7 +167,7 @@ final class TimeCycleModelTests: XCTestCase {
         assertClose(a.sum(axis: 1), Tensor.ones([1, 1, 2]), rtol: 1e-6, atol: 1e-6)
     }
 
-    /// Acceptance 1 (issue #4): every loss term and every parameter's gradient match the PyTorch
+    /// Every loss term and every parameter's gradient match the PyTorch
     /// reference (scripts/fixtures/timecycle.py, float64, stored rounded to float32) within 1e-4
     /// relative, with the im2col convolutions.
     func testLossesAndGradientsMatchPyTorch() throws {

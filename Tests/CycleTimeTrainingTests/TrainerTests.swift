@@ -18,7 +18,7 @@ final class TrainerTests: XCTestCase {
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
-    /// Acceptance 3: N steps, stop, resume, N more = an uninterrupted 2N-step run.
+    /// N steps, stop, resume, N more = an uninterrupted 2N-step run.
     func testResumeEqualsUninterruptedRun() throws {
         let dir = temporaryDirectory("resume")
         let straight = try writeTinyConfig(dir, output: dir + "/straight", steps: 6)

@@ -7,7 +7,7 @@ import XCTest
 
 @testable import CycleTimeDetection
 
-/// `cycletime ava train|test|eval` end to end through the real executable (acceptance 4).
+/// `cycletime ava train|test|eval` end to end through the real executable.
 final class AVACommandTests: XCTestCase {
     static let jhmdbClip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 
@@ -76,7 +76,7 @@ final class AVACommandTests: XCTestCase {
         """
     }
 
-    /// Acceptance 4, real frames: an AVA-format dataset from the JHMDB clip (keyframes at seconds
+    /// Real frames: an AVA-format dataset from the JHMDB clip (keyframes at seconds
     /// 0-3 numbered at 10 fps, the person box of the puppet mask, action "catch") and one from the
     /// shared videos (FFmpeg at 30 fps, fixed person boxes, one action per video) train, test and
     /// evaluate through the command line; a test keyframe without proposals is reported and skipped.
@@ -248,7 +248,7 @@ final class AVACommandTests: XCTestCase {
         return rows
     }
 
-    /// Acceptance 4, learnable actions: on a generated AVA-format dataset (real image patches moving
+    /// Learnable actions: on a generated AVA-format dataset (real image patches moving
     /// horizontally, vertically or not at all over real backgrounds), a detector whose 2D encoder
     /// comes from a CycleTime TimeCycle checkpoint (trained here for a few steps on the same frames,
     /// written as a video) reaches a frame-mAP clearly above chance on held-out videos (seeded).
@@ -325,7 +325,7 @@ final class AVACommandTests: XCTestCase {
         XCTAssertGreaterThan(mAP, chance + 0.25, "frame-mAP \(mAP) vs chance \(chance)")
     }
 
-    /// The acceptance figure: mAP 0.09385522 and per-class APs of ../shared/data/README.md.
+    /// The official figure: mAP 0.09385522 and per-class APs of ../shared/data/README.md.
     func testGoldenOfficialProtocol() throws {
         let dir = try requireSharedData("ava-mini/eval-golden")
         var c = try CycleTimeCommand.parseAsRoot(["ava", "eval", "--gt", dir + "/gt.csv", "--detections", dir + "/pred.csv",

@@ -3,7 +3,7 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// `mpirun -np N cycletime train` (issue 9): the real executable under Open MPI on loopback.
+/// `mpirun -np N cycletime train`: the real executable under Open MPI on loopback.
 final class DistributedTrainingTests: XCTestCase {
     func mpirun() throws -> String {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
@@ -47,7 +47,7 @@ final class DistributedTrainingTests: XCTestCase {
         return (num / max(den, 1e-300)).squareRoot()
     }
 
-    /// Acceptance 1: 2 ranks with batch 1 each, synchronized batch norm, give the weights of one
+    /// 2 ranks with batch 1 each, synchronized batch norm, give the weights of one
     /// process with batch 2 after 20 steps. Float32 sums in another order (the batch split over
     /// ranks, the batch-norm statistics summed over ranks) change the last bits, and this tiny
     /// TimeCycle run amplifies such differences: the same 20 steps in one process with the
@@ -128,7 +128,7 @@ final class DistributedTrainingTests: XCTestCase {
         return (r, Date().timeIntervalSince(signalled))
     }
 
-    /// Acceptance 3: a rank killed mid-run ends the job within the timeout with a message, the last
+    /// A rank killed mid-run ends the job within the timeout with a message, the last
     /// checkpoint stays valid and --resume continues (here on another number of ranks). A rank
     /// that hangs (stopped) makes the survivor abort the job after distributed.timeout_seconds with
     /// its own message.

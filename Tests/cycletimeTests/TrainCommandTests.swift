@@ -8,7 +8,7 @@ import XCTest
 
 /// `cycletime train` as a user runs it (the real executable).
 final class TrainCommandTests: XCTestCase {
-    /// Acceptance 5: one clear line and a non-zero exit for each kind of bad input.
+    /// One clear line and a non-zero exit for each kind of bad input.
     func testBadInputGivesOneLineAndNonZeroExit() throws {
         let exe = try cycletimeExecutable()
         let dir = temporaryDirectory("bad")
