@@ -114,7 +114,10 @@ struct AVAEvalCommand: ParsableCommand {
         return p
     }
 
-    func validate() throws { _ = try resolvedProtocol() }
+    func validate() throws {
+        try checkOption("--max-detections", maxDetections, 1...1_000_000)
+        _ = try resolvedProtocol()
+    }
 
     /// Reads the files and evaluates; skip reports go to `report`.
     func evaluate(report: (String) -> Void) throws -> AVAEvalResult {

@@ -33,9 +33,9 @@ struct BenchAVA: ParsableCommand {
         for c in cases where !Self.known.contains(c) {
             throw ValidationError("unknown case '\(c)' (known: \(Self.known.joined(separator: ", ")))")
         }
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
-        guard size >= 32, size % 16 == 0 else { throw ValidationError("--size must be a multiple of 16 of at least 32, got \(size)") }
+        try checkOption("--steps", steps, 1...100_000)
+        try checkOption("--batch", batch, 1...256)
+        guard size >= 32, size <= 4096, size % 16 == 0 else { throw ValidationError("--size must be a multiple of 16 of at least 32, got \(size)") }
     }
 
     static func frames(_ c: String) -> Int { c == "slowfast" ? 32 : 4 }

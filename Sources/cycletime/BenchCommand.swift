@@ -61,6 +61,13 @@ struct BenchCore: ParsableCommand {
     @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
     @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
 
+    func validate() throws {
+        try checkOption("--batch", batch, 1...256)
+        try checkOption("--memory-steps", memorySteps, 1...100_000)
+        try checkOption("--winograd-tile-block", winogradTileBlock, 1...65_536)
+        try checkOption("--rounds", rounds, 1...1000)
+    }
+
     func run() throws {
         ConvolutionPolicy.current = ConvolutionPolicy().with {
             $0.batchParallel = convBatchParallel

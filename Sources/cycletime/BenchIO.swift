@@ -21,6 +21,11 @@ struct BenchVideo: ParsableCommand {
     @Option(help: "Short side of the decoded frames.") var shortSide = 256
     @Option(help: "Timed runs of each side (median reported).") var runs = 3
 
+    func validate() throws {
+        try checkOption("--short-side", shortSide, 16...VideoResize.maxSide)
+        try checkOption("--runs", runs, 1...1000)
+    }
+
     func run() throws {
         guard let path = video ?? benchVideoFolder().map({ $0 + "/vtest.avi" }) else {
             throw ValidationError("no benchmark video: pass --video FILE, or install Debian's opencv-doc (vtest.avi)")
@@ -61,6 +66,11 @@ struct BenchLoader: ParsableCommand {
     @Option(help: "Folder of videos (default: ../shared/data/videos or Debian's opencv-doc).") var videos: String?
     @Option(help: "Training steps measured.") var steps = 8
     @Option(help: "Loader worker threads.") var workers = 2
+
+    func validate() throws {
+        try checkOption("--steps", steps, 1...100_000)
+        try checkOption("--workers", workers, 1...256)
+    }
 
     func run() throws {
         guard let folder = videos ?? benchVideoFolder() else {

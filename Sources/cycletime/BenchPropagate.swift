@@ -29,6 +29,12 @@ struct BenchPropagate: ParsableCommand {
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Option(help: "Query tile side of the blocked affinity (speed only)") var tile = PropagationOptions().tile
 
+    func validate() throws {
+        try checkOption("--frames", frames, 2...100_000)
+        try checkOption("--torch-frames", torchFrames, 1...100_000)
+        try checkOption("--tile", tile, 1...1024)
+    }
+
     func run() throws {
         let root = davisRoot ?? repoPath("../shared/data/davis-mini")
         guard FileManager.default.fileExists(atPath: root) else { throw EvaluationError("\(root): no DAVIS data (give --davis-root)") }

@@ -32,8 +32,11 @@ struct BenchTrain: ParsableCommand {
     static let known = ["timecycle-r18", "timecycle-r50", "crw-r18"]
 
     func validate() throws {
-        if let r = ranks, r < 2 { throw ValidationError("--ranks must be at least 2 (got \(r))") }
-        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        try checkOption("--ranks", ranks, 2...64)
+        try checkOption("--batch", batch, 1...256)
+        try checkOption("--steps", steps, 1...100_000)
+        try checkOption("--crw-steps", crwSteps, 1...100_000)
+        try checkOption("--cache-mib", cacheMib, 1...1_048_576)
         for c in cases where !Self.known.contains(c) {
             throw ValidationError("unknown case '\(c)' (known: \(Self.known.joined(separator: ", ")))")
         }

@@ -30,6 +30,8 @@ struct EvalDAVIS: ParsableCommand {
     @Option(name: .customLong("bound-th"), help: "Boundary tolerance: fraction of the diagonal (< 1) or pixels") var boundTh: Double = 0.008
     @Flag(help: "Do not write CSV/JSON files") var noWrite = false
 
+    func validate() throws { try checkOption("--bound-th", boundTh, 1e-6...1000) }
+
     func run() throws {
         let line = ProgressLine()
         let r = try DAVISEvaluation.evaluate(davisRoot: davisRoot, results: results, set: set, resolution: resolution,
@@ -55,6 +57,8 @@ struct EvalJHMDB: ParsableCommand {
     @Option(name: .customLong("split-dir"), help: "Folder of <class>_test_split<k>.txt lists (default: every clip)") var splitDir: String?
     @Option(help: "Split number") var split = 1
     @Flag(help: "Do not write CSV/JSON files") var noWrite = false
+
+    func validate() throws { try checkOption("--split", split, 1...3) }
 
     func run() throws {
         let ds: JHMDBDataset

@@ -58,8 +58,8 @@ struct FeaturesCommand: ParsableCommand {
         }
         if let shortSide, !(1...Self.maxSide).contains(shortSide) { throw ValidationError("--short-side must be in 1...\(Self.maxSide)") }
         if let fps, !(fps > 0 && fps <= 1000) { throw ValidationError("--fps must be in (0, 1000]") }
-        if let maxFrames, maxFrames <= 0 { throw ValidationError("--max-frames must be positive") }
-        if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
+        try checkOption("--max-frames", maxFrames, 1...10_000_000)
+        try checkOption("--batch-size", batchSize, 1...1024)
         if image != nil && (fps != nil || maxFrames != nil) { throw ValidationError("--fps and --max-frames apply to --video only") }
     }
 

@@ -48,6 +48,13 @@ struct PropagationArguments: ParsableArguments {
 
     func validate() throws {
         let n = [checkpoint != nil, imagenet != nil, randomInit, pixels].filter { $0 }.count
+        try checkOption("--pixel-stride", pixelStride, 1...64)
+        try checkOption("--context", context, 0...1000)
+        try checkOption("--radius", radius, 1e-6...Double.infinity, allowInfinity: true)
+        try checkOption("--temperature", temperature.map(Double.init), 1e-6...1e6)
+        try checkOption("--topk", topk, 1...100_000)
+        try checkOption("--square-size", squareSize, 0...4096)
+        try checkOption("--overlay-fps", overlayFps, 0.01...1000)
         if n != 1 { throw ValidationError("give exactly one of --checkpoint, --imagenet, --random-init and --pixels") }
         if PropagationProcedure(rawValue: procedure) == nil { throw ValidationError("--procedure: crw or timecycle, not '\(procedure)'") }
         let o = options
@@ -153,7 +160,7 @@ struct PropagateDAVIS: ParsableCommand {
     @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per sequence") var maxFrames: Int?
 
     func validate() throws {
-        if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be >= 1") }
+        try checkOption("--max-frames", maxFrames, 1...10_000_000)
     }
 
     func run() throws {
@@ -194,7 +201,7 @@ struct PropagateVIP: ParsableCommand {
     @Option(name: .customLong("max-frames"), help: "Propagate at most this many frames per video") var maxFrames: Int?
 
     func validate() throws {
-        if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be >= 1") }
+        try checkOption("--max-frames", maxFrames, 1...10_000_000)
     }
 
     func run() throws {
@@ -229,8 +236,9 @@ struct PropagateJHMDB: ParsableCommand {
     @Option(name: .customLong("decode-topk"), help: "Cells averaged to decode a joint") var decodeTopk = 3
 
     func validate() throws {
-        if !(sigma > 0 && sigma.isFinite) { throw ValidationError("--sigma must be a finite number > 0") }
-        if decodeTopk < 1 { throw ValidationError("--decode-topk must be >= 1") }
+        try checkOption("--sigma", sigma, 1e-3...1000)
+        try checkOption("--decode-topk", decodeTopk, 1...1000)
+        try checkOption("--split", split, 1...3)
     }
 
     func run() throws {
@@ -263,7 +271,7 @@ struct PropagateVideo: ParsableCommand {
     func validate() throws {
         if (firstMask == nil) == (firstBox == nil) { throw ValidationError("give exactly one of --first-mask and --first-box") }
         if let firstBox, box(firstBox) == nil { throw ValidationError("--first-box: four numbers x1,y1,x2,y2 (pixels), not '\(firstBox)'") }
-        if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be >= 1") }
+        try checkOption("--max-frames", maxFrames, 1...10_000_000)
     }
 
     func box(_ s: String) -> [Double]? {

@@ -34,7 +34,8 @@ struct ReportCommand: ParsableCommand {
     func validate() throws {
         if runDirectory == nil && compare.isEmpty { throw ValidationError("give a run directory, or --compare RUN_A RUN_B ...") }
         if runDirectory != nil && !compare.isEmpty { throw ValidationError("give either a run directory or --compare, not both") }
-        if tileWidth < 32 || tileWidth > 1024 { throw ValidationError("--tile-width must be in 32...1024") }
+        try checkOption("--tile-width", tileWidth, 32...1024)
+        try checkOption("--video-start", videoStart, 0...1e6)
     }
 
     func run() throws {
