@@ -33,6 +33,7 @@ struct BenchAVA: ParsableCommand {
         for c in cases where !Self.known.contains(c) {
             throw ValidationError("unknown case '\(c)' (known: \(Self.known.joined(separator: ", ")))")
         }
+        if let c = child, !Self.known.contains(c) { throw ValidationError("--child: unknown case '\(c)'") }
         try checkOption("--steps", steps, 1...100_000)
         try checkOption("--batch", batch, 1...256)
         guard size >= 32, size <= 4096, size % 16 == 0 else { throw ValidationError("--size must be a multiple of 16 of at least 32, got \(size)") }

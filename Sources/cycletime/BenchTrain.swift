@@ -32,6 +32,7 @@ struct BenchTrain: ParsableCommand {
     static let known = ["timecycle-r18", "timecycle-r50", "crw-r18"]
 
     func validate() throws {
+        if let c = child, c != "mpi", !Self.known.contains(c) { throw ValidationError("--child: unknown case '\(c)'") }
         try checkOption("--ranks", ranks, 2...64)
         try checkOption("--batch", batch, 1...256)
         try checkOption("--steps", steps, 1...100_000)
