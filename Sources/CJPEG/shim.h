@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <jpeglib.h>
 
@@ -70,16 +71,19 @@ static inline int ct_jpeg_read(const char *path, int *width, int *height, unsign
 /// Encodes RGB24 to a JPEG file with the given quality.
 static inline int ct_jpeg_write(const char *path, int width, int height, const unsigned char *pixels, int quality, char *err, size_t errlen) {
     FILE *volatile fp = fopen(path, "wb");
-    if (!fp) { snprintf(err, errlen, "cannot create file"); return -1; }
+    if (!fp) { snprintf(err, errlen, "cannot create file: %s", strerror(errno)); return -1; }
     struct jpeg_compress_struct cinfo;
     ct_jpeg_err e; e.message[0] = 0;
     cinfo.err = jpeg_std_error(&e.pub);
     e.pub.error_exit = ct_jpeg_error_exit;
     e.pub.output_message = ct_jpeg_output_message;
     if (setjmp(e.jmp)) {
+        /* A failed fwrite keeps its reason (a full disk) in errno: say it rather than libjpeg's guess. */
+        int saved = errno, failedWrite = ferror(fp);
         jpeg_destroy_compress(&cinfo);
         fclose(fp);
-        snprintf(err, errlen, "%s", e.message[0] ? e.message : "libjpeg error");
+        if (failedWrite && saved) snprintf(err, errlen, "%s", strerror(saved));
+        else snprintf(err, errlen, "%s", e.message[0] ? e.message : "libjpeg error");
         return -1;
     }
     jpeg_create_compress(&cinfo);
@@ -95,7 +99,7 @@ static inline int ct_jpeg_write(const char *path, int width, int height, const u
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
-    if (fclose(fp) != 0) { snprintf(err, errlen, "write failed"); return -1; }
+    if (fclose(fp) != 0) { snprintf(err, errlen, "%s", strerror(errno)); return -1; }
     return 0;
 }
 #endif

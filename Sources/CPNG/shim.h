@@ -4,6 +4,7 @@
 // these C functions under setjmp, so an error (wrong CRC, truncated file) returns -1 with libpng's
 // message instead of crashing.
 #include <png.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,9 @@ static void ct_png_warning_fn(png_structp png, png_const_charp msg) { (void)png;
 
 static inline void ct_png_free(unsigned char *p) { free(p); }
 
+/// The most pixels a PNG header may declare (as for JPEG: 16384 x 16384).
+#define CT_PNG_MAX_PIXELS ((size_t)1 << 28)
+
 /// Reads a PNG file. Returns 0, or -1 with a message in `err`.
 static inline int ct_png_read(const char *path, ct_png_image *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
@@ -53,6 +57,12 @@ static inline int ct_png_read(const char *path, ct_png_image *out, char *err, si
     png_init_io(png, fp);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);
+    /* What the header declares is bounded before anything is allocated from it. */
+    if ((size_t)png_get_image_width(png, info) * png_get_image_height(png, info) > CT_PNG_MAX_PIXELS) {
+        snprintf(e.message, sizeof e.message, "image of %ux%u pixels is larger than the limit of 2^28 pixels",
+                 (unsigned)png_get_image_width(png, info), (unsigned)png_get_image_height(png, info));
+        longjmp(e.jmp, 1);
+    }
     int colorType = png_get_color_type(png, info);
     int depth = png_get_bit_depth(png, info);
     if (depth == 16) png_set_strip_16(png);
@@ -96,16 +106,19 @@ static inline int ct_png_write(const char *path, int width, int height, int chan
                                const unsigned char *pixels, const unsigned char *palette, int paletteCount,
                                char *err, size_t errlen) {
     FILE *volatile fp = fopen(path, "wb");
-    if (!fp) { snprintf(err, errlen, "cannot create file"); return -1; }
+    if (!fp) { snprintf(err, errlen, "cannot create file: %s", strerror(errno)); return -1; }
     ct_png_err e; e.message[0] = 0;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &e, ct_png_error_fn, ct_png_warning_fn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) { fclose(fp); snprintf(err, errlen, "libpng initialisation failed"); return -1; }
     png_bytep *volatile rows = NULL;
     if (setjmp(e.jmp)) {
+        /* A failed fwrite (libpng says only "Write Error") keeps its reason in errno: say it. */
+        int saved = errno, failedWrite = ferror(fp);
         png_destroy_write_struct(&png, &info);
         fclose(fp); free(rows);
-        snprintf(err, errlen, "%s", e.message[0] ? e.message : "libpng error");
+        if (failedWrite && saved) snprintf(err, errlen, "%s", strerror(saved));
+        else snprintf(err, errlen, "%s", e.message[0] ? e.message : "libpng error");
         return -1;
     }
     png_init_io(png, fp);
@@ -131,7 +144,7 @@ static inline int ct_png_write(const char *path, int width, int height, int chan
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     free(rows);
-    if (fclose(fp) != 0) { snprintf(err, errlen, "write failed"); return -1; }
+    if (fclose(fp) != 0) { snprintf(err, errlen, "%s", strerror(errno)); return -1; }
     return 0;
 }
 #endif

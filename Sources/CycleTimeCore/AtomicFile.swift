@@ -6,7 +6,25 @@ public struct FileWriteError: Error, CustomStringConvertible, LocalizedError, Eq
     public let path: String
     public let reason: String
     public init(_ path: String, _ reason: String) { self.path = path; self.reason = reason }
+    /// From a Foundation or POSIX error: the system's own words for its errno ("No space left on
+    /// device", "Permission denied"), not a Cocoa error number.
+    public init(path: String, underlying error: Error) {
+        self.path = path
+        if let e = error as? FileWriteError { reason = e.reason; return }
+        let ns = error as NSError
+        let posix = ns.domain == NSPOSIXErrorDomain ? ns : (ns.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
+        if let posix { reason = String(cString: strerror(Int32(truncatingIfNeeded: posix.code))) }
+        else if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteOutOfSpaceError { reason = String(cString: strerror(ENOSPC)) }
+        else if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteNoPermissionError { reason = String(cString: strerror(EACCES)) }
+        else { reason = ns.localizedDescription }
+    }
     public var description: String { "\(path): cannot write: \(reason)" }
+    public var errorDescription: String? { description }
+}
+
+/// An error met while writing an output, told with the output's own name.
+public struct OutputError: Error, CustomStringConvertible, LocalizedError {
+    public let description: String
     public var errorDescription: String? { description }
 }
 
@@ -95,6 +113,9 @@ public enum AtomicFile {
         let result: T
         do { result = try body(tmp) } catch {
             try? fm.removeItem(atPath: tmp)
+            // The user knows the output by its own name, not by the hidden temporary's.
+            let text = "\(error)"
+            if text.contains(tmp) { throw OutputError(description: text.replacingOccurrences(of: tmp, with: path)) }
             throw error
         }
         try commit(tmp, to: path)

@@ -169,12 +169,12 @@ public enum SafeTensors {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
-            let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            let m = metadata.sorted(by: { $0.key < $1.key }).map { "\(jsonString($0.key)):\(jsonString($0.value))" }.joined(separator: ",")
             parts.append("\"__metadata__\":{\(m)}")
         }
         var offset = 0
         for k in keys {
-            let t = tensors[k]!
+            guard let t = tensors[k] else { continue }
             let bytes = t.count * 4
             parts.append("\(jsonString(k)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
@@ -187,7 +187,7 @@ public enum SafeTensors {
         withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
         out.append(contentsOf: hbytes)
         for k in keys {
-            let t = tensors[k]!
+            guard let t = tensors[k] else { continue }
             // Little-endian hosts only (x86_64, arm64): raw Float32 bytes.
             out.append(UnsafeBufferPointer(start: t.data, count: t.count))
         }
@@ -274,7 +274,11 @@ extension SafeTensors {
                 done += r
             }
         }
-        private func writeAll(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) } }
+        private func writeAll(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try writeAll($0) } }
+        /// An empty buffer (no rows) may have no address: nothing to write then.
+        private func writeAll(_ buffer: UnsafeRawBufferPointer) throws {
+            if let base = buffer.baseAddress, buffer.count > 0 { try writeAll(base, buffer.count) }
+        }
 
         /// Appends rows [n] + rowShape (little-endian F32, as the host).
         public func append(_ t: Tensor) throws {
@@ -292,7 +296,7 @@ extension SafeTensors {
                 guard let v = values[name], v.count == rows else {
                     throw SafeTensorsError.cannotWrite(path: path, reason: "'\(name)' needs \(rows) values, got \(values[name]?.count ?? 0)")
                 }
-                try v.withUnsafeBytes { try writeAll($0.baseAddress!, $0.count) }
+                try v.withUnsafeBytes { try writeAll($0) }
             }
             let h = Array(Self.header(rows: rows, streamed: streamed, rowShape: rowShape, perRow: perRow, metadata: metadata).utf8)
             guard h.count <= reserved else { throw SafeTensorsError.cannotWrite(path: path, reason: "header larger than its reserved space") }

@@ -13,10 +13,12 @@ public final class Storage: @unchecked Sendable {
         if let cached = StorageCache.take(bytes) {
             pointer = cached.bindMemory(to: Float.self, capacity: max(count, 1))
         } else {
+            // Sizes that reach here are the program's own (inputs are bounded where they are read);
+            // the kernel refusing memory is fatal, as in PyTorch's allocator.
             var raw: UnsafeMutableRawPointer? = nil
             let rc = posix_memalign(&raw, 64, bytes)
-            precondition(rc == 0 && raw != nil, "CycleTime: out of memory allocating \(bytes) bytes")
-            pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+            guard rc == 0, let block = raw else { fatalError("CycleTime: out of memory allocating \(bytes) bytes") }
+            pointer = block.bindMemory(to: Float.self, capacity: max(count, 1))
         }
         StorageStats.allocated(bytes)
     }

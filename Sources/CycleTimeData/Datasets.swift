@@ -100,6 +100,13 @@ public struct DAVISDataset: Sendable {
     }
 
     public func sequence(at i: Int) throws -> DAVISSequence { try sequence(sequenceNames[i]) }
+
+    /// The ground-truth annotations of a sequence, sorted by name: the official evaluator's frame
+    /// list, whether or not each frame's JPEG is present.
+    public func annotationFiles(of name: String) throws -> [String] {
+        let adir = root + "/Annotations/\(resolution)/\(name)"
+        return try listFiles(adir, extensions: ["png"]).map { adir + "/" + $0 }
+    }
 }
 
 // MARK: JHMDB

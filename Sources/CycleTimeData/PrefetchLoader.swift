@@ -27,7 +27,9 @@ public final class PrefetchLoader<Source: ClipSource>: @unchecked Sendable {
     private let queueDepth: Int
     private var threads: [Thread] = []
     /// Where warnings go (stderr by default).
-    public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } {
+        didSet { source.notices?.setSink(warn) }
+    }
 
     /// - Parameters: `epochs` nil = endless; `workers` background threads; `queueDepth` batches
     ///   prepared ahead at most; `startBatch` the index of the first batch delivered (to resume:

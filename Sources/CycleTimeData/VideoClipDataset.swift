@@ -42,6 +42,30 @@ public protocol ClipSource: Sendable {
     func sample(_ index: Int, seed: UInt64) throws -> Sample
     /// A batch from samples (for tensors: stacked along a new first axis).
     func collate(_ samples: [Sample]) -> Sample
+    /// Warnings about usable but imperfect samples (once per video); the loader sends them where
+    /// its own warnings go.
+    var notices: OnceNotices? { get }
+}
+
+extension ClipSource {
+    public var notices: OnceNotices? { nil }
+}
+
+/// Warnings given once per key (a video is named once, however many clips it yields), from any
+/// loader thread, to one sink (stderr until a loader connects its own).
+public final class OnceNotices: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen = Set<String>()
+    private var sink: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public init() {}
+    public func setSink(_ s: @escaping @Sendable (String) -> Void) { lock.lock(); sink = s; lock.unlock() }
+    public func once(_ key: String, _ message: String) {
+        lock.lock()
+        let first = seen.insert(key).inserted
+        let s = sink
+        lock.unlock()
+        if first { s(message) }
+    }
 }
 
 extension ClipSource where Sample == Tensor {
@@ -54,6 +78,8 @@ public struct VideoClipDataset: ClipSource {
     public static let videoExtensions: Set<String> = ["mp4", "avi", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv", "3gp"]
     public let paths: [String]
     public var options: ClipOptions
+    /// Shared by copies: a short video is named once per run.
+    public let notices: OnceNotices? = OnceNotices()
 
     public init(paths: [String], options: ClipOptions = ClipOptions()) {
         self.paths = paths
@@ -101,7 +127,7 @@ public struct VideoClipDataset: ClipSource {
         let reader = try VideoReader(paths[index], fps: o.fps, resize: resize, threads: o.decoderThreads)
         let rate = o.fps ?? reader.metadata.fps
         let total = o.fps == nil ? reader.metadata.frameCount : Int((reader.metadata.duration * rate).rounded(.down))
-        let span = offsets.last! + 1
+        let span = (offsets.last ?? 0) + 1
         let start = rng.int(below: max(1, total - span + 1))
         // Crop, scale and flip drawn once for the whole clip.
         let w = reader.outputWidth, h = reader.outputHeight
@@ -132,7 +158,10 @@ public struct VideoClipDataset: ClipSource {
             i += 1
         }
         if got == 0 { throw DatasetError(paths[index], "no frames decoded for a clip") }
-        // A video shorter than the clip repeats its last frame.
+        // A video shorter than the clip repeats its last frame, and says so once.
+        if got < n {
+            notices?.once(paths[index], "warning: \(paths[index]): \(i) frame(s) at the clip's rate, shorter than the clip's \(span); its last frame is repeated")
+        }
         for k in got..<n { (out.data + k * per).update(from: out.data + (got - 1) * per, count: per) }
         return (out, flip)
     }

@@ -245,7 +245,8 @@ public enum AVAEntries {
             if gt.isEmpty { continue }
             var props: [ScoredBox] = []
             if let proposals {
-                guard let p = proposals.boxes[key] else { missing.append(key); continue }
+                // An empty list is as missing (reported), never a keyframe trained on boxes it lacks.
+                guard let p = proposals.boxes[key], !p.isEmpty else { missing.append(key); continue }
                 props = p
             }
             let regions = trainingRegions(groundTruth: gt, proposals: props, minScore: minScore, minIoU: minIoU)

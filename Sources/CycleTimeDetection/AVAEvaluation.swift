@@ -178,8 +178,8 @@ public func evaluateAVA(groundTruth: [AVARow], detections: [AVARow], labelMap: A
     // Detections per keyframe, capped as the protocol says, in order of first appearance.
     var heaps: [AVAKey: PyHeap] = [:], order: [AVAKey] = []
     for r in detections where classIDs.contains(r.actionID) {
-        if heaps[r.key] == nil { heaps[r.key] = PyHeap(capacity: p.maxDetectionsPerFrame); order.append(r.key) }
-        heaps[r.key]!.offer(FrameDetection(score: r.extra ?? 1, action: r.actionID, box: r.box))
+        if heaps[r.key] == nil { order.append(r.key) }
+        heaps[r.key, default: PyHeap(capacity: p.maxDetectionsPerFrame)].offer(FrameDetection(score: r.extra ?? 1, action: r.actionID, box: r.box))
     }
 
     var perClass: [Int: [(score: Double, tp: Bool)]] = [:]
@@ -193,7 +193,7 @@ public func evaluateAVA(groundTruth: [AVARow], detections: [AVARow], labelMap: A
         }
         evaluated += 1
         // Invalid boxes (x2 <= x1 or y2 <= y1) are removed, as the official per-image evaluation does.
-        let dets = heaps[key]!.sortedDescending().filter { $0.box.y1 < $0.box.y2 && $0.box.x1 < $0.box.x2 }
+        let dets = (heaps[key]?.sortedDescending() ?? []).filter { $0.box.y1 < $0.box.y2 && $0.box.x1 < $0.box.x2 }
         for c in Set(dets.map(\.action)) {
             let cd = dets.filter { $0.action == c }
             let cg = (frameGT ?? []).filter { $0.action == c }.map(\.box)

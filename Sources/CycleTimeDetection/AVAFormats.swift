@@ -53,7 +53,8 @@ public struct ScoredBox: Hashable, Sendable {
 
 func parseTimestamp(_ field: String) -> Int? {
     let s = field.trimmingCharacters(in: .whitespaces)
-    if let v = Int(s) { return v }
+    // Bounded so that frame arithmetic on it (fps x seconds) cannot overflow.
+    if let v = Int(s) { return abs(v) < 1_000_000_000 ? v : nil }
     // "902.0" style: an integral number written as a float.
     if let d = Double(s), d.isFinite, d == d.rounded(), abs(d) < 1e9 { return Int(d) }
     return nil
@@ -208,7 +209,7 @@ public struct AVACSV: Sendable {
             }
             if scoreColumn && f.count != 8 { throw AVAError(path, line: l.number, "missing score (column 8)") }
             guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
-            guard let ts = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer") }
+            guard let ts = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
             let box = try parseBox(f[2..<6], file: path, line: l.number)
             guard let action = Int(f[6]) else { throw AVAError(path, line: l.number, "action_id '\(f[6])' is not an integer") }
             var extra: Double?
@@ -231,7 +232,7 @@ public struct AVACSV: Sendable {
     public var skipReport: String {
         if skippedActions.isEmpty { return "" }
         let n = skippedActions.values.reduce(0, +)
-        let ids = skippedActions.keys.sorted().map { "\($0) (\(skippedActions[$0]!) row\(skippedActions[$0]! == 1 ? "" : "s"))" }
+        let ids = skippedActions.sorted(by: { $0.key < $1.key }).map { "\($0.key) (\($0.value) row\($0.value == 1 ? "" : "s"))" }
         return "\(path): skipped \(n) row\(n == 1 ? "" : "s") with action ids not in the label map: \(ids.joined(separator: ", "))"
     }
 
@@ -267,7 +268,7 @@ public func readAVAExcluded(_ path: String) throws -> Set<AVAKey> {
         let f = csvFields(l.text)
         guard f.count == 2 else { throw AVAError(path, line: l.number, "expected 2 fields (video_id, timestamp), got \(f.count)") }
         guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
-        guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer") }
+        guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
         out.insert(AVAKey(f[0], t))
     }
     return out
@@ -327,7 +328,7 @@ public struct AVAProposals: Sendable {
                 throw AVAError(path, line: l.number, "expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action, score), got \(f.count)")
             }
             guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
-            guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer") }
+            guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
             let box = try parseBox(f[2..<6], file: path, line: l.number)
             guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
             let key = AVAKey(f[0], t)

@@ -220,9 +220,24 @@ public struct AVAInputs {
                               cacheBytes: config.data.cacheMb << 20)
     }
 
-    /// Every video of `entries` must be readable before a run starts (errors name the video and the folder).
-    func checkVideos(_ entries: [AVAEntry]) throws {
-        for v in Set(entries.map(\.key.videoID)).sorted() { _ = try store.frameCount(v) }
+    /// Every video of `entries` must be readable before a run starts (errors name the video and the
+    /// folder). Keyframes outside their video (a shorter or cut video) are reported in one line and
+    /// skipped: their clips would otherwise be the first or last frame repeated, with no word.
+    func keyframesInVideos(_ entries: [AVAEntry], annotations: String, report: (String) -> Void) throws -> [AVAEntry] {
+        var counts: [String: Int] = [:]
+        for v in Set(entries.map(\.key.videoID)).sorted() { counts[v] = try store.frameCount(v) }
+        let sampler = config.clipOptions.sampler
+        var kept: [AVAEntry] = [], outside: [String] = []
+        for e in entries {
+            let k = sampler.keyframe(e.key.timestamp), n = counts[e.key.videoID] ?? 0
+            if k >= 1 && k <= n { kept.append(e) } else { outside.append("\(e.key) (frame \(k) of \(n))") }
+        }
+        if !outside.isEmpty {
+            report("\(annotations): \(outside.count) keyframe\(outside.count == 1 ? "" : "s") outside \(outside.count == 1 ? "its" : "their") video (skipped): "
+                   + outside.prefix(5).joined(separator: ", ") + (outside.count > 5 ? "; ..." : ""))
+        }
+        if kept.isEmpty { throw AVAError(annotations, "no keyframe lies inside its video (frames counted at \(sampler.fps) per second from second \(sampler.windowStart))") }
+        return kept
     }
 
     /// Training keyframes; skip reports go to `report`.
@@ -238,8 +253,8 @@ public struct AVAInputs {
         if !missing.isEmpty { report(missing) }
         if r.excluded > 0 { report("\(d.excluded): \(r.excluded) excluded keyframe\(r.excluded == 1 ? "" : "s") skipped") }
         if r.entries.isEmpty { throw AVAError(d.annotations, "no training keyframe with a box of the trained classes") }
-        try checkVideos(r.entries)
-        return AVADataset(entries: r.entries, store: store, options: config.clipOptions, training: true)
+        let entries = try keyframesInVideos(r.entries, annotations: d.annotations, report: report)
+        return AVADataset(entries: entries, store: store, options: config.clipOptions, training: true)
     }
 
     public var testAnnotations: String { config.test.annotations.isEmpty ? config.data.annotations : config.test.annotations }
@@ -256,8 +271,8 @@ public struct AVAInputs {
         let missing = AVAEntries.missingReport(r.missingProposals, proposals: testProposals)
         if !missing.isEmpty { report(missing) }
         if r.entries.isEmpty { throw AVAError(testProposals, "no test keyframe of \(testAnnotations) has a proposal") }
-        try checkVideos(r.entries)
-        return AVADataset(entries: r.entries, store: store, options: config.clipOptions, training: false)
+        let entries = try keyframesInVideos(r.entries, annotations: testAnnotations, report: report)
+        return AVADataset(entries: entries, store: store, options: config.clipOptions, training: false)
     }
 
     /// The detector, initialized from the seed (and the encoder weights when `loadEncoder`).

@@ -105,11 +105,27 @@ public struct CheckpointFile {
     public func encoderState(prefix: String? = nil) throws -> (state: [String: Tensor], prefix: String) {
         if tensors.isEmpty { throw CheckpointError.invalid(path: path, message: "checkpoint has no tensors") }
         let p = prefix ?? Self.encoderPrefix
-        if !p.isEmpty && tensors.keys.contains(where: { $0.hasPrefix(p) }) { return (Self.strip(p, from: tensors), p) }
-        if let prefix, !prefix.isEmpty {
-            throw CheckpointError.invalid(path: path, message: "no key starts with the prefix '\(prefix)' (e.g. '\(tensors.keys.sorted()[0])')")
+        if !p.isEmpty && tensors.keys.contains(where: { $0.hasPrefix(p) }) {
+            let state = Self.strip(p, from: tensors)
+            try requireFinite(state, prefix: p)
+            return (state, p)
         }
+        if let prefix, !prefix.isEmpty {
+            throw CheckpointError.invalid(path: path, message: "no key starts with the prefix '\(prefix)' (e.g. '\(tensors.keys.sorted().first ?? "")')")
+        }
+        try requireFinite(tensors, prefix: "")
         return (tensors, "")
+    }
+
+    /// Weights with NaN or infinite values (a run that diverged) would give NaN features and
+    /// empty masks with no word: they are an error naming the first such key.
+    public func requireFinite(_ state: [String: Tensor], prefix: String) throws {
+        for (k, t) in state.sorted(by: { $0.key < $1.key }) {
+            let p = t.data
+            for i in 0..<t.count where !p[i].isFinite {
+                throw CheckpointError.invalid(path: path, message: "key '\(prefix)\(k)' holds a NaN or infinite value (a run that diverged?)")
+            }
+        }
     }
 
     /// The encoder spec: the one recorded in the metadata, else what `resolver` derives from the

@@ -247,13 +247,13 @@ public class Adam: Optimizer {
     }
 
     public override func update(name: String, parameter: Tensor, grad: Tensor, state: inout [String: Tensor]) {
-        if state["step"] == nil {
-            state["step"] = Tensor(scalar: 0)
-            state["exp_avg"] = Tensor.zeros(parameter.shape)
-            state["exp_avg_sq"] = Tensor.zeros(parameter.shape)
-            if amsgrad { state["max_exp_avg_sq"] = Tensor.zeros(parameter.shape) }
-        }
-        let stepT = state["step"]!
+        // A parameter without state (before its first update) starts from zeros, as torch.optim.Adam.
+        let stepT = state["step"] ?? Tensor(scalar: 0)
+        let expAvg = state["exp_avg"] ?? Tensor.zeros(parameter.shape)
+        let expAvgSq = state["exp_avg_sq"] ?? Tensor.zeros(parameter.shape)
+        let maxExpAvgSq = amsgrad ? state["max_exp_avg_sq"] ?? Tensor.zeros(parameter.shape) : nil
+        state["step"] = stepT; state["exp_avg"] = expAvg; state["exp_avg_sq"] = expAvgSq
+        if let maxExpAvgSq { state["max_exp_avg_sq"] = maxExpAvgSq }
         stepT.data[0] += 1
         let step = Double(stepT.data[0])
         let lrD = Double(learningRate)
@@ -271,12 +271,12 @@ public class Adam: Optimizer {
 
         let n = parameter.count
         let p = SendablePointer(parameter.data), g = SendablePointer(grad.data)
-        let m = SendablePointer(state["exp_avg"]!.data), v = SendablePointer(state["exp_avg_sq"]!.data)
+        let m = SendablePointer(expAvg.data), v = SendablePointer(expAvgSq.data)
         // ATen's lerp: w < 0.5 ? m + w * (g - m) : g - (g - m) * (1 - w), as base + c * (g - m), branch-free.
         let lerpFromM = w1 < 0.5
         let c: Float = lerpFromM ? w1 : -(1 - w1)
-        if amsgrad {
-            let vmax = SendablePointer(state["max_exp_avg_sq"]!.data)
+        if let maxExpAvgSq {
+            let vmax = SendablePointer(maxExpAvgSq.data)
             Parallel.chunks(n, costPerItem: 16) { r in
                 for i in r {
                     let pi = p[i] * decay

@@ -10,6 +10,7 @@ import Foundation
 public struct CRWClipSource: ClipSource {
     public let videos: VideoClipDataset
     public let clipsPerVideo: Int
+    public var notices: OnceNotices? { videos.notices }
     public let sampler: CRWClipSampler
 
     public init(paths: [String], config c: TrainConfig) {

@@ -24,6 +24,7 @@ public struct TimeCycleClipSource: ClipSource {
     public typealias Sample = TimeCycleBatch
     public let videos: VideoClipDataset
     public let clipsPerVideo: Int
+    public var notices: OnceNotices? { videos.notices }
     public let clipFrames: Int
     public let patch: GroundTruthPatchConfig
     let targetIndex: Int, motionIndex: Int
@@ -33,9 +34,10 @@ public struct TimeCycleClipSource: ClipSource {
         clipsPerVideo = c.data.clipsPerVideo
         clipFrames = c.data.clipOffsets.count
         patch = c.patch
-        let tail = [c.data.targetOffset, c.data.motionOffset].sorted()
-        targetIndex = clipFrames + tail.firstIndex(of: c.data.targetOffset)!
-        motionIndex = clipFrames + tail.firstIndex(of: c.data.motionOffset)!
+        // The two extra frames are decoded in offset order after the clip.
+        let targetFirst = c.data.targetOffset <= c.data.motionOffset
+        targetIndex = clipFrames + (targetFirst ? 0 : 1)
+        motionIndex = clipFrames + (targetFirst ? 1 : 0)
     }
 
     public var count: Int { videos.count * clipsPerVideo }

@@ -175,9 +175,9 @@ public enum DAVISEvaluation {
         }
         var objects: [DAVISObjectScore] = []
         for (si, name) in dataset.sequenceNames.enumerated() {
-            let seq: DAVISSequence
-            do { seq = try dataset.sequence(name) } catch { throw EvaluationError("\(error)") }
-            objects += try evaluateSequence(seq, results: results, boundThreshold: boundThreshold)
+            let annotations: [String]
+            do { annotations = try dataset.annotationFiles(of: name) } catch { throw EvaluationError("\(error)") }
+            objects += try evaluateSequence(name, annotations: annotations, results: results, boundThreshold: boundThreshold)
             progress?("[\(si + 1)/\(dataset.count)] \(name)")
         }
         func mean(_ k: KeyPath<DAVISObjectScore, Double>) -> Double { objects.map { $0[keyPath: k] }.reduce(0, +) / Double(objects.count) }
@@ -187,34 +187,35 @@ public enum DAVISEvaluation {
         return DAVISEvaluationResult(objects: objects, summary: s)
     }
 
-    static func evaluateSequence(_ seq: DAVISSequence, results: String, boundThreshold: Double) throws -> [DAVISObjectScore] {
-        let annotated = seq.annotationPaths.keys.sorted()
+    /// One sequence; `annotations` are its ground-truth files in frame order (the frame list, as
+    /// the official evaluator takes it from the annotations, not from the JPEGs).
+    static func evaluateSequence(_ name: String, annotations annotated: [String], results: String, boundThreshold: Double) throws -> [DAVISObjectScore] {
         guard annotated.count >= 3 else {
-            throw EvaluationError("\(seq.name): \(annotated.count) annotated frame(s); the first and last are not scored, so at least 3 are needed")
+            throw EvaluationError("\(name): \(annotated.count) annotated frame(s); the first and last are not scored, so at least 3 are needed")
         }
-        let first = try readLabels(seq.annotationPaths[annotated[0]]!)
+        let firstPath = annotated[0]
+        let first = try readLabels(firstPath)
         let w = first.width, h = first.height
         let nObjects = Int(first.pixels.map { $0 == 255 ? 0 : $0 }.max() ?? 0)
-        if nObjects == 0 { throw EvaluationError("\(seq.annotationPaths[annotated[0]]!): no object in the first annotation") }
+        if nObjects == 0 { throw EvaluationError("\(firstPath): no object in the first annotation") }
         let scored = Array(annotated[1..<(annotated.count - 1)])
-        let seqDir = results + "/" + seq.name
+        let seqDir = results + "/" + name
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: seqDir, isDirectory: &isDir), isDir.boolValue else {
-            throw EvaluationError("\(seqDir): no results folder for sequence '\(seq.name)'")
+            throw EvaluationError("\(seqDir): no results folder for sequence '\(name)'")
         }
         var gts: [Image] = [], preds: [Image] = [], frameNames: [String] = []
-        for i in scored {
-            let gp = seq.annotationPaths[i]!
+        for gp in scored {
             let stem = ((gp as NSString).lastPathComponent as NSString).deletingPathExtension
             let pp = seqDir + "/" + stem + ".png"
             guard FileManager.default.fileExists(atPath: pp) else {
-                throw EvaluationError("\(pp): missing result frame (sequence '\(seq.name)', frame '\(stem)')")
+                throw EvaluationError("\(pp): missing result frame (sequence '\(name)', frame '\(stem)')")
             }
             let g = try readLabels(gp), p = try readLabels(pp)
             guard g.width == w && g.height == h else { throw EvaluationError("\(gp): \(g.width)x\(g.height), the first annotation is \(w)x\(h)") }
             guard p.width == w && p.height == h else { throw EvaluationError("\(pp): result is \(p.width)x\(p.height), the annotation is \(w)x\(h)") }
             if let m = p.pixels.max(), Int(m) > nObjects {
-                throw EvaluationError("\(pp): object id \(m) but sequence '\(seq.name)' has \(nObjects) object(s)")
+                throw EvaluationError("\(pp): object id \(m) but sequence '\(name)' has \(nObjects) object(s)")
             }
             gts.append(g); preds.append(p); frameNames.append(stem)
         }
@@ -234,7 +235,7 @@ public enum DAVISEvaluation {
         return (1...nObjects).map { o in
             let j = (0..<n).map { jv[$0 * nObjects + o - 1] }, f = (0..<n).map { fv[$0 * nObjects + o - 1] }
             let js = DAVISMetrics.statistics(j), fs = DAVISMetrics.statistics(f)
-            return DAVISObjectScore(sequence: seq.name, object: o, frames: frameNames, j: j, f: f,
+            return DAVISObjectScore(sequence: name, object: o, frames: frameNames, j: j, f: f,
                                     jMean: js.mean, jRecall: js.recall, jDecay: js.decay,
                                     fMean: fs.mean, fRecall: fs.recall, fDecay: fs.decay)
         }

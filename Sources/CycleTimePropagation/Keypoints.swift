@@ -142,10 +142,14 @@ public enum JHMDBEvaluation {
             guard f.count == 4, let t = Int(f[0]), let j = Int(f[1]), let x = Double(f[2]), let y = Double(f[3]), t >= 0, j >= 0 else {
                 throw EvaluationError("\(path): line \(n + 1): expected frame,joint,x,y")
             }
+            // The table below is frames x joints: bound both before allocating it.
+            guard t < 1_000_000, j < 1_000 else {
+                throw EvaluationError("\(path): line \(n + 1): frame \(t) or joint \(j) out of range (frames < 1000000, joints < 1000)")
+            }
             rows.append((t, j, Point2(x, y)))
         }
         if rows.isEmpty { throw EvaluationError("\(path): no keypoints") }
-        let T = rows.map { $0.0 }.max()! + 1, J = rows.map { $0.1 }.max()! + 1
+        let T = (rows.map { $0.0 }.max() ?? 0) + 1, J = (rows.map { $0.1 }.max() ?? 0) + 1
         var out = [[Point2]](repeating: [Point2](repeating: Point2(-1, -1), count: J), count: T)
         for (t, j, p) in rows { out[t][j] = p }
         return out

@@ -64,8 +64,7 @@ public enum VIPEvaluation {
         for name in ds.videoNames {
             let v: VIPVideo
             do { v = try ds.video(name) } catch { throw EvaluationError("\(error)") }
-            for i in v.maskPaths.keys.sorted() where i > 0 {
-                let gp = v.maskPaths[i]!
+            for (i, gp) in v.maskPaths.sorted(by: { $0.key < $1.key }) where i > 0 {
                 let stem = ((gp as NSString).lastPathComponent as NSString).deletingPathExtension
                 let pp = results + "/\(name)/\(stem).png"
                 guard FileManager.default.fileExists(atPath: pp) else { throw EvaluationError("\(pp): missing result frame (video '\(name)', frame '\(stem)')") }

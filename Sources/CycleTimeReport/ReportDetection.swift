@@ -67,7 +67,7 @@ extension Report {
             var c = Canvas(image: img).resized(width: 2 * options.tileWidth)
             // The best actions of each box (boxes grouped by coordinates), top 2 labels.
             var byBox: [[Double]: [(Int, Double)]] = [:]
-            for d in dets[key]! { byBox[d.box, default: []].append((d.action, d.score)) }
+            for d in dets[key] ?? [] { byBox[d.box, default: []].append((d.action, d.score)) }
             for (i, (box, acts)) in byBox.sorted(by: { ($0.value.map(\.1).max() ?? 0) > ($1.value.map(\.1).max() ?? 0) }).prefix(6).enumerated() {
                 let color = RGB.cycle[i % RGB.cycle.count]
                 let w = Double(c.width), h = Double(c.height)

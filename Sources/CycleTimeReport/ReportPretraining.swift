@@ -30,7 +30,7 @@ extension Report {
             out.append((k, p))
         }
         for (i, k) in ["lr", "grad_norm", "clips_per_s", "data_wait"].enumerated() where m.keys.contains(k) {
-            let info = known[k]!
+            guard let info = known[k] else { continue }
             var p = LinePlot(title: info.title, xLabel: stepAxis, yLabel: info.unit)
             let color = seriesColors[(i + 4) % seriesColors.count]
             if k == "lr" {

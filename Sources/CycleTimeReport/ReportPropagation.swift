@@ -45,7 +45,7 @@ extension Report {
             let seqs = bySeq.keys.sorted()
             func mean(_ xs: [Double]) -> Double { xs.reduce(0, +) / Double(max(xs.count, 1)) }
             let perSeq = seqs.map { s -> (String, Double, Double, Double) in
-                let os = bySeq[s]!
+                let os = bySeq[s] ?? []
                 let j = mean(os.map(\.jMean)), f = mean(os.map(\.fMean))
                 return (s, j, f, (j + f) / 2)
             }
@@ -55,7 +55,7 @@ extension Report {
                                  bars: perSeq.map { ($0.0, $0.3) }, range: 0...1)
             b.append(.figure(.svg("davis-jf", "DAVIS J&F per sequence (sorted)", chart.svg())))
             b.append(.markdown(table(["sequence", "objects", "J-Mean", "F-Mean", "J&F"],
-                                     perSeq.map { [$0.0, String(bySeq[$0.0]!.count), fmt($0.1), fmt($0.2), fmt($0.3)] }
+                                     perSeq.map { [$0.0, String(bySeq[$0.0]?.count ?? 0), fmt($0.1), fmt($0.2), fmt($0.3)] }
                                          + [["**all**", String(r.objects.count), fmt(r.summary.jMean), fmt(r.summary.fMean), fmt(r.summary.jfMean)]])))
         } else {
             b.append(.markdown("**Missing:** no `davis-eval-<set>.json` in `\(dir)` (score the masks with `cycletime eval davis --results \(dir)`)."))

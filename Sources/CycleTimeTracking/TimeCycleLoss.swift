@@ -75,12 +75,10 @@ public enum TimeCycleLoss {
     /// The paper's feature-similarity term: minus the mean (over tracked crops and batch) of the
     /// Frobenius inner product between the normalized crop and the normalized patch features.
     public static func featureSimilarity(crops: [Tensor], patch: Tensor) -> Tensor {
-        var acc: Tensor? = nil
-        for cr in crops {
-            let s = (F.normalize(cr, axis: 1) * patch).sum(axes: [1, 2, 3]).mean()
-            acc = acc.map { $0 + s } ?? s
-        }
-        return -(acc! / Tensor(scalar: Float(crops.count)))
+        precondition(!crops.isEmpty, "featureSimilarity: no crops")
+        let terms = crops.map { (F.normalize($0, axis: 1) * patch).sum(axes: [1, 2, 3]).mean() }
+        let acc = terms.dropFirst().reduce(terms[0], +)
+        return -(acc / Tensor(scalar: Float(crops.count)))
     }
 
     /// All terms and the weighted total for a forward pass against the ground-truth theta [B, 2, 3].

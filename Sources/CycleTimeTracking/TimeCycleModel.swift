@@ -281,26 +281,26 @@ public final class TimeCycleModel: Module {
 
         // Forward chains: cycle c starts from the crop in f_{T-c}; at step w it moves into
         // f_{T-c+w} (w < c) or into the target image (w == c). All cycles step together.
-        var queries: [Int: Tensor] = [:]
-        for cyc in 1...tl { queries[cyc] = F.normalize(backCrops[cyc - 1], axis: 1) }
-        var cycleThetas = [Tensor?](repeating: nil, count: tl)
+        // queries[cyc - 1] is cycle cyc's current query.
+        var queries: [Tensor] = (1...tl).map { F.normalize(backCrops[$0 - 1], axis: 1) }
+        var cycleThetas: [Tensor] = []
         for w in 1...tl {
             let active = Array(w...tl)
-            let q = Tensor.cat(active.map { queries[$0]! }, axis: 0)
+            let q = Tensor.cat(active.map { queries[$0 - 1] }, axis: 0)
             let bases = Tensor.cat(active.map { $0 == w ? inorm : normFrames[tl - $0 + w] }, axis: 0)
             let theta = predictTheta(affinity(query: q, base: bases))
-            cycleThetas[w - 1] = active.count == 1 ? theta : theta.sliced(axis: 0, start: 0, end: bsz)
+            cycleThetas.append(active.count == 1 ? theta : theta.sliced(axis: 0, start: 0, end: bsz))
             if active.count > 1 {
                 let rawBases = Tensor.cat(active.dropFirst().map { rawFrames[tl - $0 + w] }, axis: 0)
                 let cropsN = F.normalize(crop(rawBases, theta: theta.sliced(axis: 0, start: bsz)), axis: 1)
                 for (i, cyc) in active.dropFirst().enumerated() {
-                    queries[cyc] = cropsN.sliced(axis: 0, start: i * bsz, end: (i + 1) * bsz)
+                    queries[cyc - 1] = cropsN.sliced(axis: 0, start: i * bsz, end: (i + 1) * bsz)
                 }
             }
         }
         // (The original also sends the crops of the last backward chain back into the target
         // image; that transform enters no loss and is not computed here.)
-        return TimeCycleOutputs(cycleThetas: cycleThetas.map { $0! }, directThetas: theta2, directAffinity: a2,
+        return TimeCycleOutputs(cycleThetas: cycleThetas, directThetas: theta2, directAffinity: a2,
                                 skipThetas: theta3, backCrops: backCrops, patchFeatures: pnorm)
     }
 

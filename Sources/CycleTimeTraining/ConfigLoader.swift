@@ -30,19 +30,67 @@ public enum ConfigLoader {
     /// Reads and decodes the YAML file at `path`, then applies `overrides` ("a.b=value", value in YAML).
     public static func load<T: RunConfiguration>(_ type: T.Type, path: String, overrides: [String] = []) throws -> T {
         guard FileManager.default.fileExists(atPath: path) else { throw ConfigError(path, "no such config file") }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { throw ConfigError(path, "is a folder, not a config file") }
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > maxBytes {
+            throw ConfigError(path, "\(size) bytes; a config file is at most \(maxBytes >> 10) KiB")
+        }
         guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(path, "cannot read the config file") }
         guard let text = String(data: data, encoding: .utf8) else { throw ConfigError(path, "the config file is not UTF-8 text") }
         return try decode(type, yaml: text, file: path, overrides: overrides)
     }
 
+    /// Bounds on what a config may make the parser build (a config is a few kilobytes): its size,
+    /// the nesting of flow collections (each level is a recursion of the composer) and the number of
+    /// nodes once aliases are expanded (a "billion laughs" file is a few lines).
+    public static let maxBytes = 1 << 20
+    public static let maxNesting = 64
+    public static let maxNodes = 100_000
+
+    /// YAML text to a node tree, within the bounds above; errors name `file`.
+    static func compose(_ yaml: String, file: String, what: String) throws -> Node? {
+        if yaml.utf8.count > maxBytes { throw ConfigError(file, "\(what): more than \(maxBytes >> 10) KiB") }
+        var depth = 0, deepest = 0, quote: UInt8? = nil
+        for c in yaml.utf8 {
+            if let q = quote { if c == q { quote = nil }; continue }
+            switch c {
+            case UInt8(ascii: "\""), UInt8(ascii: "'"): quote = c
+            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth = max(0, depth - 1)
+            case UInt8(ascii: "\n"): quote = nil
+            default: break
+            }
+        }
+        if deepest > maxNesting { throw ConfigError(file, "\(what): collections nested more than \(maxNesting) deep") }
+        let node: Node?
+        do { node = try Yams.compose(yaml: yaml) } catch {
+            throw ConfigError(file, "\(what): " + "\(error)".split(separator: "\n").joined(separator: " "))
+        }
+        if let node, nodeCount(node, limit: maxNodes) > maxNodes {
+            throw ConfigError(file, "\(what): more than \(maxNodes) values once its aliases are expanded")
+        }
+        return node
+    }
+
+    /// Nodes of a tree, counting stops just past `limit` (an alias bomb is never walked whole).
+    static func nodeCount(_ node: Node, limit: Int) -> Int {
+        var count = 0
+        func walk(_ n: Node) {
+            if count > limit { return }
+            count += 1
+            switch n {
+            case .mapping(let m): for (k, v) in m { walk(k); walk(v) }
+            case .sequence(let s): for v in s { walk(v) }
+            default: break
+            }
+        }
+        walk(node)
+        return count
+    }
+
     /// Decodes `T` from YAML text (`file` names it in errors).
     public static func decode<T: RunConfiguration>(_ type: T.Type, yaml: String, file: String, overrides: [String] = []) throws -> T {
-        var user: Node
-        do {
-            user = try Yams.compose(yaml: yaml) ?? Node([(Node, Node)]())
-        } catch {
-            throw ConfigError(file, "not valid YAML: " + "\(error)".split(separator: "\n").joined(separator: " "))
-        }
+        var user = try compose(yaml, file: file, what: "not valid YAML") ?? Node([(Node, Node)]())
         if case .scalar(let s) = user, s.string.isEmpty || s.tag.description.hasSuffix("null") { user = Node([(Node, Node)]()) }
         guard user.mapping != nil else { throw ConfigError(file, "the top level must be a mapping of fields (key: value)") }
         user = camelCased(user)
@@ -228,9 +276,7 @@ public enum ConfigLoader {
         guard !path.isEmpty, !path.contains(where: \.isEmpty) else { throw ConfigError(file, "override '\(text)' has an empty field name") }
         let valueText = String(text[text.index(after: eq)...])
         let value: Node
-        do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch {
-            throw ConfigError(file, "override '\(text)': the value is not valid YAML")
-        }
+        value = try compose(valueText, file: file, what: "override '\(text)': the value is not valid YAML") ?? Node("")
         var nested = value
         for key in path.reversed() { nested = Node([(Node(key), nested)]) }
         return merge(nested, over: node)

@@ -34,8 +34,8 @@ public final class ProgressReporter {
     @discardableResult
     public func update(step: Int, stepSeconds: Double, clips: Double, dataWait: Double, terms: [(String, Double)]) -> String? {
         // Smoothed step time for the rate and ETA (the first step, with warm-up, counts less).
-        smoothed = smoothed.map { 0.8 * $0 + 0.2 * stepSeconds } ?? stepSeconds
-        let s = smoothed!
+        let s = smoothed.map { 0.8 * $0 + 0.2 * stepSeconds } ?? stepSeconds
+        smoothed = s
         let eta = Double(total - step) * s
         let loss = terms.first.map { String(format: "%.4f", $0.1) } ?? "-"
         let parts = terms.dropFirst().map { "\($0.0.replacingOccurrences(of: "loss_", with: "")) \(String(format: "%.4f", $0.1))" }

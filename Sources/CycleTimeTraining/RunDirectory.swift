@@ -171,13 +171,16 @@ public final class RunDirectory {
     }
 
     private func append(_ text: String, to file: String, handle: inout FileHandle?) throws {
-        if handle == nil {
+        let h: FileHandle
+        if let open = handle { h = open } else {
             if !FileManager.default.fileExists(atPath: file) { _ = FileManager.default.createFile(atPath: file, contents: nil) }
-            guard let h = FileHandle(forWritingAtPath: file) else { throw ConfigError(file, "cannot open for writing") }
-            h.seekToEndOfFile()
-            handle = h
+            guard let opened = FileHandle(forWritingAtPath: file) else { throw ConfigError(file, "cannot open for writing") }
+            opened.seekToEndOfFile()
+            handle = opened
+            h = opened
         }
-        handle!.write(Data(text.utf8))
+        // The throwing write: a full disk is an error naming the file, not a trap in Foundation.
+        do { try h.write(contentsOf: Data(text.utf8)) } catch { throw FileWriteError(path: file, underlying: error) }
     }
 }
 

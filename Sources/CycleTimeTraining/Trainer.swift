@@ -251,6 +251,7 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
         if let o = file.metadata["objective"], o != task.objectiveName {
             throw TrainingError("\(path): the checkpoint is of objective '\(o)', the config trains '\(task.objectiveName)'")
         }
+        try file.requireFinite(file.tensors, prefix: "")
         do {
             try task.model.loadStateDict(file.modelState, strict: true)
         } catch {

@@ -3,39 +3,45 @@ import CFFmpeg
 // Owners of FFmpeg C handles: each frees its handle in deinit.
 
 final class FormatContext {
-    var p: UnsafeMutablePointer<AVFormatContext>?
+    let p: UnsafeMutablePointer<AVFormatContext>
     let path: String
     init(openInput path: String) throws {
         self.path = path
         FFmpegLog.ensureConfigured()
         var ctx: UnsafeMutablePointer<AVFormatContext>? = nil
         let r = avformat_open_input(&ctx, path, nil, nil)
-        if r < 0 { throw MediaError(file: path, ffmpeg: r, during: "cannot open") }
-        p = ctx
-        try check(avformat_find_stream_info(ctx, nil), path, "cannot read stream information")
+        guard r >= 0, let opened = ctx else { throw MediaError(file: path, ffmpeg: r, during: "cannot open") }
+        p = opened
+        try check(avformat_find_stream_info(p, nil), path, "cannot read stream information")
     }
-    deinit { if p != nil { avformat_close_input(&p) } }
+    deinit { var q: UnsafeMutablePointer<AVFormatContext>? = p; avformat_close_input(&q) }
 }
 
 final class CodecContext {
-    var p: UnsafeMutablePointer<AVCodecContext>?
+    let p: UnsafeMutablePointer<AVCodecContext>
     init(codec: UnsafePointer<AVCodec>?, file: String) throws {
         guard let c = avcodec_alloc_context3(codec) else { throw MediaError(file: file, "cannot allocate codec context") }
         p = c
     }
-    deinit { avcodec_free_context(&p) }
+    deinit { var q: UnsafeMutablePointer<AVCodecContext>? = p; avcodec_free_context(&q) }
 }
 
 final class Packet {
-    var p: UnsafeMutablePointer<AVPacket>?
-    init() { p = av_packet_alloc() }
-    deinit { av_packet_free(&p) }
+    let p: UnsafeMutablePointer<AVPacket>
+    init(file: String) throws {
+        guard let a = av_packet_alloc() else { throw MediaError(file: file, "cannot allocate a packet") }
+        p = a
+    }
+    deinit { var q: UnsafeMutablePointer<AVPacket>? = p; av_packet_free(&q) }
 }
 
 final class Frame {
-    var p: UnsafeMutablePointer<AVFrame>?
-    init() { p = av_frame_alloc() }
-    deinit { av_frame_free(&p) }
+    let p: UnsafeMutablePointer<AVFrame>
+    init(file: String) throws {
+        guard let a = av_frame_alloc() else { throw MediaError(file: file, "cannot allocate a frame") }
+        p = a
+    }
+    deinit { var q: UnsafeMutablePointer<AVFrame>? = p; av_frame_free(&q) }
 }
 
 final class Scaler {

@@ -40,6 +40,8 @@ public struct MatArray: Sendable {
 /// Reader of MATLAB level 5 MAT-files (numeric arrays, logical, char, structs, cells; compressed
 /// elements through zlib). v7.3 (HDF5) files, sparse arrays and objects are clear thrown errors.
 public enum MatFile {
+    /// The most one compressed element may expand to (annotation files are kilobytes).
+    public static let maxInflatedBytes = 256 << 20
     public static func read(_ path: String) throws -> [String: MatValue] {
         guard FileManager.default.fileExists(atPath: path) else { throw MediaError(file: path, "no such file") }
         let data: [UInt8]
@@ -103,10 +105,15 @@ public enum MatFile {
                     stream.avail_out = UInt32(cb.count)
                     let s = CZlib.inflate(&stream, Z_NO_FLUSH)
                     out.append(contentsOf: cb[0..<(cb.count - Int(stream.avail_out))])
+                    // A compressed element may expand without bound (a zip bomb): stop at the limit.
+                    if out.count > MatFile.maxInflatedBytes { return Z_MEM_ERROR }
                     return s
                 }
             } while st == Z_OK && (stream.avail_in > 0 || stream.avail_out == 0)
             return st
+        }
+        if out.count > MatFile.maxInflatedBytes {
+            throw MediaError(file: file, "a compressed element expands to more than \(MatFile.maxInflatedBytes >> 20) MiB")
         }
         if status != Z_STREAM_END && status != Z_OK && status != Z_BUF_ERROR {
             throw MediaError(file: file, "corrupt compressed element (zlib error \(status))")
@@ -193,12 +200,24 @@ public enum MatFile {
             defer { pos = saved }
             pos = start
             let flags = try numbers()
-            let cls = Int(UInt32(flags[0]) & 0xFF)
-            let isComplex = (UInt32(flags[0]) & 0x800) != 0
-            let isLogical = (UInt32(flags[0]) & 0x200) != 0
-            let dims = try numbers().map { Int($0) }
+            guard let f0 = flags.first, f0 >= 0, f0 <= Double(UInt32.max) else { throw MediaError(file: file, "bad array flags") }
+            let cls = Int(UInt32(f0) & 0xFF)
+            let isComplex = (UInt32(f0) & 0x800) != 0
+            let isLogical = (UInt32(f0) & 0x200) != 0
+            // Dimensions come from the file: whole, non-negative, and no more elements than the
+            // element has bytes (each value takes at least one), checked before anything is allocated.
+            let rawDims = try numbers()
+            guard (1...32).contains(rawDims.count), rawDims.allSatisfy({ $0 >= 0 && $0 <= Double(Int32.max) && $0.rounded() == $0 }) else {
+                throw MediaError(file: file, "bad array dimensions \(rawDims.prefix(8))")
+            }
+            let dims = rawDims.map { Int($0) }
+            var total = 1
+            for d in dims {
+                let (t, overflow) = total.multipliedReportingOverflow(by: d)
+                guard !overflow, t <= count else { throw MediaError(file: file, "array dimensions \(dims) declare more values than the element's \(count) bytes") }
+                total = t
+            }
             let name = try string()
-            let total = dims.reduce(1, *)
             let where_ = name.isEmpty ? "a nested value" : "variable '\(name)'"
             switch cls {
             case 6, 7, 8, 9, 10, 11, 12, 13, 14, 15:
@@ -207,10 +226,11 @@ public enum MatFile {
                 guard re.count == total else { throw MediaError(file: file, "\(where_): \(re.count) values for dims \(dims)") }
                 let names = [6: "double", 7: "single", 8: "int8", 9: "uint8", 10: "int16", 11: "uint16", 12: "int32",
                              13: "uint32", 14: "int64", 15: "uint64"]
-                return (name, .numeric(MatArray(dims: dims, className: isLogical ? "logical" : names[cls]!,
+                return (name, .numeric(MatArray(dims: dims, className: isLogical ? "logical" : names[cls, default: "double"],
                                                 values: rowMajor(re, dims), imaginary: im.map { rowMajor($0, dims) })))
             case 4:
                 let codes = try numbers()
+                guard codes.count == total else { throw MediaError(file: file, "\(where_): \(codes.count) characters for dims \(dims)") }
                 let rows = dims.first ?? 0
                 let cols = total / max(rows, 1)
                 // Column-major chars: rows are strings.
@@ -242,6 +262,7 @@ public enum MatFile {
                     }
                     colMajor.append(el)
                 }
+                guard colMajor.count == total else { throw MediaError(file: file, "\(where_): \(colMajor.count) elements for dims \(dims)") }
                 return (name, .structure(dims: dims, fields: fields, elements: rowMajorPerm(colMajor, dims)))
             case 1:
                 var colMajor: [MatValue] = []
@@ -250,6 +271,7 @@ public enum MatFile {
                     guard t == 14 else { throw MediaError(file: file, "\(where_): cell element is not a matrix") }
                     if let (_, v) = try matrix(start: cs, count: cn) { colMajor.append(v) }
                 }
+                guard colMajor.count == total else { throw MediaError(file: file, "\(where_): \(colMajor.count) cells for dims \(dims)") }
                 return (name, .cell(dims: dims, elements: rowMajorPerm(colMajor, dims)))
             case 5: throw MediaError(file: file, "\(where_): sparse arrays are not supported")
             case 3: throw MediaError(file: file, "\(where_): MATLAB objects are not supported")

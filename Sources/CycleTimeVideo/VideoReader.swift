@@ -86,12 +86,12 @@ public final class VideoReader {
     private let codec: CodecContext
     private let streamIndex: Int32
     private let timeBase: Double
-    private let packet = Packet()
-    private var cur = Frame()
-    private var nxt = Frame()
+    private let packet: Packet
+    private var cur: Frame
+    private var nxt: Frame
     private let scaler = Scaler()
     private let resizer = Scaler()
-    private let mid = Frame()
+    private let mid: Frame
     private let rgbStride: Int
     private let rgbBuffer: AlignedBuffer
     private let swsFlags: Int32
@@ -121,18 +121,23 @@ public final class VideoReader {
         }
         if let f = fps, !(f > 0 && f <= 1000) { throw MediaError(file: path, "fps must be in (0, 1000], got \(f)") }
         self.fps = fps
+        packet = try Packet(file: path)
+        cur = try Frame(file: path)
+        nxt = try Frame(file: path)
+        mid = try Frame(file: path)
         format = try FormatContext(openInput: path)
-        let fmt = format.p!
+        let fmt = format.p
         var decoder: UnsafePointer<AVCodec>? = nil
         let si = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0)
         if si == ct_averror_stream_not_found() { throw MediaError(file: path, "no video stream (audio-only or data file)", code: si) }
         if si == ct_averror_decoder_not_found() { throw MediaError(file: path, "no decoder for the video stream", code: si) }
         try check(si, path, "no usable video stream")
         streamIndex = si
-        let stream = fmt.pointee.streams[Int(si)]!
-        let par = stream.pointee.codecpar!
+        guard let stream = fmt.pointee.streams[Int(si)], let par = stream.pointee.codecpar else {
+            throw MediaError(file: path, "video stream \(si) has no codec parameters")
+        }
         codec = try CodecContext(codec: decoder, file: path)
-        let ctx = codec.p!
+        let ctx = codec.p
         try check(avcodec_parameters_to_context(ctx, par), path, "bad codec parameters")
         ctx.pointee.thread_count = Int32(max(0, threads))
         ctx.pointee.thread_type = ct_thread_frame_slice()
@@ -184,13 +189,13 @@ public final class VideoReader {
         let f = try FormatContext(openInput: path)
         let si = av_find_best_stream(f.p, AVMEDIA_TYPE_VIDEO, -1, -1, nil, 0)
         try check(si, path, "no usable video stream")
-        let pkt = Packet()
+        let pkt = try Packet(file: path)
         var n = 0
         while true {
             let r = av_read_frame(f.p, pkt.p)
             if r == ct_averror_eof() { break }
             try check(r, path, "cannot read packet")
-            if pkt.p!.pointee.stream_index == si { n += 1 }
+            if pkt.p.pointee.stream_index == si { n += 1 }
             av_packet_unref(pkt.p)
         }
         return n
@@ -200,7 +205,7 @@ public final class VideoReader {
 
     /// Decodes the next source frame into `into`; false at the end of the stream.
     private func decodeNext(into frame: Frame) throws -> Bool {
-        let ctx = codec.p!
+        let ctx = codec.p
         while true {
             if decoderEOF { return false }
             let r = avcodec_receive_frame(ctx, frame.p)
@@ -236,12 +241,12 @@ public final class VideoReader {
                 try check(rr, path, "cannot read packet")
             }
             defer { av_packet_unref(packet.p) }
-            if packet.p!.pointee.stream_index != streamIndex { continue }
-            if seekTarget != nil {
+            if packet.p.pointee.stream_index != streamIndex { continue }
+            if let target = seekTarget {
                 // Pre-roll after a seek: frames nobody references and that lie well before the target
                 // (0.5 s margin for reordering) are not decoded at all.
-                let pts = packet.p!.pointee.pts != ct_nopts_value() ? packet.p!.pointee.pts : packet.p!.pointee.dts
-                let early = pts != ct_nopts_value() && Double(pts) * timeBase < seekTarget! - 0.5
+                let pts = packet.p.pointee.pts != ct_nopts_value() ? packet.p.pointee.pts : packet.p.pointee.dts
+                let early = pts != ct_nopts_value() && Double(pts) * timeBase < target - 0.5
                 ctx.pointee.skip_frame = early ? AVDISCARD_NONREF : AVDISCARD_DEFAULT
             } else if ctx.pointee.skip_frame != AVDISCARD_DEFAULT {
                 ctx.pointee.skip_frame = AVDISCARD_DEFAULT
@@ -256,7 +261,7 @@ public final class VideoReader {
 
     /// Timestamp (seconds) and duration of a decoded frame.
     private func timing(_ f: Frame) -> (Double, Double) {
-        let p = f.p!.pointee
+        let p = f.p.pointee
         var t: Double
         if p.best_effort_timestamp != ct_nopts_value() { t = Double(p.best_effort_timestamp) * timeBase }
         else if p.pts != ct_nopts_value() { t = Double(p.pts) * timeBase }
@@ -321,12 +326,12 @@ public final class VideoReader {
 
     /// Converts `cur` to RGB24 at the output size into the internal buffer.
     private func scaleCurrent() throws {
-        var f = cur.p!
+        var f = cur.p
         if (f.pointee.width != Int32(outputWidth) || f.pointee.height != Int32(outputHeight))
             && sws_isSupportedOutput(AVPixelFormat(f.pointee.format)) != 0 && sws_isSupportedInput(AVPixelFormat(f.pointee.format)) != 0 {
             // Resize in the decoder's own (YUV) format first, then convert the small frame to RGB, as
             // ffmpeg's `-vf scale` does: far cheaper than scaling straight into packed RGB.
-            let m = mid.p!
+            let m = mid.p
             if m.pointee.format != f.pointee.format || m.pointee.width != Int32(outputWidth) || m.pointee.height != Int32(outputHeight) {
                 av_frame_unref(m)
                 m.pointee.format = f.pointee.format
@@ -442,6 +447,8 @@ public final class VideoReader {
     /// Seeks so that the next frame is the one shown at `seconds` (output frame round(seconds*fps)
     /// when resampling).
     public func seek(to seconds: Double) throws {
+        // A time from a file (an AVA timestamp) must fit the integer frame arithmetic below.
+        guard seconds.isFinite, abs(seconds) <= 1e7 else { throw MediaError(file: path, "cannot seek to \(seconds) s") }
         let ts = Int64((max(0, seconds) / timeBase).rounded(.down))
         try check(av_seek_frame(format.p, streamIndex, ts, AVSEEK_FLAG_BACKWARD), path, "cannot seek to \(seconds) s")
         avcodec_flush_buffers(codec.p)
@@ -449,10 +456,11 @@ public final class VideoReader {
         lastTime = -Double.infinity
         started = false; haveNext = false
         if let fps {
-            seekStartN = Int((seconds * fps).rounded())
-            outIndex = seekStartN!
+            let start = Int((seconds * fps).rounded())
+            seekStartN = start
+            outIndex = start
             // Source frames ending before the first output time are skipped.
-            seekTarget = Double(seekStartN!) / fps
+            seekTarget = Double(start) / fps
         } else {
             seekTarget = seconds
             outIndex = Int((seconds * metadata.fps).rounded())

@@ -4,20 +4,18 @@ import Foundation
 
 /// Output container context (owns its AVIO handle).
 final class OutputContext {
-    var p: UnsafeMutablePointer<AVFormatContext>?
+    let p: UnsafeMutablePointer<AVFormatContext>
     init(path: String) throws {
         FFmpegLog.ensureConfigured()
         var oc: UnsafeMutablePointer<AVFormatContext>? = nil
         var r = avformat_alloc_output_context2(&oc, nil, nil, path)
         if r < 0 || oc == nil { r = avformat_alloc_output_context2(&oc, nil, "mp4", path) }
-        if r < 0 || oc == nil { throw MediaError(file: path, ffmpeg: r, during: "cannot create output") }
-        p = oc
+        guard r >= 0, let made = oc else { throw MediaError(file: path, ffmpeg: r, during: "cannot create output") }
+        p = made
     }
     deinit {
-        if let p {
-            if (p.pointee.oformat.pointee.flags & ct_fmt_nofile()) == 0 && p.pointee.pb != nil { avio_closep(&p.pointee.pb) }
-            avformat_free_context(p)
-        }
+        if (p.pointee.oformat.pointee.flags & ct_fmt_nofile()) == 0 && p.pointee.pb != nil { avio_closep(&p.pointee.pb) }
+        avformat_free_context(p)
     }
 }
 
@@ -30,8 +28,8 @@ public final class VideoWriter {
     private let output: OutputContext
     private let codec: CodecContext
     private let stream: UnsafeMutablePointer<AVStream>
-    private let frame = Frame()
-    private let packet = Packet()
+    private let frame: Frame
+    private let packet: Packet
     private let scaler = Scaler()
     private var nextPts: Int64 = 0
     private var finished = false
@@ -42,8 +40,10 @@ public final class VideoWriter {
             throw MediaError(file: path, "frame size \(width)x\(height) must be positive and even")
         }
         self.width = width; self.height = height
+        frame = try Frame(file: path)
+        packet = try Packet(file: path)
         output = try OutputContext(path: path)
-        let oc = output.p!
+        let oc = output.p
         var enc: UnsafePointer<AVCodec>? = preferH264 ? avcodec_find_encoder_by_name("libx264") : nil
         if enc == nil { enc = avcodec_find_encoder(AV_CODEC_ID_MPEG4) }
         guard let enc else { throw MediaError(file: path, "no H.264 or MPEG-4 encoder in this FFmpeg") }
@@ -51,7 +51,7 @@ public final class VideoWriter {
         guard let st = avformat_new_stream(oc, nil) else { throw MediaError(file: path, "cannot add a stream") }
         stream = st
         codec = try CodecContext(codec: enc, file: path)
-        let ctx = codec.p!
+        let ctx = codec.p
         let rate = av_d2q(fps, 100_000)
         ctx.pointee.width = Int32(width)
         ctx.pointee.height = Int32(height)
@@ -78,7 +78,7 @@ public final class VideoWriter {
             try check(avio_open(&oc.pointee.pb, path, ct_avio_flag_write()), path, "cannot create file")
         }
         try check(avformat_write_header(oc, nil), path, "cannot write header")
-        let f = frame.p!
+        let f = frame.p
         f.pointee.format = AV_PIX_FMT_YUV420P.rawValue
         f.pointee.width = Int32(width)
         f.pointee.height = Int32(height)
@@ -92,7 +92,7 @@ public final class VideoWriter {
     public func write(rgb: [UInt8]) throws {
         precondition(rgb.count == width * height * 3, "VideoWriter: expected \(width)x\(height) RGB24")
         guard !finished else { throw MediaError(file: path, "writer already finished") }
-        let f = frame.p!
+        let f = frame.p
         try check(av_frame_make_writable(f), path, "frame not writable")
         var dstData = f.pointee.data
         var dstStride = f.pointee.linesize
@@ -123,15 +123,15 @@ public final class VideoWriter {
     }
 
     private func send(_ f: UnsafeMutablePointer<AVFrame>?) throws {
-        let ctx = codec.p!
+        let ctx = codec.p
         try check(avcodec_send_frame(ctx, f), path, "encoding failed")
         while true {
             let r = avcodec_receive_packet(ctx, packet.p)
             if r == ct_averror_eagain() || r == ct_averror_eof() { return }
             try check(r, path, "encoding failed")
-            if packet.p!.pointee.duration <= 0 { packet.p!.pointee.duration = 1 }  // one frame (the muxer needs it for the last one)
+            if packet.p.pointee.duration <= 0 { packet.p.pointee.duration = 1 }  // one frame (the muxer needs it for the last one)
             av_packet_rescale_ts(packet.p, ctx.pointee.time_base, stream.pointee.time_base)
-            packet.p!.pointee.stream_index = stream.pointee.index
+            packet.p.pointee.stream_index = stream.pointee.index
             let w = av_interleaved_write_frame(output.p, packet.p)
             av_packet_unref(packet.p)
             try check(w, path, "cannot write packet")

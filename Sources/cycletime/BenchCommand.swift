@@ -201,14 +201,14 @@ struct BenchCore: ParsableCommand {
                 opt.step()
                 rss.append(ProcessMemory.residentBytes)
                 live.append(StorageStats.liveBytes)
-                if i == 0 || (i + 1) % 10 == 0 { r.say("  step \(i + 1): \(mib(rss.last!)) resident, \(mib(live.last!)) in live tensors") }
+                if i == 0 || (i + 1) % 10 == 0 { r.say("  step \(i + 1): \(mib(rss.last ?? 0)) resident, \(mib(live.last ?? 0)) in live tensors") }
             }
-            let afterFirst = rss[0], last = rss.last!, maxAfter = rss[1...].max() ?? afterFirst
+            let afterFirst = rss[0], last = rss.last ?? afterFirst, maxAfter = rss[1...].max() ?? afterFirst
             r.add("rss_after_step1_bytes", afterFirst)
             r.add("rss_last_step_bytes", last)
             r.add("rss_max_after_step1_bytes", maxAfter, line: "  after step 1 \(mib(afterFirst)), max after \(mib(maxAfter)), last \(mib(last)): growth \(mib(last - afterFirst)) (\(fmt(100 * Double(last - afterFirst) / Double(afterFirst), 1)) %)")
             r.add("rss_per_step_bytes", rss)
-            r.add("live_tensor_bytes_per_step", live, line: "  live tensor storage between steps: min \(mib(live.min()!)), max \(mib(live.max()!)) (the graph is freed after each backward)")
+            r.add("live_tensor_bytes_per_step", live, line: "  live tensor storage between steps: min \(mib(live.min() ?? 0)), max \(mib(live.max() ?? 0)) (the graph is freed after each backward)")
         }
         r.add("peak_rss_bytes", ProcessMemory.peakResidentBytes, line: "\nPeak resident memory: \(mib(ProcessMemory.peakResidentBytes))")
     }

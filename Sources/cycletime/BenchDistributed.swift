@@ -36,7 +36,7 @@ extension BenchTrain {
             }
             runs[k] = j
         }
-        let one = runs[1]!, many = runs[n]!
+        guard let one = runs[1], let many = runs[n] else { throw ValidationError("the 1-rank or \(n)-rank run gave no figures") }
         func d(_ j: [String: Any], _ k: String) -> Double { j[k] as? Double ?? .nan }
         let t1 = d(one, "seconds_per_step"), tn = d(many, "seconds_per_step"), ar = d(many, "allreduce_seconds")
         let clips1 = Double(batch) / t1, clipsN = Double(batch * n) / tn

@@ -53,7 +53,7 @@ struct BenchPropagate: ParsableCommand {
         let r = BenchReport(json: json)
         r.say("CycleTime propagation benchmark: \(seqs.map(\.name).joined(separator: ", ")) at 480p, resnet18 layer3 stride 8, random init seed 0, context \(options.contextFrames), radius \(Int(options.radius)), top-\(options.topK)")
         var g = RandomGenerator(seed: 0)
-        let model = ResNet(config: ResNetConfig(name: "resnet18", lastStage: "layer3", strides: [1, 2, 1, 1])!, initialize: true, generator: &g)
+        let model = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 1]), initialize: true, generator: &g)
         model.eval()
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("ct-bench-prop-\(getpid())").path
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)

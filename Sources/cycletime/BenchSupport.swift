@@ -50,14 +50,19 @@ final class BenchReport {
         fields.append((key, value))
         if !json, let line { print(line) }
     }
-    func say(_ line: String) { if !json { print(line) } else { FileHandle.standardError.write((line + "\n").data(using: .utf8)!) } }
+    func say(_ line: String) { if !json { print(line) } else { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
 
     func emitJSON() {
         guard json else { return }
         var dict: [String: Any] = [:]
         for (k, v) in fields { dict[k] = v }
-        let data = try! JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .prettyPrinted])
-        print(String(data: data, encoding: .utf8)!)
+        // JSON has no NaN or infinity: a figure that is not a number (a failed comparison run) is null.
+        for (k, v) in dict { if let d = v as? Double, !d.isFinite { dict[k] = NSNull() } }
+        guard let data = try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .prettyPrinted]) else {
+            FileHandle.standardError.write(Data("error: the benchmark's figures could not be written as JSON\n".utf8))
+            return
+        }
+        print(String(decoding: data, as: UTF8.self))
     }
 }
 

@@ -64,8 +64,10 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     /// The truncated encoder this command runs (weights not loaded yet).
-    func makeModel() -> ResNet {
-        let config = ResNetConfig(name: arch, lastStage: layer, strides: stride8 ? [1, 2, 1, 1] : [1, 2, 2, 2])!
+    func makeModel() throws -> ResNet {
+        guard let config = ResNetConfig(name: arch, lastStage: layer, strides: stride8 ? [1, 2, 1, 1] : [1, 2, 2, 2]) else {
+            throw ValidationError("--arch \(arch): not a torchvision ResNet (resnet18, resnet34, resnet50, resnet101, resnet152)")
+        }
         if randomInit {
             var g = RandomGenerator(seed: seed)
             return ResNet(config: config, initialize: true, generator: &g)
@@ -86,7 +88,7 @@ struct FeaturesCommand: ParsableCommand {
 
     func run() throws {
         try AtomicFile.checkWritable(out)
-        let model = makeModel()
+        let model = try makeModel()
         if let checkpoint {
             try CheckpointFile(checkpoint).loadEncoder(into: model, prefix: prefix, description: "\(arch) up to \(layer)")
         }
@@ -94,7 +96,7 @@ struct FeaturesCommand: ParsableCommand {
         let (mean, std) = (Normalization.imagenet.mean, Normalization.imagenet.std)
         var meta: [String: String] = [
             "arch": arch, "layer": layer, "stride8": stride8 ? "true" : "false",
-            "output_stride": String(model.outputStride), "source": image ?? video!,
+            "output_stride": String(model.outputStride), "source": image ?? video ?? "",
             "weights": checkpoint ?? "random-init seed \(seed)",
             "normalization": "imagenet mean \(mean) std \(std)",
         ]

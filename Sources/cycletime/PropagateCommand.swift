@@ -133,7 +133,9 @@ struct PropagationArguments: ParsableArguments {
         let spec = { try file?.encoderSpec(resolver: TrainConfig.resolveEncoderSpec) }
         let pad = try paddingMode(spec)
         let norm = try inputNormalization(spec)
-        let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1], paddingMode: pad)!
+        guard let config = ResNetConfig(name: arch, lastStage: layer, strides: parsedStrides ?? [1, 2, 1, 1], paddingMode: pad) else {
+            throw ValidationError("--arch \(arch): not a torchvision ResNet (resnet18, resnet34, resnet50, resnet101, resnet152)")
+        }
         var g = RandomGenerator(seed: seed)
         let model = ResNet(config: config, initialize: randomInit, generator: &g)
         if let file {

@@ -92,9 +92,74 @@ final class MatFileTests: XCTestCase {
         try data.prefix(300).write(to: URL(fileURLWithPath: t))
         XCTAssertThrowsError(try MatFile.read(t)) { e in XCTAssertTrue("\(e)".contains("truncated"), "\(e)") }
     }
+
+    /// Dimensions that declare more values than the element holds, or are not whole non-negative
+    /// numbers, are errors before anything is allocated from them.
+    func testDeclaredDimensionsAreBoundedByTheFile() throws {
+        let dir = temporaryDirectory("mat-dims")
+        for (name, dims, message) in [("overflow", [Int32.max, Int32.max, Int32.max], "declare more values"),
+                                      ("large", [65536, 65536], "declare more values"),
+                                      ("negative", [-1, 2], "bad array dimensions")] {
+            let p = dir + "/\(name).mat"
+            try Self.matFile(dims: dims, values: [1, 2]).write(to: URL(fileURLWithPath: p))
+            XCTAssertThrowsError(try MatFile.read(p), name) { e in XCTAssertTrue("\(e)".contains(p) && "\(e)".contains(message), "\(e)") }
+        }
+        let ok = dir + "/ok.mat"
+        try Self.matFile(dims: [1, 2], values: [1, 2]).write(to: URL(fileURLWithPath: ok))
+        XCTAssertEqual(try MatFile.read(ok)["x"]?.array?.values, [1, 2])
+    }
+
+    /// A compressed element that expands past the limit (a zip bomb: 13 bits per 258 zero bytes)
+    /// stops there with an error.
+    func testACompressedElementExpandsOnlyUpToTheLimit() throws {
+        var bits = BitWriter()
+        bits.put(1, 1); bits.put(1, 2)   // final block, fixed Huffman codes
+        bits.huffman(0b0011_0000, 8)     // literal 0
+        let runs = (MatFile.maxInflatedBytes + (1 << 20)) / 258
+        for _ in 0..<runs { bits.huffman(0b1100_0101, 8); bits.huffman(0, 5) }  // length 258, distance 1
+        bits.huffman(0, 7)               // end of block
+        let stream: [UInt8] = [0x78, 0x01] + bits.bytes + [0, 0, 0, 0]
+        var element = Self.tag(15, stream.count) + stream
+        while element.count % 8 != 0 { element.append(0) }
+        let p = temporaryDirectory("mat-bomb") + "/bomb.mat"
+        try Data(Self.header() + element).write(to: URL(fileURLWithPath: p))
+        XCTAssertThrowsError(try MatFile.read(p)) { e in XCTAssertTrue("\(e)".contains("expands to more than"), "\(e)") }
+    }
+
+    /// A level 5 MAT-file holding one double array "x" (little-endian, uncompressed).
+    static func matFile(dims: [Int32], values: [Double]) -> Data {
+        func padded(_ b: [UInt8]) -> [UInt8] { b + [UInt8](repeating: 0, count: (8 - b.count % 8) % 8) }
+        let flags = tag(6, 8) + le(UInt32(6)) + le(UInt32(0))
+        let dimBytes = dims.flatMap { le(UInt32(bitPattern: $0)) }
+        let dimsElement = padded(tag(5, dimBytes.count) + dimBytes)
+        let name = padded(tag(1, 1) + [UInt8(ascii: "x")])
+        let real = values.flatMap { le($0.bitPattern) }
+        let body = flags + dimsElement + name + padded(tag(9, real.count) + real)
+        return Data(header() + tag(14, body.count) + body)
+    }
+    static func header() -> [UInt8] {
+        var h = Array("MATLAB 5.0 MAT-file, written by CycleTime's tests".utf8)
+        h += [UInt8](repeating: 0x20, count: 124 - h.count)
+        return h + [0x00, 0x01, UInt8(ascii: "I"), UInt8(ascii: "M")]
+    }
+    static func tag(_ type: UInt32, _ count: Int) -> [UInt8] { le(type) + le(UInt32(count)) }
+    static func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 }
 
 func XCTAssertEqual(_ a: [Double], _ b: [Double], accuracy: Double, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.count, b.count, file: file, line: line)
     for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+}
+
+/// Deflate's bit order: fields least significant bit first, Huffman codes most significant bit first.
+struct BitWriter {
+    var bytes: [UInt8] = []
+    var used = 8
+    mutating func bit(_ b: UInt32) {
+        if used == 8 { bytes.append(0); used = 0 }
+        bytes[bytes.count - 1] |= UInt8(b & 1) << used
+        used += 1
+    }
+    mutating func put(_ value: UInt32, _ count: Int) { for i in 0..<count { bit(value >> i) } }
+    mutating func huffman(_ code: UInt32, _ count: Int) { for i in (0..<count).reversed() { bit(code >> i) } }
 }

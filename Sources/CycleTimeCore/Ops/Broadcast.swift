@@ -87,8 +87,9 @@ func broadcastBinary<Op: ElementZip>(_ a: Tensor, _ b: Tensor, _ f: Op) -> Tenso
     let out = Tensor(uninitialized: shape)
     if out.count == 0 { return out }
     let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
-    let inner = shape.last!, rows = out.count / inner
-    let ia = sa.last!, ib = sb.last!
+    // out.count > 0, so the shapes have rank >= 1 (a scalar broadcast has shape [1] here).
+    let inner = shape.last ?? 1, rows = out.count / inner
+    let ia = sa.last ?? 0, ib = sb.last ?? 0
     let pa = SendablePointer(a.data), pb = SendablePointer(b.data), po = SendablePointer(out.data)
     Parallel.chunks(rows, costPerItem: inner) { r in
         for row in r {

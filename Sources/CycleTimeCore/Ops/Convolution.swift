@@ -135,8 +135,8 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b
             groupGemmForward(w, col.data, out + n0 * g.cout * P, g, L: L, ldc: L)
             if let bias { addBias(out + n0 * g.cout * P, bias, n: 1, c: g.cout, plane: P) }
         } else {
-            if tmp == nil { tmp = Tensor(uninitialized: [g.cout * nbMax * P]) }
-            let t = tmp!
+            let t = tmp ?? Tensor(uninitialized: [g.cout * nbMax * P])
+            tmp = t
             groupGemmForward(w, col.data, t.data, g, L: L, ldc: L)
             // [cout, nb, P] -> out[n0 + j, cout, P] with bias.
             let ts = SendablePointer(t.data)
@@ -215,8 +215,8 @@ func convolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeomet
             }
         } else if needW || needX {
             // Stride-1 convs: dX as a convolution of dY (forward-shaped GEMM, no col2im).
-            let dxDone = dX != nil && ConvolutionPolicy.current.inputGradientAsConvolution
-                && inputGradientByConvolution(gy.data, weight.data, g, dX!.data)
+            let dxDone = ConvolutionPolicy.current.inputGradientAsConvolution
+                && dX.map { inputGradientByConvolution(gy.data, weight.data, g, $0.data) } ?? false
             if dxDone && dW == nil { return bias != nil ? [dX, dW, dB] : [dX, dW] }
             let col = kept ?? Tensor(uninitialized: [g.rows * nbMax * P])
             let dyBuf: Tensor? = nbMax > 1 && (dW != nil || !dxDone) ? Tensor(uninitialized: [g.cout * nbMax * P]) : nil

@@ -15,7 +15,7 @@ extension Tensor {
     /// Matrix product with PyTorch's `matmul` rules for rank >= 2: [..., M, K] x [..., K, N] with
     /// batch dimensions broadcast; a 1-D operand is treated as a row/column vector.
     public func matmul(_ other: Tensor) -> Tensor {
-        if rank == 1 { return reshaped([1, shape[0]]).matmul(other).reshaped(Array(other.shape.dropLast(2)) + [other.shape.last!]) }
+        if rank == 1 { return reshaped([1, shape[0]]).matmul(other).reshaped(Array(other.shape.dropLast(2)) + other.shape.suffix(1)) }
         if other.rank == 1 { return matmul(other.reshaped([other.shape[0], 1])).reshaped(Array(shape.dropLast())) }
         let m = shape[rank - 2], k = shape[rank - 1]
         let k2 = other.shape[other.rank - 2], n = other.shape[other.rank - 1]

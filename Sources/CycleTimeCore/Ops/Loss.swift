@@ -33,7 +33,7 @@ extension F {
         precondition(weight.rank == 2, "linear: weight must be [out, in], got \(weight.shape)")
         precondition(x.rank >= 1, "linear: input must have rank >= 1")
         let nOut = weight.shape[0], nIn = weight.shape[1]
-        precondition(x.shape.last! == nIn, "linear: input \(x.shape) does not match weight \(weight.shape)")
+        precondition(x.shape.last == nIn, "linear: input \(x.shape) does not match weight \(weight.shape)")
         if let b = bias { precondition(b.count == nOut && b.rank == 1, "linear: bias \(b.shape) for weight \(weight.shape)") }
         let rows = x.count / Swift.max(nIn, 1)
         let outShape = Array(x.shape.dropLast()) + [nOut]

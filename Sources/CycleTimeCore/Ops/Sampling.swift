@@ -279,8 +279,8 @@ extension F {
             precondition(s.count == 2 && s[0] > 0 && s[1] > 0, "interpolate: size must be [Ho, Wo] (positive), got \(s)")
             ho = s[0]; wo = s[1]
         } else {
-            let sf = scaleFactor!
-            precondition(sf.count == 1 || sf.count == 2, "interpolate: scaleFactor must have 1 or 2 values")
+            let sf = scaleFactor ?? []
+            precondition(sf.count == 1 || sf.count == 2, "interpolate: give size or scaleFactor (1 or 2 values)")
             let sh = Double(sf[0]), sw = Double(sf.count == 2 ? sf[1] : sf[0])
             precondition(sh > 0 && sw > 0, "interpolate: scaleFactor must be positive")
             scales = [sh, sw]

@@ -45,12 +45,12 @@ func permuteKernel(_ src: UnsafeMutablePointer<Float>, _ shape: [Int], _ perm: [
     // Drop size-1 dims, then merge runs (perm[k+1] == perm[k] + 1).
     var keptIn: [Int] = []  // input dims kept (size > 1), in input order
     for d in 0..<shape.count where shape[d] != 1 { keptIn.append(d) }
-    var p2: [Int] = perm.filter { shape[$0] != 1 }.map { keptIn.firstIndex(of: $0)! }
+    var p2: [Int] = perm.filter { shape[$0] != 1 }.compactMap { keptIn.firstIndex(of: $0) }
     var s2: [Int] = keptIn.map { shape[$0] }
     // Merge: groups of output-consecutive dims that are input-consecutive.
     var groups: [[Int]] = []  // in output order, each a run of input dims
     for d in p2 {
-        if var last = groups.last, last.last! + 1 == d { last.append(d); groups[groups.count - 1] = last }
+        if var last = groups.last, let end = last.last, end + 1 == d { last.append(d); groups[groups.count - 1] = last }
         else { groups.append([d]) }
     }
     // Input order of groups.
