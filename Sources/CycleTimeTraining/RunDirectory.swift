@@ -2,8 +2,11 @@ import CycleTimeCore
 import Foundation
 
 /// A run directory: `config.yaml` (the resolved configuration), `metrics.jsonl` (one JSON object
-/// per step), `train.log` (plain progress lines) and `checkpoints/step-NNNNNNNN.safetensors` with
-/// `checkpoints/latest.safetensors` (a hard link to the newest). Every file is written atomically.
+/// per step), the same scalars for TensorBoard in `events.out.tfevents.*` (one file per process
+/// that wrote to the run; see `appendMetrics`), `train.log` (plain progress lines) and
+/// `checkpoints/step-NNNNNNNN.safetensors` with `checkpoints/latest.safetensors` (a hard link to
+/// the newest). Every file is written atomically, but for the logs (metrics, events, train.log),
+/// appended to a record at a time.
 public final class RunDirectory {
     public let path: String
     public var checkpointsPath: String { path + "/checkpoints" }
@@ -13,6 +16,7 @@ public final class RunDirectory {
     public var configPath: String { path + "/config.yaml" }
     private var metricsHandle: FileHandle?
     private var logHandle: FileHandle?
+    private var events: EventFileWriter?
 
     /// The lock file (`.lock`, holding the pid of the process that uses the run).
     public var lockPath: String { path + "/.lock" }
@@ -125,10 +129,32 @@ public final class RunDirectory {
 
     // MARK: metrics and log
 
-    /// Appends one metrics line (a JSON object with keys in the given order).
+    /// Appends one metrics line (a JSON object with keys in the given order) and, when the fields
+    /// hold a "step", the same values as TensorBoard scalars at that step under the same names
+    /// (all but "step"; a non-finite value, `null` in the line, is left out). The first call of
+    /// this object starts its event file.
     public func appendMetrics(_ fields: [(String, Double)]) throws {
         let body = fields.map { k, v in "\"\(k)\": " + Self.json(v) }.joined(separator: ", ")
         try append("{" + body + "}\n", to: metricsPath, handle: &metricsHandle)
+        guard let step = fields.first(where: { $0.0 == "step" })?.1, step.isFinite, abs(step) < 1e15 else { return }
+        try eventWriter().writeScalars(step: Int(step), fields.filter { $0.0 != "step" })
+    }
+
+    /// Appends a TensorBoard image at `step` from PNG bytes (e.g. `Canvas.pngData()`); its size
+    /// and colours are read from the PNG.
+    public func appendImage(tag: String, step: Int, png: Data) throws {
+        let value = try SummaryEvent.image(tag: tag, png: png)
+        try eventWriter().write(SummaryEvent(wallTime: Date().timeIntervalSince1970, step: step, values: [value]))
+    }
+
+    /// The event files of the run, oldest first.
+    public var eventFiles: [String] { EventFileWriter.files(in: path) }
+
+    private func eventWriter() throws -> EventFileWriter {
+        if let events { return events }
+        let w = try EventFileWriter(folder: path)
+        events = w
+        return w
     }
 
     public func log(_ line: String) {
@@ -136,8 +162,12 @@ public final class RunDirectory {
     }
 
     /// Keeps only the metrics lines of steps <= `step` (after resuming from that step), one per
-    /// step (the last one written), dropping unreadable lines (a write cut short by a kill).
+    /// step (the last one written), dropping unreadable lines (a write cut short by a kill). The
+    /// event files likewise keep only the steps <= `step` (rewritten atomically when they hold
+    /// more); the resumed run's scalars go to a new event file.
     public func truncateMetrics(afterStep step: Int) throws {
+        events = nil
+        try EventFileWriter.keepSteps(upTo: step, in: path)
         guard let data = FileManager.default.contents(atPath: metricsPath), let text = String(data: data, encoding: .utf8) else { return }
         var lineOfStep: [Int: Substring] = [:]
         for line in text.split(separator: "\n") {
@@ -152,14 +182,15 @@ public final class RunDirectory {
     }
 
     /// A fresh run (no `latest` checkpoint): removes what an earlier run killed before its first
-    /// checkpoint left (metrics, log, a periodic checkpoint written just before `latest` would be),
+    /// checkpoint left (metrics, event files, log, a periodic checkpoint written just before `latest` would be),
     /// so the new run's files start over.
     public func startOver() throws {
         try? metricsHandle?.close()
         try? logHandle?.close()
         metricsHandle = nil
         logHandle = nil
-        for file in [metricsPath, logPath] + periodicCheckpoints().map(\.1) where unlink(file) != 0 && errno != ENOENT {
+        events = nil
+        for file in [metricsPath, logPath] + eventFiles + periodicCheckpoints().map(\.1) where unlink(file) != 0 && errno != ENOENT {
             throw ConfigError(file, "cannot remove the file of an earlier run that wrote no checkpoint: \(String(cString: strerror(errno)))")
         }
     }

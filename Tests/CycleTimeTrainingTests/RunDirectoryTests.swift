@@ -1,4 +1,5 @@
 import CycleTimeCore
+import CycleTimeVideo
 import Foundation
 import TestSupport
 import XCTest
@@ -30,6 +31,23 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertEqual(lines.count, 4)
         XCTAssertEqual(lines[0], "{\"step\": 1, \"loss\": 1, \"bad\": null}")
         XCTAssertEqual(lines[3], "{\"step\": 4, \"loss\": 0.5, \"bad\": 1}")
+        // The same scalars for TensorBoard: the old file keeps steps 1...3, the resumed object writes a new one.
+        XCTAssertEqual(run.eventFiles.count, 2)
+        try assertEventsMatchMetrics(run.path)
+        XCTAssertEqual(try eventScalars(run.path)["loss"], [1: 1, 2: 0.5, 3: Float(1.0 / 3), 4: 0.5])
+    }
+
+    /// An image goes into the run's event file with its size from the PNG; a fresh run removes old event files.
+    func testImagesAndStartOverOfEventFiles() throws {
+        let run = try RunDirectory(path: temporaryDirectory("images") + "/run")
+        let png = try Canvas(width: 7, height: 4, fill: .green).pngData()
+        try run.appendImage(tag: "val/frame", step: 3, png: png)
+        let events = try EventFileWriter.read(try XCTUnwrap(run.eventFiles.first))
+        XCTAssertEqual(events.last?.step, 3)
+        XCTAssertEqual(events.last?.values, [.init(tag: "val/frame", .image(width: 7, height: 4, colorspace: 3, png: png))])
+        XCTAssertThrowsError(try run.appendImage(tag: "broken", step: 4, png: Data([1, 2, 3]))) { XCTAssertTrue("\($0)".contains("'broken'"), "\($0)") }
+        try run.startOver()
+        XCTAssertEqual(run.eventFiles, [])
     }
 
     func testAPathUnderAFileIsAClearError() throws {

@@ -1,5 +1,6 @@
 import CycleTimeCore
 import CycleTimeNN
+import CycleTimeVideo
 import Foundation
 import TestSupport
 import XCTest
@@ -81,6 +82,82 @@ final class TrainerTests: XCTestCase {
         let back = try ConfigLoader.load(TrainConfig.self, path: dir + "/run/config.yaml")
         XCTAssertEqual(back.train.steps, 4)
         XCTAssertEqual(back.timecycle.featureDim, 32)
+    }
+
+    /// A run stopped after step 3 whose last checkpoint is step 2 (a kill between checkpoints,
+    /// with a record cut short at the end of its event file) and then resumed: the event files
+    /// hold every scalar of metrics.jsonl at its step, each step once.
+    func testEventFilesHoldEveryMetricsScalarOnceAcrossAKillAndResume() throws {
+        let run = try killedAndResumedRun("events")
+        XCTAssertEqual(try metrics(run).compactMap { $0["step"] as? Int }, Array(1...6))
+        XCTAssertEqual(try eventScalars(run)["loss"].map { $0.keys.sorted() }, Array(1...6))
+        try assertEventsMatchMetrics(run)
+    }
+
+    /// TensorBoard's own reader (EventAccumulator, without purging, so a repeated step would show)
+    /// reads the run's scalars at the metrics' steps, and an image that decodes. Skips when the
+    /// `tensorboard` Python package is missing.
+    func testTensorBoardReadsTheEventFiles() throws {
+        guard (try? runProcess("/usr/bin/env", ["python3", "-c", "import tensorboard"]))?.status == 0 else {
+            throw XCTSkip("python3 cannot import tensorboard (pip install tensorboard): TensorBoard's own reader is not checked")
+        }
+        let run = try killedAndResumedRun("tensorboard")
+        let canvas = Canvas(width: 6, height: 5, fill: .cyan)
+        do {
+            let r = try RunDirectory(path: run)
+            try r.appendImage(tag: "frames", step: 6, png: try canvas.pngData())
+        }
+        let script = """
+            import json, sys
+            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+            acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0}, purge_orphaned_data=False)
+            acc.Reload()
+            tags = acc.Tags()
+            out = {"scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]}, "images": []}
+            for e in acc.Images("frames"):
+                path = sys.argv[1] + "/decoded-%d.png" % e.step
+                open(path, "wb").write(e.encoded_image_string)
+                out["images"].append([e.step, e.width, e.height, path])
+            print(json.dumps(out))
+            """
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", script, run])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let read = try XCTUnwrap(obj["scalars"] as? [String: [[Double]]])
+        let ours = try eventScalars(run)
+        XCTAssertEqual(Set(read.keys), Set(ours.keys))
+        for (tag, points) in read {
+            XCTAssertEqual(points.map { Int($0[0]) }, ours[tag]?.keys.sorted(), "\(tag): each step once, in order")
+            for p in points { XCTAssertEqual(Float(p[1]), ours[tag]?[Int(p[0])] ?? .nan, tag) }
+        }
+        XCTAssertEqual(read["loss"]?.count, 6)
+        let images = try XCTUnwrap(obj["images"] as? [[Any]])
+        XCTAssertEqual(images.count, 1)
+        XCTAssertEqual(images.first?[0] as? Int, 6)
+        XCTAssertEqual(images.first?[1] as? Int, 6)
+        XCTAssertEqual(images.first?[2] as? Int, 5)
+        let decoded = try Image.readPNG(try XCTUnwrap(images.first?[3] as? String))
+        XCTAssertEqual(decoded.pixels, canvas.image.pixels)
+    }
+
+    /// A tiny 6-step run stopped after step 3, rolled back to its step-2 checkpoint with a
+    /// record cut short in its event file (as a kill between checkpoints leaves it), and resumed.
+    func killedAndResumedRun(_ name: String) throws -> String {
+        let dir = temporaryDirectory(name)
+        let run = dir + "/run"
+        let cfg = try writeTinyConfig(dir, output: run, steps: 6)
+        XCTAssertEqual(try makeTrainer(cfg).train(resume: false, stopAfter: 3), .interrupted(step: 3))
+        let latest = run + "/checkpoints/latest.safetensors"
+        try FileManager.default.removeItem(atPath: latest)
+        try FileManager.default.copyItem(atPath: run + "/checkpoints/step-00000002.safetensors", toPath: latest)
+        let events = try XCTUnwrap(EventFileWriter.files(in: run).last)
+        XCTAssertEqual(try EventFileWriter.read(events).last?.step, 3)
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: events))
+        handle.seekToEndOfFile()
+        handle.write(Data([7, 0, 0, 0]))
+        try handle.close()
+        XCTAssertEqual(try makeTrainer(cfg).train(resume: true), .finished(step: 6))
+        return run
     }
 
     func testAFolderWithNoReadableVideoIsAnError() throws {

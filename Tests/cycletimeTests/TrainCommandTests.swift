@@ -136,6 +136,12 @@ final class TrainCommandTests: XCTestCase {
         let last = try runProcess(exe, ["train", "--config", cfg, "--set", "train.checkpoint_every=1"] + (resume ? ["--resume"] : []))
         XCTAssertEqual(last.status, 0, "kill delays \(delays) ms: \(last.stderr)")
         XCTAssertEqual(try metricsSteps(run), Array(1...steps), "kill delays \(delays) ms")
+        // The TensorBoard event files hold each step once too (resuming drops the later steps of the old files).
+        var eventSteps: [Int] = []
+        for file in EventFileWriter.files(in: run) {
+            eventSteps += try EventFileWriter.read(file).filter { !$0.values.isEmpty }.map(\.step)
+        }
+        XCTAssertEqual(eventSteps.sorted(), Array(1...steps), "kill delays \(delays) ms")
         let folder = run + "/checkpoints"
         let names = try FileManager.default.contentsOfDirectory(atPath: folder)
         XCTAssertTrue(names.contains("latest.safetensors"))
