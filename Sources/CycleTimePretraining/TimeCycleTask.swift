@@ -28,6 +28,11 @@ public final class TimeCycleTask: TrainingTask {
     }
 
     public func clipCount(_ b: TimeCycleBatch) -> Int { b.size }
+
+    /// The encoder is detached at this step or not (`timecycle.detach_network`, `timecycle.detach_steps`).
+    public func prepare(step: Int) {
+        timeCycle.detachEncoder = timeCycle.config.detachesEncoder(atStep: step)
+    }
 }
 
 /// Loads and checks a training config, resolves its videos and builds the objective's task and

@@ -131,7 +131,7 @@ public enum CorrespondenceFigures {
         var tiles = [q.resized(width: options.tileWidth)]
         var labels = ["T=0 QUERIES"]
         for (i, p) in points.enumerated() {
-            let a = affinityMap(query: encoded[0].normalized, at: p, base: encoded[last].normalized, temperature: tc.effectiveTemperature)
+            let a = affinityMap(query: encoded[0].normalized, at: p, base: encoded[last].normalized, temperature: tc.temperature)
             var h = frames[last]
             h.overlayHeatmap(a, width: g, height: g)
             let best = a.indices.max(by: { a[$0] < a[$1] }) ?? 0

@@ -8,7 +8,7 @@ import CycleTimeModels
 // - encoder: a torchvision ResNet stopped after layer3 (layer3 stride 1, so stride 8), then a 1x1
 //   convolution to D channels and ReLU; the raw map is cropped, its channel-wise L2-normalized copy
 //   gives affinities;
-// - affinity A[k, i] = <base_k, query_i> / T, softmax over the base positions k, laid out as an
+// - affinity A[k, i] = <base_k, query_i> / T (T = 512^-0.5 whatever D, as the original), softmax over the base positions k, laid out as an
 //   HW_base-channel map over the query grid, base positions in column-major order (k = x * H + y:
 //   the original transposes the base map first);
 // - localizer: conv(HW_base -> 128, k4), LeakyReLU(0.1), conv(128 -> 64, k4), LeakyReLU(0.1),
@@ -41,8 +41,16 @@ public struct TimeCycleConfig: Sendable, Equatable, Codable {
     public var encoderStrides: [Int] = [1, 2, 1, 2]
     /// D: channels of the 1x1 head (256 for resnet18, 512 for resnet50 in the paper's setting).
     public var featureDim: Int = 256
-    /// Softmax temperature; nil means D^-0.5.
-    public var temperature: Float? = nil
+    /// Softmax temperature of the affinities: the original code's 512^-0.5 whatever the feature
+    /// width (`originalTemperature`; D^-0.5 only for the paper's D = 512).
+    public var temperature: Float = TimeCycleConfig.originalTemperature
+    /// The original's `detach_network`: the encoder's (ResNet's) output for the clip and the patch
+    /// is detached, so the encoder learns only through the target image's features; the 1x1 head
+    /// and the localizer learn as usual.
+    public var detachNetwork: Bool = false
+    /// A warm-up of `detachNetwork`: the encoder is detached for the first N steps, then trained
+    /// end to end (0: never; `detachNetwork` true detaches it at every step).
+    public var detachSteps: Int = 0
     /// Side of the (square) clip frames and target image.
     public var frameSize: Int = 240
     /// Side of the (square) target patch.
@@ -83,8 +91,12 @@ public struct TimeCycleConfig: Sendable, Equatable, Codable {
         }
         return rc
     }
-    /// Softmax temperature actually used.
-    public var effectiveTemperature: Float { temperature ?? Float(1 / Double(featureDim).squareRoot()) }
+    /// The original code's temperature, 512^-0.5 (its D of resnet50, kept for every encoder).
+    public static let originalTemperature = Float(1 / 512.0.squareRoot())
+
+    /// Whether the clip's and the patch's encoder outputs are detached at training step `step`
+    /// (0-based): `detachNetwork`, or a step within the first `detachSteps`.
+    public func detachesEncoder(atStep step: Int) -> Bool { detachNetwork || step < detachSteps }
 
     /// Feature-map side for an input side (the ResNet's floor arithmetic: conv1, maxpool, layer1..3).
     public func mapSize(_ size: Int) -> Int {
@@ -186,9 +198,14 @@ public final class TimeCycleModel: Module {
     public let encoder: ResNet
     public let head: Conv2d
     public let localizer: Localizer
+    /// Whether the forward pass detaches the encoder's output for the clip and the patch (the
+    /// target image's never is): `config.detachesEncoder(atStep:)` of the step being trained,
+    /// set by the training task before each step; step 0's value at first.
+    public var detachEncoder: Bool
 
     public init(config: TimeCycleConfig, generator: inout RandomGenerator) {
         self.config = config
+        detachEncoder = config.detachesEncoder(atStep: 0)
         encoder = ResNet(config: config.resnetConfig, generator: &generator)
         head = Conv2d(encoder.outChannels, config.featureDim, kernelSize: 1, bias: false, generator: &generator)
         localizer = Localizer(config: config, generator: &generator)
@@ -200,9 +217,11 @@ public final class TimeCycleModel: Module {
         self.init(config: config, generator: &DefaultRandom.generator)
     }
 
-    /// Raw features relu(head(encoder(x))) and their channel-wise L2-normalized copy.
-    public func encode(_ x: Tensor) -> (raw: Tensor, normalized: Tensor) {
-        let raw = head(encoder(x)).relu()
+    /// Raw features relu(head(encoder(x))) and their channel-wise L2-normalized copy; `detach`
+    /// cuts the gradient between the encoder and the head.
+    public func encode(_ x: Tensor, detach: Bool = false) -> (raw: Tensor, normalized: Tensor) {
+        let features = encoder(x)
+        let raw = head(detach ? features.detach() : features).relu()
         return (raw, F.normalize(raw, axis: 1))
     }
 
@@ -214,7 +233,7 @@ public final class TimeCycleModel: Module {
         let h = query.shape[2], w = query.shape[3]
         precondition(query.shape[0] == n && query.shape[1] == c, "affinity: query \(query.shape) vs base \(base.shape)")
         let b = base.transposed(2, 3).reshaped([n, c, wb * hb]).transposed(1, 2)      // [N, K, C]
-        let a = b.matmul(query.reshaped([n, c, h * w])) / Tensor(scalar: config.effectiveTemperature)
+        let a = b.matmul(query.reshaped([n, c, h * w])) / Tensor(scalar: config.temperature)
         return a.softmax(axis: 1).reshaped([n, hb * wb, h, w])
     }
 
@@ -247,8 +266,8 @@ public final class TimeCycleModel: Module {
     public func callAsFunction(clip: Tensor, patch: Tensor, image: Tensor) -> TimeCycleOutputs {
         precondition(clip.rank == 5 && clip.shape[2] == 3, "TimeCycleModel: clip must be [B, T, 3, H, W], got \(clip.shape)")
         let bsz = clip.shape[0], tl = clip.shape[1]
-        let (raw, norm) = encode(clip.reshaped([bsz * tl] + Array(clip.shape.dropFirst(2))))
-        let (_, pnorm) = encode(patch)
+        let (raw, norm) = encode(clip.reshaped([bsz * tl] + Array(clip.shape.dropFirst(2))), detach: detachEncoder)
+        let (_, pnorm) = encode(patch, detach: detachEncoder)
         let (_, inorm) = encode(image)
         let c = raw.shape[1], hb = raw.shape[2], wb = raw.shape[3]
         precondition(patch.shape[0] == bsz && image.shape[0] == bsz, "TimeCycleModel: batch sizes differ")

@@ -21,10 +21,14 @@ public protocol TrainingTask: AnyObject {
     func clipCount(_ batch: Source.Sample) -> Int
     /// Metadata the task adds to every checkpoint (e.g. its encoder spec); none by default.
     var checkpointMetadata: [String: String] { get }
+    /// Called by the trainer before training step `step` (0-based; a resumed run calls it with
+    /// the step it resumes at), for what changes with the step (e.g. a frozen warm-up); nothing by default.
+    func prepare(step: Int)
 }
 
 extension TrainingTask {
     public var checkpointMetadata: [String: String] { [:] }
+    public func prepare(step: Int) {}
 }
 
 /// A trainer of any task (what the command line drives).
@@ -350,6 +354,7 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             var g = Self.stepGenerator(seed: settings.seed, step: step)
             if rank > 0 { g = RandomGenerator(seed: g.next() ^ UInt64(rank) &* 0xA24B_AED4_963E_E407) }
             DefaultRandom.generator = Self.stepGenerator(seed: settings.seed &+ 1, step: step)
+            task.prepare(step: step)
             var (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: settings.train.gradClip, generator: &g,
                                                  reduceGradients: averager.map { a in { a.average() } })
             scheduler.step()

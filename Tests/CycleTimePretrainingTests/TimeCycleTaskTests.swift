@@ -81,6 +81,23 @@ final class TimeCycleTaskTests: XCTestCase {
         return err / Double(n)
     }
 
+    /// timecycle.detach_steps reaches the model at the trainer's steps, a resumed run included:
+    /// detached for steps 0 and 1, end to end from step 2.
+    func testDetachStepsFollowTheTrainersStepAcrossResume() throws {
+        let dir = temporaryDirectory("detach-steps")
+        let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 4)
+        let set = ["timecycle.detach_steps=2"]
+        let a = try makeTimeCycleTrainer(configPath: cfg, overrides: set)
+        a.warn = { _ in }
+        XCTAssertTrue(a.task.timeCycle.detachEncoder)
+        XCTAssertEqual(try a.train(resume: false, stopAfter: 2), .interrupted(step: 2))
+        XCTAssertTrue(a.task.timeCycle.detachEncoder, "step 1 is detached")
+        let b = try makeTimeCycleTrainer(configPath: cfg, overrides: set)
+        b.warn = { _ in }
+        XCTAssertEqual(try b.train(resume: true, stopAfter: 1), .interrupted(step: 3))
+        XCTAssertFalse(b.task.timeCycle.detachEncoder, "step 2 trains end to end")
+    }
+
     func testTrainingOnKnownTranslationsLowersTheLoss() throws {
         let img = try sourceImage()
         var config = TrainConfig()

@@ -44,6 +44,22 @@ final class TrainConfigTests: XCTestCase {
         assertInvalid({ $0.data.clipOffsets = [0, 4, 2] }, field: "data.clip_offsets")
         assertInvalid({ $0.data.targetOffset = 3 }, field: "data.target_offset")
         assertInvalid({ $0.data.cropScale = [0.9, 0.5] }, field: "data.crop_scale")
+        for t in [0, -1, Float.nan, .infinity] { assertInvalid({ $0.timecycle.temperature = t }, field: "timecycle.temperature") }
+        for n in [-1, 2_000_000_000] { assertInvalid({ $0.timecycle.detachSteps = n }, field: "timecycle.detach_steps") }
+    }
+
+    /// The faithful TimeCycle options under their YAML keys: the original's temperature 512^-0.5
+    /// by default, detach_network and detach_steps off.
+    func testTimeCycleOptionsReadFromTheirYAMLKeys() throws {
+        XCTAssertEqual(TrainConfig().timecycle.temperature, Float(1 / 512.0.squareRoot()))
+        let c = try ConfigLoader.decode(TrainConfig.self, yaml: "timecycle:\n  temperature: 0.0625\n  detach_network: true\n  detach_steps: 500\n",
+                                        file: "c.yaml")
+        XCTAssertEqual(c.timecycle.temperature, 0.0625)
+        XCTAssertTrue(c.timecycle.detachNetwork)
+        XCTAssertEqual(c.timecycle.detachSteps, 500)
+        XCTAssertThrowsError(try ConfigLoader.decode(TrainConfig.self, yaml: "timecycle:\n  detach_network: 3\n", file: "c.yaml")) {
+            XCTAssertTrue("\($0)".contains("timecycle.detach_network"), "\($0)")
+        }
     }
 }
 

@@ -37,14 +37,22 @@ func loadHashWeights(_ encoder: ResNet) throws {
     try encoder.loadStateDict(sd)
 }
 
-/// The fixture's small configuration: 120x120 frames, 40x40 patch, D 32, localizer 32/16 with 3x3 kernels.
-func fixtureConfig() -> TimeCycleConfig {
+/// A small configuration: frame and patch sides, D, localizer widths and kernels (the temperature keeps its default).
+func smallConfig(frame: Int = 64, patch: Int = 32, dim: Int = 16, widths: [Int] = [8, 8], kernels: [Int] = [2, 2]) -> TimeCycleConfig {
     var c = TimeCycleConfig()
-    c.frameSize = 120
-    c.patchSize = 40
-    c.featureDim = 32
-    c.localizerWidths = [32, 16]
-    c.localizerKernels = [3, 3]
+    c.frameSize = frame
+    c.patchSize = patch
+    c.featureDim = dim
+    c.localizerWidths = widths
+    c.localizerKernels = kernels
+    return c
+}
+
+/// The fixture's small configuration: 120x120 frames, 40x40 patch, D 32, localizer 32/16 with
+/// 3x3 kernels, and the fixture script's temperature D^-0.5.
+func fixtureConfig() -> TimeCycleConfig {
+    var c = smallConfig(frame: 120, patch: 40, dim: 32, widths: [32, 16], kernels: [3, 3])
+    c.temperature = Float(1 / 32.0.squareRoot())
     return c
 }
 
@@ -106,11 +114,12 @@ final class TimeCycleModelTests: XCTestCase {
         XCTAssertEqual(c.localizerLinearIn, 1024)
         XCTAssertEqual(c.featureDim, 256)
         XCTAssertEqual(c.encoder, "resnet18")
-        XCTAssertEqual(c.effectiveTemperature, Float(1 / 16.0), accuracy: 1e-7)
+        XCTAssertEqual(c.temperature, Float(1 / 512.0.squareRoot()))
         XCTAssertEqual(c.translationFactor, Float(227.0 / 210.0))
         let r50 = TimeCycleConfig.resnet50()
         XCTAssertEqual(r50.featureDim, 512)
         XCTAssertEqual(r50.resnetConfig.depth, 50)
+        XCTAssertEqual(r50.temperature, c.temperature)
         let f = fixtureConfig()
         XCTAssertEqual(f.baseGrid, 15)
         XCTAssertEqual(f.patchGrid, 5)
@@ -145,6 +154,63 @@ final class TimeCycleModelTests: XCTestCase {
                                  s * cos(-1.2), -s * sin(-1.2), 0.3, s * sin(-1.2), s * cos(-1.2), 0.0]
         assertClose(th, Tensor(expected, shape: [2, 2, 3]), rtol: 1e-6, atol: 1e-7)
         gradcheck([p], eps: 1e-3, rtol: 1e-2, atol: 1e-3) { xs in similarityTheta(xs[0], scale: 0.7) }
+    }
+
+    /// The affinity divides by the original's fixed 512^-0.5 whatever D is (here D = 16), and by
+    /// timecycle.temperature when it is set.
+    func testTemperatureIsTheOriginals512WhateverTheWidth() {
+        // Two base positions with cosines 1 and 0.6 to the query.
+        let base = Tensor([1, 0.6, 0, 0.8], shape: [1, 2, 1, 2]), query = Tensor([1, 0], shape: [1, 2, 1, 1])
+        func firstWeight(_ c: TimeCycleConfig) -> Float {
+            var g = RandomGenerator(seed: 1)
+            return TimeCycleModel(config: c, generator: &g).affinity(query: query, base: base)[0, 0, 0, 0]
+        }
+        var c = smallConfig()
+        XCTAssertEqual(firstWeight(c), Float(1 / (1 + exp(-0.4 * 512.0.squareRoot()))), accuracy: 1e-6)
+        c.temperature = 0.5
+        XCTAssertEqual(firstWeight(c), Float(1 / (1 + exp(-0.4 / 0.5))), accuracy: 1e-6)
+    }
+
+    /// timecycle.detach_network: the clip's and the patch's encoder outputs are detached (as the
+    /// original's forward_base), the target image's are not. A quantity of the clip and patch
+    /// paths alone (the direct thetas) then gives the encoder no gradient but still trains the
+    /// head; the full loss still reaches the encoder through the target image; values are unchanged.
+    func testDetachNetworkLeavesTheEncoderOnlyTheTargetImagesGradient() {
+        let clip = randn([1, 2, 3, 64, 64], seed: 1, requiresGrad: false), patch = randn([1, 3, 32, 32], seed: 2, requiresGrad: false)
+        let image = randn([1, 3, 64, 64], seed: 3, requiresGrad: false)
+        let target = Tensor([0.3, 0, 0.1, 0, 0.3, -0.1], shape: [1, 2, 3])
+        func run(detach: Bool, full: Bool) -> (value: Float, encoder: Float, head: Float) {
+            var g = RandomGenerator(seed: 4)
+            var c = smallConfig()
+            c.detachNetwork = detach
+            let m = TimeCycleModel(config: c, generator: &g)
+            XCTAssertEqual(m.detachEncoder, detach)
+            let loss = full ? m.losses(clip: clip, patch: patch, image: image, target: target).total
+                            : m(clip: clip, patch: patch, image: image).directThetas.sum()
+            loss.backward()
+            func size(_ ts: [Tensor]) -> Float { ts.map { $0.grad?.array.map(Swift.abs).reduce(0, +) ?? 0 }.reduce(0, +) }
+            return (loss.item(), size(m.encoder.parameters()), size(m.head.parameters()))
+        }
+        let free = run(detach: false, full: false), detached = run(detach: true, full: false)
+        XCTAssertEqual(detached.value, free.value)
+        XCTAssertGreaterThan(free.encoder, 0)
+        XCTAssertEqual(detached.encoder, 0)
+        XCTAssertGreaterThan(detached.head, 0)
+        let fullFree = run(detach: false, full: true), fullDetached = run(detach: true, full: true)
+        XCTAssertEqual(fullDetached.value, fullFree.value)
+        XCTAssertGreaterThan(fullDetached.encoder, 0)
+        XCTAssertNotEqual(fullDetached.encoder, fullFree.encoder)
+    }
+
+    /// timecycle.detach_steps: N detaches the encoder for steps 0..<N, then trains end to end;
+    /// detach_network detaches it at every step.
+    func testDetachStepsSwitchesToEndToEndAtStepN() {
+        var c = smallConfig()
+        XCTAssertEqual((0..<4).map(c.detachesEncoder(atStep:)), [false, false, false, false])
+        c.detachSteps = 3
+        XCTAssertEqual((0..<5).map(c.detachesEncoder(atStep:)), [true, true, true, false, false])
+        c.detachNetwork = true
+        XCTAssertEqual((0..<5).map(c.detachesEncoder(atStep:)), [true, true, true, true, true])
     }
 
     func testAffinityLayoutIsColumnMajorOverBase() {

@@ -33,7 +33,9 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(c.timecycle.encoder, "resnet18")
         XCTAssertEqual(c.timecycle.objective, .inlier)
         XCTAssertEqual(c.train.gradClip, 10)
-        XCTAssertNil(c.timecycle.temperature)
+        XCTAssertEqual(c.timecycle.temperature, TimeCycleConfig.originalTemperature)
+        XCTAssertFalse(c.timecycle.detachNetwork)
+        XCTAssertEqual(c.timecycle.detachSteps, 0)
     }
 
     func testEncodeThenDecodeRoundTrips() throws {
