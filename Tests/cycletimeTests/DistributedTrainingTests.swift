@@ -1,4 +1,5 @@
 import CycleTimeCore
+import CycleTimeTraining
 import Foundation
 import TestSupport
 import XCTest
@@ -18,12 +19,14 @@ final class DistributedTrainingTests: XCTestCase {
         ["--oversubscribe", "--bind-to", "none", "-np", "\(n)"] + (getuid() == 0 ? ["--allow-run-as-root"] : [])
     }
 
-    /// The tiny config with `batch` per rank, written as `name`.yaml with output dir/name.
-    func config(_ dir: String, _ name: String, batch: Int, steps: Int, extra: String) throws -> String {
+    /// The tiny config with `batch` per rank, written as `name`.yaml with output dir/name; `temperature`
+    /// sets timecycle.temperature.
+    func config(_ dir: String, _ name: String, batch: Int, steps: Int, extra: String, temperature: Double? = nil) throws -> String {
         let videos = try requireSharedData("videos")
         let p = dir + "/\(name).yaml"
         try tinyConfigYAML(output: dir + "/" + name, videos: videos, steps: steps, extra: extra)
             .replacingOccurrences(of: "batch_size: 2", with: "batch_size: \(batch)")
+            .replacingOccurrences(of: "  feature_dim: 32\n", with: "  feature_dim: 32\n" + (temperature.map { "  temperature: \($0)\n" } ?? ""))
             .write(toFile: p, atomically: true, encoding: .utf8)
         return p
     }
@@ -64,9 +67,13 @@ final class DistributedTrainingTests: XCTestCase {
               sync_batchnorm: true
               timeout_seconds: 120
             """
-        let two = try config(dir, "two", batch: 1, steps: 20, extra: extra)
-        let one = try config(dir, "one", batch: 2, steps: 20, extra: extra)
-        let floor = try config(dir, "floor", batch: 2, steps: 20, extra: extra)
+        // The softmax temperature D^-0.5 (D = 32) this comparison was calibrated with: the default
+        // 512^-0.5 sharpens the affinities 4x and amplifies the float noise about fortyfold (the
+        // one-process floor below grows from ~2e-5 to ~1e-3).
+        let t = 1 / 32.0.squareRoot()
+        let two = try config(dir, "two", batch: 1, steps: 20, extra: extra, temperature: t)
+        let one = try config(dir, "one", batch: 2, steps: 20, extra: extra, temperature: t)
+        let floor = try config(dir, "floor", batch: 2, steps: 20, extra: extra, temperature: t)
         let r2 = try runProcess(mpirun, mpiArgs(2) + [exe, "train", "--config", two])
         XCTAssertEqual(r2.status, 0, r2.stderr)
         let r1 = try runProcess(exe, ["train", "--config", one])
@@ -81,6 +88,10 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(m2.first?["ranks"] as? Int, 2)
         XCTAssertNotNil(m2.first?["allreduce_s"])
         XCTAssertEqual(r2.stderr.components(separatedBy: "training for 20 steps").count - 1, 1, r2.stderr)
+        // Only rank 0 wrote TensorBoard events: one file, each step once.
+        let events = EventFileWriter.files(in: dir + "/two")
+        XCTAssertEqual(events.count, 1, "\(events)")
+        XCTAssertEqual(try events.flatMap { try EventFileWriter.read($0) }.filter { !$0.values.isEmpty }.map(\.step), Array(1...20))
         for i in 0..<3 {
             let a = m1[i]["loss"] as! Double, b = m2[i]["loss"] as! Double
             XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "step \(i + 1)")
