@@ -101,6 +101,17 @@ final class OneDNNOpsTests: XCTestCase {
         }
     }
 
+    /// The oneDNN ops' records keep only their inputs: the graph is freed after backward and when
+    /// dropped without it.
+    func testGraphIsFreed() {
+        let x = randn([2, 4, 6, 6], seed: 1), w = randn([5, 4, 3, 3], seed: 2), b = randn([5], seed: 3)
+        assertGraphIsFreed("oneDNN conv2d") { withOneDNNConvolutions { F.conv2d(x, weight: w, bias: b, padding: [1, 1]).relu() } }
+        let a = randn([2, 3, 4], seed: 4), m = randn([2, 4, 5], seed: 5)
+        assertGraphIsFreed("oneDNN matmul") { dnnlMatmul(a, m, .fp32).relu() }
+        let lw = randn([5, 4], seed: 6), lb = randn([5], seed: 7)
+        assertGraphIsFreed("oneDNN linear") { oneDNNLinear(a, lw, lb, rows: 6, nIn: 4, nOut: 5, precision: .fp32).relu() }
+    }
+
     /// bf16 inputs round float32 to nearest, ties to even: 1 + 2^-8 is halfway between 1 and
     /// 1 + 2^-7 (rounds to 1), 1 + 3 * 2^-8 halfway between 1 + 2^-7 and 1 + 2^-6 (rounds to the latter).
     /// Float32 subnormal inputs become 0, as AVX512-BF16's conversion (VCVTNEPS2BF16) treats them.
