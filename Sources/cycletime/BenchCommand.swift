@@ -96,28 +96,31 @@ struct BenchCore: ParsableCommand {
         r.say("\nResNet-18 trunk convolutions, batch \(batch) (GFLOP/s, share of sgemm):")
         var convRows: [[String: Any]] = []
         var gen = RandomGenerator(seed: 1)
+        // Each convolution on the native paths, on oneDNN float32, and (with --precision bf16) in
+        // autocast bf16, back to back so that their ratios see the same machine load.
+        var variants: [(String, ConvolutionBackend, Bool)] = [("native", .native, false), ("onednn", .oneDNN, false)]
+        if precisionValue == .bf16 { variants.append(("bf16", .oneDNN, true)) }
+        r.say("  (variants: \(variants.map { $0.0 }.joined(separator: ", ")); GFLOP/s forward / backward)")
         for (c, n) in resnet18TrunkConvs {
             let x = Tensor.randn([batch, c.cin, c.inSize, c.inSize], generator: &gen)
             let w = Tensor.randn([c.cout, c.cin, c.k, c.k], std: 0.05, generator: &gen)
-            let fwd = medianTiming(warmup: 1, runs: 3) {
-                _ = noGrad { F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad]) }
-            }
-            x.requiresGrad = c.inputNeedsGrad
-            w.requiresGrad = true
-            var bwd = Timing(wall: .infinity, cpu: 0)
-            for i in 0..<3 {
-                let y = F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad])
-                let g = Tensor.ones(y.shape)
-                let t = measure { y.backward(g) }
-                if i > 0 && t.wall < bwd.wall { bwd = t }
-                x.grad = nil; w.grad = nil
-            }
             let ff = c.forwardFLOPs(batch: batch), bf = ff * (c.inputNeedsGrad ? 2 : 1)
-            let fg = ff / fwd.wall / 1e9, bg = bf / bwd.wall / 1e9
-            convRows.append(["name": c.name, "count": n, "forward_gflops": fg, "backward_gflops": bg,
-                             "forward_seconds": fwd.wall, "backward_seconds": bwd.wall,
-                             "forward_cpu_ratio": fwd.cpuRatio, "backward_cpu_ratio": bwd.cpuRatio])
-            r.say("  \(c.name.padding(toLength: 38, withPad: " ", startingAt: 0)) x\(n)  fwd \(fmt(fg, 1)) (\(fmt(100 * fg / gemm, 0)) %)  bwd \(fmt(bg, 1)) (\(fmt(100 * bg / gemm, 0)) %)")
+            var row: [String: Any] = ["name": c.name, "count": n]
+            var line = "  \(c.name.padding(toLength: 38, withPad: " ", startingAt: 0)) x\(n) "
+            for (name, backend, autocast) in variants {
+                let (fwd, bwd) = try ConvolutionPolicy.withPolicy(ConvolutionPolicy.current.with { $0.backend = backend }) {
+                    try Autocast.run(autocast ? .bf16 : .fp32) { convTimings(c, x, w) }
+                }
+                let fg = ff / fwd.wall / 1e9, bg = bf / bwd.wall / 1e9
+                let prefix = name == "native" ? "" : name + "_"
+                row[prefix + "forward_gflops"] = fg; row[prefix + "backward_gflops"] = bg
+                row[prefix + "forward_seconds"] = fwd.wall; row[prefix + "backward_seconds"] = bwd.wall
+                row[prefix + "forward_cpu_ratio"] = fwd.cpuRatio; row[prefix + "backward_cpu_ratio"] = bwd.cpuRatio
+                line += " \(name) \(fmt(fg, 1)) / \(fmt(bg, 1))"
+                if name == "native" { line += " (\(fmt(100 * fg / gemm, 0)) / \(fmt(100 * bg / gemm, 0)) % of sgemm)" }
+            }
+            convRows.append(row)
+            r.say(line)
         }
         r.add("convolutions", convRows)
 
@@ -143,6 +146,26 @@ struct BenchCore: ParsableCommand {
 
         try benchTrunk(report: r, gemm: gemm)
         r.emitJSON()
+    }
+
+    /// Forward (no grad, median of 3) and backward (best of 2 after a warm-up) of one convolution
+    /// under the policy and autocast in force.
+    func convTimings(_ c: ConvConfig, _ x: Tensor, _ w: Tensor) -> (Timing, Timing) {
+        let fwd = medianTiming(warmup: 1, runs: 3) {
+            _ = noGrad { F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad]) }
+        }
+        x.requiresGrad = c.inputNeedsGrad
+        w.requiresGrad = true
+        defer { x.requiresGrad = false; w.requiresGrad = false }
+        var bwd = Timing(wall: .infinity, cpu: 0)
+        for i in 0..<3 {
+            let y = F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad])
+            let g = Tensor.ones(y.shape)
+            let t = measure { y.backward(g) }
+            if i > 0 && t.wall < bwd.wall { bwd = t }
+            x.grad = nil; w.grad = nil
+        }
+        return (fwd, bwd)
     }
 
     /// The ResNet-18 trunk (conv1..layer3, layer3 stride 1) of the issue's benchmark.
