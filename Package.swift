@@ -3,7 +3,7 @@ import PackageDescription
 
 // Dependencies point one way (see README): core <- nn <- models <- tracking <- pretraining; training is generic;
 // detection and pretraining plug tasks into it; report reads their results; the command line sits on top.
-// Only CycleTimeCore touches OpenBLAS.
+// Only CycleTimeCore touches OpenBLAS and oneDNN.
 let package = Package(
     name: "CycleTime",
     products: [
@@ -22,7 +22,11 @@ let package = Package(
         .systemLibrary(
             name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "CycleTimeCore", dependencies: ["COpenBLAS"]),
+        // oneDNN (Debian libdnnl-dev 2.6, no pkg-config file): the module map links libdnnl.
+        .systemLibrary(
+            name: "CDNNL", path: "Sources/CDNNL",
+            providers: [.apt(["libdnnl-dev"])]),
+        .target(name: "CycleTimeCore", dependencies: ["COpenBLAS", "CDNNL"]),
         // Video and image I/O: only CycleTimeVideo touches FFmpeg, libpng, libjpeg and zlib.
         .systemLibrary(
             name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat libavcodec libswscale libavutil",

@@ -3,7 +3,7 @@
 # Extra package names given as arguments are installed too (scripts/run.sh adds opencv-doc,
 # whose examples/data/vtest.avi is the demo's real video).
 set -euo pipefail
-pkgs=(pkg-config libopenblas-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+pkgs=(pkg-config libopenblas-dev libdnnl-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
       ffmpeg libpng-dev libjpeg-dev zlib1g-dev libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -72,16 +72,11 @@ public final class GradFn {
 /// scope on one thread (e.g. a data-loader worker cutting patches) never switches recording off
 /// for another thread's forward pass. Every thread starts with recording on.
 public enum GradMode {
-    private static let key: pthread_key_t = {
-        var k = pthread_key_t()
-        pthread_key_create(&k, nil)
-        return k
-    }()
+    private static let flag = ThreadFlag(onNewThreads: true)
 
     public static var isEnabled: Bool {
-        // No value stored (nil) means enabled, so new threads need no set-up.
-        get { pthread_getspecific(key) == nil }
-        set { pthread_setspecific(key, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
+        get { flag.value }
+        set { flag.value = newValue }
     }
 
     /// Runs `body` without recording the graph, like `torch.no_grad()`.
@@ -90,6 +85,25 @@ public enum GradMode {
         isEnabled = false
         defer { isEnabled = saved }
         return try body()
+    }
+}
+
+/// A boolean per thread (grad mode, autocast): a pthread key whose value is absent (nil) on a new
+/// thread, so threads need no set-up; absent means `onNewThreads`.
+struct ThreadFlag: @unchecked Sendable {
+    private let key: pthread_key_t
+    private let onNewThreads: Bool
+
+    init(onNewThreads: Bool) {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        key = k
+        self.onNewThreads = onNewThreads
+    }
+
+    var value: Bool {
+        get { (pthread_getspecific(key) == nil) == onNewThreads }
+        nonmutating set { pthread_setspecific(key, newValue == onNewThreads ? nil : UnsafeRawPointer(bitPattern: 1)) }
     }
 }
 

@@ -60,12 +60,21 @@ struct BenchCore: ParsableCommand {
     var keepColumns = false
     @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
     @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
+    @Option(help: "fp32, or bf16: the trunk step is also measured inside Autocast.bf16 (oneDNN), next to PyTorch's autocast bf16.")
+    var precision = "fp32"
+    @Option(help: "Library of the float32 2-D convolutions: native (im2col, Winograd) or onednn.") var convBackend = "native"
+
+    var precisionValue: Precision { Precision(rawValue: precision) ?? .fp32 }
 
     func validate() throws {
         try checkOption("--batch", batch, 1...256)
         try checkOption("--memory-steps", memorySteps, 1...100_000)
         try checkOption("--winograd-tile-block", winogradTileBlock, 1...65_536)
         try checkOption("--rounds", rounds, 1...1000)
+        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, got '\(precision)'") }
+        guard ConvolutionBackend.allCases.contains(where: { $0.rawValue.lowercased() == convBackend.lowercased() }) else {
+            throw ValidationError("--conv-backend must be native or onednn, got '\(convBackend)'")
+        }
     }
 
     func run() throws {
@@ -74,7 +83,9 @@ struct BenchCore: ParsableCommand {
             $0.keepColumns = keepColumns
             $0.winograd = winograd
             $0.winogradTileBlock = winogradTileBlock
+            $0.backend = ConvolutionBackend.allCases.first { $0.rawValue.lowercased() == convBackend.lowercased() } ?? .native
         }
+        if precisionValue == .bf16 { try Autocast.checkBF16() }
         let r = BenchReport(json: json)
         r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
         let (gemm, gt) = sgemmGFLOPs()
@@ -85,28 +96,31 @@ struct BenchCore: ParsableCommand {
         r.say("\nResNet-18 trunk convolutions, batch \(batch) (GFLOP/s, share of sgemm):")
         var convRows: [[String: Any]] = []
         var gen = RandomGenerator(seed: 1)
+        // Each convolution on the native paths, on oneDNN float32, and (with --precision bf16) in
+        // autocast bf16, back to back so that their ratios see the same machine load.
+        var variants: [(String, ConvolutionBackend, Bool)] = [("native", .native, false), ("onednn", .oneDNN, false)]
+        if precisionValue == .bf16 { variants.append(("bf16", .oneDNN, true)) }
+        r.say("  (variants: \(variants.map { $0.0 }.joined(separator: ", ")); GFLOP/s forward / backward)")
         for (c, n) in resnet18TrunkConvs {
             let x = Tensor.randn([batch, c.cin, c.inSize, c.inSize], generator: &gen)
             let w = Tensor.randn([c.cout, c.cin, c.k, c.k], std: 0.05, generator: &gen)
-            let fwd = medianTiming(warmup: 1, runs: 3) {
-                _ = noGrad { F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad]) }
-            }
-            x.requiresGrad = c.inputNeedsGrad
-            w.requiresGrad = true
-            var bwd = Timing(wall: .infinity, cpu: 0)
-            for i in 0..<3 {
-                let y = F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad])
-                let g = Tensor.ones(y.shape)
-                let t = measure { y.backward(g) }
-                if i > 0 && t.wall < bwd.wall { bwd = t }
-                x.grad = nil; w.grad = nil
-            }
             let ff = c.forwardFLOPs(batch: batch), bf = ff * (c.inputNeedsGrad ? 2 : 1)
-            let fg = ff / fwd.wall / 1e9, bg = bf / bwd.wall / 1e9
-            convRows.append(["name": c.name, "count": n, "forward_gflops": fg, "backward_gflops": bg,
-                             "forward_seconds": fwd.wall, "backward_seconds": bwd.wall,
-                             "forward_cpu_ratio": fwd.cpuRatio, "backward_cpu_ratio": bwd.cpuRatio])
-            r.say("  \(c.name.padding(toLength: 38, withPad: " ", startingAt: 0)) x\(n)  fwd \(fmt(fg, 1)) (\(fmt(100 * fg / gemm, 0)) %)  bwd \(fmt(bg, 1)) (\(fmt(100 * bg / gemm, 0)) %)")
+            var row: [String: Any] = ["name": c.name, "count": n]
+            var line = "  \(c.name.padding(toLength: 38, withPad: " ", startingAt: 0)) x\(n) "
+            for (name, backend, autocast) in variants {
+                let (fwd, bwd) = try ConvolutionPolicy.withPolicy(ConvolutionPolicy.current.with { $0.backend = backend }) {
+                    try Autocast.run(autocast ? .bf16 : .fp32) { convTimings(c, x, w) }
+                }
+                let fg = ff / fwd.wall / 1e9, bg = bf / bwd.wall / 1e9
+                let prefix = name == "native" ? "" : name + "_"
+                row[prefix + "forward_gflops"] = fg; row[prefix + "backward_gflops"] = bg
+                row[prefix + "forward_seconds"] = fwd.wall; row[prefix + "backward_seconds"] = bwd.wall
+                row[prefix + "forward_cpu_ratio"] = fwd.cpuRatio; row[prefix + "backward_cpu_ratio"] = bwd.cpuRatio
+                line += " \(name) \(fmt(fg, 1)) / \(fmt(bg, 1))"
+                if name == "native" { line += " (\(fmt(100 * fg / gemm, 0)) / \(fmt(100 * bg / gemm, 0)) % of sgemm)" }
+            }
+            convRows.append(row)
+            r.say(line)
         }
         r.add("convolutions", convRows)
 
@@ -134,6 +148,26 @@ struct BenchCore: ParsableCommand {
         r.emitJSON()
     }
 
+    /// Forward (no grad, median of 3) and backward (best of 2 after a warm-up) of one convolution
+    /// under the policy and autocast in force.
+    func convTimings(_ c: ConvConfig, _ x: Tensor, _ w: Tensor) -> (Timing, Timing) {
+        let fwd = medianTiming(warmup: 1, runs: 3) {
+            _ = noGrad { F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad]) }
+        }
+        x.requiresGrad = c.inputNeedsGrad
+        w.requiresGrad = true
+        defer { x.requiresGrad = false; w.requiresGrad = false }
+        var bwd = Timing(wall: .infinity, cpu: 0)
+        for i in 0..<3 {
+            let y = F.conv2d(x, weight: w, stride: [c.stride, c.stride], padding: [c.pad, c.pad])
+            let g = Tensor.ones(y.shape)
+            let t = measure { y.backward(g) }
+            if i > 0 && t.wall < bwd.wall { bwd = t }
+            x.grad = nil; w.grad = nil
+        }
+        return (fwd, bwd)
+    }
+
     /// The ResNet-18 trunk (conv1..layer3, layer3 stride 1) of the issue's benchmark.
     static func trunk(seed: UInt64 = 0) -> ResNet {
         var g = RandomGenerator(seed: seed)
@@ -147,22 +181,28 @@ struct BenchCore: ParsableCommand {
         let flops = trunkConvFLOPs(batch: batch)
         let fwd = medianTiming(warmup: 1, runs: 3) { _ = noGrad { model(x) } }
         model.zeroGrad(); model(x).sum().backward()  // warm-up step
+        let bf16 = precisionValue == .bf16
+        func bf16Step() throws { try Autocast.bf16 { model.zeroGrad(); model(x).sum().backward() } }
+        if bf16 { try bf16Step() }  // builds and caches the oneDNN primitives
 
         // The machine's speed drifts by tens of percent within a minute, so each round measures
         // sgemm, our step and PyTorch's step back to back; ratios are taken within a round and the
         // median round is reported.
-        let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
-        struct Round { var gemm: Double; var step: Timing; var torch: TorchFigures? }
+        let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch"]) != nil
+        struct Round { var gemm: Double; var step: Timing; var bf16: Timing?; var torch: TorchFigures? }
         var rounds: [Round] = []
-        r.say("\nResNet-18 trunk (conv1..layer3, layer3 stride 1), batch \(batch)x3x240x240, training mode, \(self.rounds) interleaved rounds:")
+        r.say("\nResNet-18 trunk (conv1..layer3, layer3 stride 1), batch \(batch)x3x240x240, training mode, \(self.rounds) interleaved rounds, float32 convolutions on \(ConvolutionPolicy.current.backend.rawValue)\(bf16 ? ", and in autocast bf16 (oneDNN)" : ""):")
         for i in 0..<self.rounds {
             // PyTorch first (it warms up inside its own process), then ours after a warm-up step.
             let torch = torchAvailable ? runTorchReference() : nil
             let g = sgemmGFLOPs().gflops
             let step = medianTiming(warmup: 1, runs: 2) { model.zeroGrad(); model(x).sum().backward() }
-            rounds.append(Round(gemm: g, step: step, torch: torch))
+            let stepBF16 = bf16 ? try medianTiming(warmup: 1, runs: 2, bf16Step) : nil
+            rounds.append(Round(gemm: g, step: step, bf16: stepBF16, torch: torch))
             var line = "  round \(i + 1): sgemm \(fmt(g, 1)) GFLOP/s, step \(fmt(step.wall, 3)) s = \(fmt(100 * flops.total / step.wall / 1e9 / g, 1)) % of sgemm"
+            if let b = stepBF16 { line += ", bf16 step \(fmt(b.wall, 3)) s" }
             if let t = torch { line += ", PyTorch default \(fmt(t.defaultSeconds, 3)) s, channels-last \(fmt(t.channelsLastSeconds, 3)) s" }
+            if let a = torch?.autocastChannelsLastSeconds { line += ", autocast bf16 channels-last \(fmt(a, 3)) s" }
             r.say(line)
         }
         func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
@@ -176,7 +216,14 @@ struct BenchCore: ParsableCommand {
               line: "  convolution GFLOP/s   \(fmt(flops.total / stepSeconds / 1e9, 1)); median of the rounds' ratios: \(fmt(100 * fraction, 1)) % of sgemm (target >= 75 %); \(fmt(flops.total / 1e9, 1)) GFLOP per step")
         r.add("trunk_rounds", rounds.map { ["sgemm_gflops": $0.gemm, "step_seconds": $0.step.wall,
                                             "torch_default_seconds": $0.torch?.defaultSeconds as Any,
-                                            "torch_channels_last_seconds": $0.torch?.channelsLastSeconds as Any] })
+                                            "torch_channels_last_seconds": $0.torch?.channelsLastSeconds as Any,
+                                            "bf16_step_seconds": $0.bf16?.wall as Any,
+                                            "torch_autocast_channels_last_seconds": $0.torch?.autocastChannelsLastSeconds as Any] })
+        let bf16Rounds = rounds.compactMap { $0.bf16?.wall }
+        if !bf16Rounds.isEmpty {
+            let b = median(bf16Rounds)
+            r.add("trunk_step_bf16_seconds", b, line: "  forward+backward bf16 \(fmt(b, 3)) s median (autocast: convolutions on oneDNN bf16)")
+        }
 
         let withTorch = rounds.compactMap { rd in rd.torch.map { (rd.step.wall, $0) } }
         if let version = withTorch.first?.1.version {
@@ -185,9 +232,15 @@ struct BenchCore: ParsableCommand {
             r.say("  PyTorch \(version), same step, same rounds (median of per-round ratios):")
             r.add("speedup_vs_torch_default", sd, line: "    vs default layout:  CycleTime is \(fmt(sd, 2))x as fast")
             r.add("speedup_vs_torch_channels_last", sc, line: "    vs channels-last:   CycleTime is \(fmt(sc, 2))x as fast")
+            let auto = rounds.compactMap { rd in rd.bf16.flatMap { b in rd.torch?.autocastChannelsLastSeconds.map { (b.wall, $0) } } }
+            if !auto.isEmpty {
+                let ratio = median(auto.map { $0.0 / $0.1 })
+                r.add("bf16_time_over_torch_autocast_channels_last", ratio,
+                      line: "    bf16 vs PyTorch autocast bf16 channels-last: CycleTime takes \(fmt(ratio, 2))x its time (target <= 0.8)")
+            }
             r.add("torch_version", version)
         } else {
-            r.say("  PyTorch reference skipped (python3 with torch and torchvision not found, or --no-torch)")
+            r.say("  PyTorch reference skipped (python3 with torch not found, or --no-torch)")
         }
 
         // Memory over training steps (forward, backward, SGD update): flat after the first step.
@@ -213,17 +266,22 @@ struct BenchCore: ParsableCommand {
         r.add("peak_rss_bytes", ProcessMemory.peakResidentBytes, line: "\nPeak resident memory: \(mib(ProcessMemory.peakResidentBytes))")
     }
 
-    struct TorchFigures { let version: String; let defaultSeconds: Double; let channelsLastSeconds: Double }
+    struct TorchFigures {
+        let version: String; let defaultSeconds: Double; let channelsLastSeconds: Double
+        /// torch.autocast("cpu", torch.bfloat16), channels-last (with --precision bf16).
+        let autocastChannelsLastSeconds: Double?
+    }
 
-    /// Runs scripts/bench/torch_trunk.py when python3 has torch and torchvision.
+    /// Runs scripts/bench/torch_trunk.py when python3 has torch.
     func runTorchReference() -> TorchFigures? {
         let script = repoPath("scripts/bench/torch_trunk.py")
         guard FileManager.default.fileExists(atPath: script) else { return nil }
-        guard let out = runProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240"]),
+        guard let out = runProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240", precisionValue.rawValue]),
               let line = out.split(separator: "\n").last,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let d = obj["default_seconds"] as? Double, let c = obj["channels_last_seconds"] as? Double
         else { return nil }
-        return TorchFigures(version: obj["torch_version"] as? String ?? "?", defaultSeconds: d, channelsLastSeconds: c)
+        return TorchFigures(version: obj["torch_version"] as? String ?? "?", defaultSeconds: d, channelsLastSeconds: c,
+                            autocastChannelsLastSeconds: obj["autocast_channels_last_seconds"] as? Double)
     }
 }

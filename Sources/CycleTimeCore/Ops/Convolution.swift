@@ -2,6 +2,8 @@ import Foundation
 
 // Convolutions. NCHW / NCDHW, weights [Cout, Cin/groups, k...]. `ConvolutionPolicy` picks the path:
 //
+// - oneDNN (OneDNNOps.swift) for every 2-D conv inside `Autocast.bf16`, and in float32 when the
+//   policy's `backend` is `.oneDNN`; otherwise the native paths below.
 // - Winograd F(2x2, 3x3) (Winograd.swift) for 3x3 stride-1 2-D convs (`winogradApplies`).
 // - Batch-parallel (`convUsesBatchParallel`): each worker takes whole images, im2col into its own
 //   buffer and a single-threaded sgemm (see "batch-parallel scheme" below).
@@ -42,6 +44,9 @@ extension F {
         checkConv(g, weight: weight, bias: bias, name: "conv2d")
         g.computeOutput()
         precondition(g.ho > 0 && g.wo > 0, "conv2d: output would be empty for input \(x.shape) and weight \(weight.shape)")
+        // Autocast bf16 and the oneDNN backend run on oneDNN; the native paths otherwise.
+        if Autocast.isEnabled { return oneDNNConv2d(input, weight, bias, g, precision: .bf16) }
+        if ConvolutionPolicy.current.backend == .oneDNN { return oneDNNConv2d(input, weight, bias, g, precision: .fp32) }
         return convolution(input, weight, bias, g, outShape: [g.n, g.cout, g.ho, g.wo], name: "conv2d")
     }
 

@@ -37,6 +37,10 @@ public struct ConvolutionPolicy: Sendable, Equatable {
     /// Tiles per block of the Winograd path (its transformed tiles stay in cache).
     public var winogradTileBlock: Int = 128
 
+    /// Which library runs 2-D float32 convolutions (forward and backward): our native paths
+    /// (the ones above) or oneDNN's. Inside `Autocast.bf16` 2-D convolutions always run on oneDNN.
+    public var backend: ConvolutionBackend = .native
+
     /// The defaults.
     public init() {}
 
@@ -57,6 +61,11 @@ public struct ConvolutionPolicy: Sendable, Equatable {
         change(&p)
         return p
     }
+}
+
+/// The library of 2-D float32 convolutions (`ConvolutionPolicy.backend`).
+public enum ConvolutionBackend: String, Sendable, Equatable, CaseIterable {
+    case native, oneDNN
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.

@@ -1,4 +1,4 @@
-// Matrix products on cblas_sgemm.
+// Matrix products on cblas_sgemm (on oneDNN in bf16 inside `Autocast.bf16`).
 
 /// Batched GEMM kernel: out[b] = op(a[b]) op(b[b]) for `batch` matrices (batch strides 0 allowed).
 func batchedGemm(_ a: UnsafePointer<Float>, strideA: Int, transA: Bool,
@@ -24,6 +24,10 @@ extension Tensor {
         let batch = broadcastShapes(batchA, batchB)
         let a = batchA == batch ? self : expandKernel(self, to: batch + [m, k])
         let b = batchB == batch ? other : expandKernel(other, to: batch + [k, n])
+        if Autocast.isEnabled {
+            return oneDNNMatmul(a, b, batch: batch, m: m, n: n, k: k, originalShapes: shape, other.shape,
+                                requiresGrad: requiresGrad, other.requiresGrad, inputs: [self, other], precision: .bf16)
+        }
         let nb = batch.reduce(1, *)
         let out = Tensor(uninitialized: batch + [m, n])
         batchedGemm(a.data, strideA: m * k, transA: false, b.data, strideB: k * n, transB: false,

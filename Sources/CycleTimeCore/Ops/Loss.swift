@@ -36,6 +36,9 @@ extension F {
         precondition(x.shape.last == nIn, "linear: input \(x.shape) does not match weight \(weight.shape)")
         if let b = bias { precondition(b.count == nOut && b.rank == 1, "linear: bias \(b.shape) for weight \(weight.shape)") }
         let rows = x.count / Swift.max(nIn, 1)
+        if Autocast.isEnabled && x.count > 0 {
+            return oneDNNLinear(x, weight, bias, rows: rows, nIn: nIn, nOut: nOut, precision: .bf16)
+        }
         let outShape = Array(x.shape.dropLast()) + [nOut]
         let out = Tensor(uninitialized: outShape)
         if let b = bias {

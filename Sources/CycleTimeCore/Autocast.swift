@@ -1,0 +1,61 @@
+import Foundation
+
+/// PyTorch's CPU autocast to bfloat16, per thread like grad mode. Inside `Autocast.bf16 { ... }`
+/// conv2d, linear and matmul (bmm) run on oneDNN with bf16 inputs, float32 accumulation and
+/// float32 outputs; their backward (which records the forward's precision, so it may run after
+/// the scope has closed, as in PyTorch) does too. Everything else stays float32:
+///
+/// | op | in autocast bf16 | PyTorch CPU autocast (bf16) |
+/// |---|---|---|
+/// | conv2d, linear, matmul/bmm | bf16 inputs, f32 accumulation, f32 output | lower-precision list (bf16 output) |
+/// | conv3d | f32 (not yet on oneDNN) | lower-precision list |
+/// | batch norm, softmax, losses, reductions, the rest | f32 | f32 list or unchanged (runs in its input's type) |
+///
+/// Entering a bf16 scope on a CPU without AVX512-BF16 throws `AutocastError.noNativeBF16`: there
+/// is no silent slow path.
+public enum Autocast {
+    private static let flag = ThreadFlag(onNewThreads: false)
+
+    /// Whether this thread is inside a bf16 autocast scope (off on every new thread).
+    public static var isEnabled: Bool {
+        get { flag.value }
+        set { flag.value = newValue }
+    }
+
+    /// The precision of the autocast ops on this thread.
+    public static var precision: Precision { isEnabled ? .bf16 : .fp32 }
+
+    /// Tests set this to pretend the CPU has (true) or lacks (false) AVX512-BF16.
+    nonisolated(unsafe) static var nativeBF16Override: Bool? = nil
+
+    /// Throws unless bf16 kernels run natively on this CPU.
+    public static func checkBF16() throws {
+        let native = nativeBF16Override ?? OneDNN.hasNativeBF16
+        guard native else { throw AutocastError.noNativeBF16(isa: OneDNN.effectiveISA) }
+    }
+
+    /// Runs `body` with conv2d, linear and matmul in bf16 (`torch.autocast("cpu", torch.bfloat16)`).
+    public static func bf16<T>(_ body: () throws -> T) throws -> T {
+        try checkBF16()
+        let saved = isEnabled
+        isEnabled = true
+        defer { isEnabled = saved }
+        return try body()
+    }
+
+    /// Runs `body` at `precision`: fp32 as it is, bf16 inside `bf16`.
+    public static func run<T>(_ precision: Precision, _ body: () throws -> T) throws -> T {
+        precision == .bf16 ? try bf16(body) : try body()
+    }
+}
+
+public enum AutocastError: Error, CustomStringConvertible, Equatable {
+    case noNativeBF16(isa: String)
+
+    public var description: String {
+        switch self {
+        case .noNativeBF16(let isa):
+            return "precision bf16 needs a CPU with AVX512-BF16, which this one lacks (oneDNN's effective ISA mask \(isa)); use precision fp32"
+        }
+    }
+}

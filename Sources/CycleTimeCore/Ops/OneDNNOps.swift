@@ -1,0 +1,273 @@
+import CDNNL
+
+// 2-D convolution (forward, backward-data, backward-weights) and batched matmul on oneDNN, in
+// float32 or in bf16 (bf16 inputs, float32 accumulation, float32 outputs and gradients). Our
+// tensors stay NCHW / row-major float32; oneDNN picks its own layouts (format `any`) and the
+// reorders into and out of them (which also round float32 to bf16, to nearest even) are part of
+// each call. Primitives are cached in `OneDNN` by op, precision and shapes.
+
+extension ConvGeometry {
+    /// Shapes of a 2-D convolution for cache keys and error messages.
+    var dnnlKey: String {
+        "x[\(n),\(cin),\(h),\(w)] w[\(cout),\(cinG),\(kh),\(kw)] stride [\(sh),\(sw)] padding [\(ph),\(pw)] dilation [\(dh),\(dw)] groups \(groups)"
+    }
+}
+
+/// Descriptors of one 2-D convolution: user (f32 plain) and primitive (format any) memory.
+private struct ConvDescs {
+    var userX, userW, userY, userB: dnnl_memory_desc_t
+    var anyX, anyW, anyY, bias: dnnl_memory_desc_t
+    var strides, dilates, padL, padR: [Int64]
+
+    init(_ g: ConvGeometry, _ p: Precision, op: String) throws {
+        let xDims = [g.n, g.cin, g.h, g.w], yDims = [g.n, g.cout, g.ho, g.wo]
+        let wDims = g.groups == 1 ? [g.cout, g.cin, g.kh, g.kw] : [g.groups, g.coutG, g.cinG, g.kh, g.kw]
+        let wTag = g.groups == 1 ? dnnl_oihw : dnnl_goihw
+        userX = try dnnlDesc(xDims, dnnl_f32, tag: dnnl_nchw, op: op)
+        userY = try dnnlDesc(yDims, dnnl_f32, tag: dnnl_nchw, op: op)
+        userW = try dnnlDesc(wDims, dnnl_f32, tag: wTag, op: op)
+        userB = try dnnlDesc([g.cout], dnnl_f32, tag: dnnl_a, op: op)
+        bias = userB
+        let t = dnnlType(p)
+        anyX = try dnnlDesc(xDims, t, tag: dnnl_format_tag_any, op: op)
+        anyW = try dnnlDesc(wDims, t, tag: dnnl_format_tag_any, op: op)
+        // bf16 convolutions accumulate in f32 and write f32 outputs and gradients of activations.
+        anyY = try dnnlDesc(yDims, t, tag: dnnl_format_tag_any, op: op)
+        strides = [Int64(g.sh), Int64(g.sw)]
+        dilates = [Int64(g.dh - 1), Int64(g.dw - 1)]
+        padL = [Int64(g.ph), Int64(g.pw)]
+        padR = [Int64(g.ph), Int64(g.pw)]
+    }
+
+    /// Forward descriptor (training propagation, so backward primitives may use it as a hint).
+    func forward(bias hasBias: Bool, outType: dnnl_data_type_t, op: String) throws -> dnnl_convolution_desc_t {
+        var d = dnnl_convolution_desc_t()
+        var x = anyX, w = anyW, b = bias
+        var y = anyY
+        y.data_type = outType
+        let s = withUnsafePointer(to: &b) { bp in
+            dnnl_dilated_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
+                                                       hasBias ? bp : nil, &y, strides, dilates, padL, padR)
+        }
+        try dnnlCheck(s, "dnnl_dilated_convolution_forward_desc_init", op)
+        return d
+    }
+}
+
+enum OneDNNConv {
+    /// y = conv(x, w) + b, all float32 NCHW buffers.
+    static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
+                        _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, precision: Precision) throws {
+        let dnn = try OneDNN.shared()
+        let op = "conv2d forward \(precision.rawValue) \(g.dnnlKey)\(b == nil ? "" : " bias")"
+        let prim = try dnn.primitive(op) {
+            let c = try ConvDescs(g, precision, op: op)
+            var d = try c.forward(bias: b != nil, outType: dnnl_f32, op: op)
+            var users: [(arg: Int32, md: dnnl_memory_desc_t, output: Bool)] = [(DNNL_ARG_SRC, c.userX, false), (DNNL_ARG_WEIGHTS, c.userW, false)]
+            if b != nil { users.append((DNNL_ARG_BIAS, c.userB, false)) }
+            users.append((DNNL_ARG_DST, c.userY, true))
+            return try dnn.build(op: op, desc: &d, users: users)
+        }
+        var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: w)]
+        if let b { buffers.append(UnsafeMutableRawPointer(mutating: b)) }
+        buffers.append(UnsafeMutableRawPointer(y))
+        try dnn.execute(prim, buffers)
+    }
+
+    /// dX = conv_backward_data(dY, w).
+    static func backwardData(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
+                             _ dx: UnsafeMutablePointer<Float>, precision: Precision) throws {
+        let dnn = try OneDNN.shared()
+        let op = "conv2d backward-data \(precision.rawValue) \(g.dnnlKey)"
+        let prim = try dnn.primitive(op) {
+            let c = try ConvDescs(g, precision, op: op)
+            var fwd = try c.forward(bias: false, outType: dnnlType(precision), op: op)
+            let hint = try dnn.primitiveDesc(op: op, desc: &fwd)
+            defer { dnnl_primitive_desc_destroy(hint) }
+            var d = dnnl_convolution_desc_t()
+            var dxMd = c.anyX, wMd = c.anyW, dyMd = c.anyY
+            dxMd.data_type = dnnl_f32
+            try dnnlCheck(dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &dxMd, &wMd, &dyMd,
+                                                                           c.strides, c.dilates, c.padL, c.padR),
+                          "dnnl_dilated_convolution_backward_data_desc_init", op)
+            return try dnn.build(op: op, desc: &d, hint: hint, users: [
+                (DNNL_ARG_DIFF_DST, c.userY, false), (DNNL_ARG_WEIGHTS, c.userW, false), (DNNL_ARG_DIFF_SRC, c.userX, true),
+            ])
+        }
+        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(mutating: w), UnsafeMutableRawPointer(dx)])
+    }
+
+    /// dW (and dB when `db` is given) = conv_backward_weights(x, dY).
+    static func backwardWeights(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry,
+                                _ dw: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>?, precision: Precision) throws {
+        let dnn = try OneDNN.shared()
+        let op = "conv2d backward-weights \(precision.rawValue) \(g.dnnlKey)\(db == nil ? "" : " bias")"
+        let prim = try dnn.primitive(op) {
+            let c = try ConvDescs(g, precision, op: op)
+            var fwd = try c.forward(bias: db != nil, outType: dnnlType(precision), op: op)
+            let hint = try dnn.primitiveDesc(op: op, desc: &fwd)
+            defer { dnnl_primitive_desc_destroy(hint) }
+            var d = dnnl_convolution_desc_t()
+            var xMd = c.anyX, dwMd = c.anyW, dbMd = c.bias, dyMd = c.anyY
+            dwMd.data_type = dnnl_f32
+            let s = withUnsafePointer(to: &dbMd) { bp in
+                dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &xMd, &dwMd, db != nil ? bp : nil,
+                                                                    &dyMd, c.strides, c.dilates, c.padL, c.padR)
+            }
+            try dnnlCheck(s, "dnnl_dilated_convolution_backward_weights_desc_init", op)
+            var users: [(arg: Int32, md: dnnl_memory_desc_t, output: Bool)] = [
+                (DNNL_ARG_SRC, c.userX, false), (DNNL_ARG_DIFF_DST, c.userY, false), (DNNL_ARG_DIFF_WEIGHTS, c.userW, true),
+            ]
+            if db != nil { users.append((DNNL_ARG_DIFF_BIAS, c.userB, true)) }
+            return try dnn.build(op: op, desc: &d, hint: hint, users: users)
+        }
+        var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(dw)]
+        if let db { buffers.append(UnsafeMutableRawPointer(db)) }
+        try dnn.execute(prim, buffers)
+    }
+}
+
+/// One operand of a batched matmul: [batch, rows, cols] read from a row-major buffer, possibly
+/// transposed (then the buffer holds [batch, cols, rows]).
+struct MatmulOperand {
+    var batch: Int, rows: Int, cols: Int
+    var transposed = false
+
+    var dims: [Int] { [batch, rows, cols] }
+    var strides: [Int] {
+        transposed ? [rows * cols, 1, rows] : [rows * cols, cols, 1]
+    }
+    var key: String { "[\(batch),\(rows),\(cols)]\(transposed ? "T" : "")" }
+}
+
+enum OneDNNMatmul {
+    /// c[batch, m, n] = a[batch, m, k] b[batch, k, n] (float32 buffers; a and b may be read
+    /// transposed).
+    static func run(_ a: UnsafePointer<Float>, _ ad: MatmulOperand, _ b: UnsafePointer<Float>, _ bd: MatmulOperand,
+                    _ c: UnsafeMutablePointer<Float>, precision: Precision) throws {
+        precondition(ad.cols == bd.rows && ad.batch == bd.batch, "oneDNN matmul: \(ad.key) x \(bd.key)")
+        if ad.batch == 0 || ad.rows == 0 || bd.cols == 0 { return }
+        if ad.cols == 0 { c.update(repeating: 0, count: ad.batch * ad.rows * bd.cols); return }
+        let dnn = try OneDNN.shared()
+        let op = "matmul \(precision.rawValue) \(ad.key) x \(bd.key)"
+        let prim = try dnn.primitive(op) {
+            let t = dnnlType(precision)
+            let cDims = [ad.batch, ad.rows, bd.cols]
+            let userA = try dnnlDesc(ad.dims, dnnl_f32, strides: ad.strides, op: op)
+            let userB = try dnnlDesc(bd.dims, dnnl_f32, strides: bd.strides, op: op)
+            let userC = try dnnlDesc(cDims, dnnl_f32, tag: dnnl_abc, op: op)
+            var aMd = try dnnlDesc(ad.dims, t, tag: dnnl_abc, op: op)
+            var bMd = try dnnlDesc(bd.dims, t, tag: dnnl_format_tag_any, op: op)
+            var cMd = userC
+            var d = dnnl_matmul_desc_t()
+            try dnnlCheck(dnnl_matmul_desc_init(&d, &aMd, &bMd, nil, &cMd), "dnnl_matmul_desc_init", op)
+            return try dnn.build(op: op, desc: &d, users: [
+                (DNNL_ARG_SRC, userA, false), (DNNL_ARG_WEIGHTS, userB, false), (DNNL_ARG_DST, userC, true),
+            ])
+        }
+        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: a), UnsafeMutableRawPointer(mutating: b), UnsafeMutableRawPointer(c)])
+    }
+}
+
+// MARK: differentiable ops on the kernels above (their backward runs at the forward's precision)
+
+/// conv2d of `x` [N, Cin, H, W] (already padded for reflection) through oneDNN.
+func oneDNNConv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, precision: Precision) -> Tensor {
+    let out = Tensor(uninitialized: [g.n, g.cout, g.ho, g.wo])
+    dnnlOrFail { try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision) }
+    let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
+    var inputs = [x, weight]
+    if let b = bias { inputs.append(b) }
+    let xShape = x.shape, wShape = weight.shape, hasBias = bias != nil
+    return out.recording("conv2d", inputs) { gy in
+        var dX: Tensor? = nil, dW: Tensor? = nil, dB: Tensor? = nil
+        if needX {
+            let t = Tensor(uninitialized: xShape)
+            dnnlOrFail { try OneDNNConv.backwardData(gy.data, weight.data, g, t.data, precision: precision) }
+            dX = t
+        }
+        if needW {
+            let t = Tensor(uninitialized: wShape)
+            let b: Tensor? = needB ? Tensor(uninitialized: [g.cout]) : nil
+            dnnlOrFail { try OneDNNConv.backwardWeights(x.data, gy.data, g, t.data, b?.data, precision: precision) }
+            dW = t
+            dB = b
+        } else if needB {
+            dB = biasGradient(gy, n: g.n, c: g.cout, plane: g.outPlane)
+        }
+        return hasBias ? [dX, dW, dB] : [dX, dW]
+    }
+}
+
+/// a [batch..., m, k] x b [batch..., k, n] through oneDNN, where a and b already have the
+/// broadcast batch shape; the gradients are reduced to the original shapes `sa` and `sb`.
+func oneDNNMatmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int,
+                  originalShapes sa: [Int], _ sb: [Int], requiresGrad ra: Bool, _ rb: Bool,
+                  inputs: [Tensor], precision: Precision) -> Tensor {
+    let nb = batch.reduce(1, *)
+    let out = Tensor(uninitialized: batch + [m, n])
+    dnnlOrFail {
+        try OneDNNMatmul.run(a.data, MatmulOperand(batch: nb, rows: m, cols: k), b.data, MatmulOperand(batch: nb, rows: k, cols: n),
+                             out.data, precision: precision)
+    }
+    return out.recording("matmul", inputs) { g in
+        var ga: Tensor? = nil, gb: Tensor? = nil
+        if ra {  // dA = dC B^T
+            let t = Tensor(uninitialized: batch + [m, k])
+            dnnlOrFail {
+                try OneDNNMatmul.run(g.data, MatmulOperand(batch: nb, rows: m, cols: n),
+                                     b.data, MatmulOperand(batch: nb, rows: n, cols: k, transposed: true), t.data, precision: precision)
+            }
+            ga = unbroadcast(t, to: sa)
+        }
+        if rb {  // dB = A^T dC
+            let t = Tensor(uninitialized: batch + [k, n])
+            dnnlOrFail {
+                try OneDNNMatmul.run(a.data, MatmulOperand(batch: nb, rows: k, cols: m, transposed: true),
+                                     g.data, MatmulOperand(batch: nb, rows: m, cols: n), t.data, precision: precision)
+            }
+            gb = unbroadcast(t, to: sb)
+        }
+        return [ga, gb]
+    }
+}
+
+/// F.linear through oneDNN: x [rows, in] x weight[out, in]^T (+ bias, added in float32).
+func oneDNNLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, rows: Int, nIn: Int, nOut: Int, precision: Precision) -> Tensor {
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [nOut])
+    dnnlOrFail {
+        try OneDNNMatmul.run(x.data, MatmulOperand(batch: 1, rows: rows, cols: nIn),
+                             weight.data, MatmulOperand(batch: 1, rows: nIn, cols: nOut, transposed: true), out.data, precision: precision)
+    }
+    if let b = bias {
+        let po = SendablePointer(out.data), pb = SendablePointer(b.data)
+        Parallel.chunks(rows, costPerItem: nOut) { r in
+            for i in r { for j in 0..<nOut { po[i * nOut + j] += pb[j] } }
+        }
+    }
+    let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
+    var inputs = [x, weight]
+    if let b = bias { inputs.append(b) }
+    let xShape = x.shape, wShape = weight.shape, hasBias = bias != nil
+    return out.recording("linear", inputs) { g in
+        var gx: Tensor? = nil, gw: Tensor? = nil
+        if needX {  // gx = g W
+            let t = Tensor(uninitialized: xShape)
+            dnnlOrFail {
+                try OneDNNMatmul.run(g.data, MatmulOperand(batch: 1, rows: rows, cols: nOut),
+                                     weight.data, MatmulOperand(batch: 1, rows: nOut, cols: nIn), t.data, precision: precision)
+            }
+            gx = t
+        }
+        if needW {  // gW = g^T x
+            let t = Tensor(uninitialized: wShape)
+            dnnlOrFail {
+                try OneDNNMatmul.run(g.data, MatmulOperand(batch: 1, rows: nOut, cols: rows, transposed: true),
+                                     x.data, MatmulOperand(batch: 1, rows: rows, cols: nIn), t.data, precision: precision)
+            }
+            gw = t
+        }
+        let gb: Tensor? = needB ? unbroadcast(g, to: [nOut]) : nil
+        return hasBias ? [gx, gw, gb] : [gx, gw]
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import XCTest
+@testable import CycleTimeCore
+import TestSupport
+
+private final class ThreadResult: @unchecked Sendable { var value: Bool? }
+
+final class AutocastTests: XCTestCase {
+    func requireBF16() throws {
+        guard OneDNN.hasNativeBF16 else { throw XCTSkip("no AVX512-BF16 on this CPU: bf16 autocast refuses to run") }
+    }
+
+    /// norm(got - ref) / norm(ref) <= 1e-2, the bound of issue #17.
+    func assertRelativeError(_ got: Tensor, _ ref: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.shape, ref.shape, what, file: file, line: line)
+        guard got.shape == ref.shape else { return }
+        var num = 0.0, den = 0.0
+        for i in 0..<ref.count {
+            let d = Double(got.data[i]) - Double(ref.data[i])
+            num += d * d; den += Double(ref.data[i]) * Double(ref.data[i])
+        }
+        let rel = (num / max(den, 1e-300)).squareRoot()
+        XCTAssertLessThanOrEqual(rel, 1e-2, "\(what): relative error \(rel)", file: file, line: line)
+    }
+
+    /// conv2d, linear, bmm and broadcast matmul under autocast, forward and backward (the backward
+    /// after the scope has closed, as in PyTorch), against torch.autocast("cpu", torch.bfloat16).
+    func testAgainstPyTorchAutocastBF16() throws {
+        try requireBF16()
+        let fx = try Fixtures.load("autocast")
+        let convs: [(String, [Int], [Int], [Int], Int)] = [
+            ("conv3x3", [1, 1], [1, 1], [1, 1], 1), ("conv3x3s2", [2, 2], [1, 1], [1, 1], 1), ("conv1x1s2", [2, 2], [0, 0], [1, 1], 1),
+            ("conv7x7s2", [2, 2], [3, 3], [1, 1], 1), ("conv_groups_dil", [1, 1], [2, 2], [2, 2], 2),
+        ]
+        for (name, stride, padding, dilation, groups) in convs {
+            let x = fx.t("\(name).x").requiringGrad(), w = fx.t("\(name).w").requiringGrad(), b = fx["\(name).b"]?.requiringGrad()
+            let y = try Autocast.bf16 {
+                F.conv2d(x, weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups)
+            }
+            assertRelativeError(y, fx.t("\(name).y"), "\(name) y")
+            y.backward(fx.t("\(name).gy"))
+            assertRelativeError(x.grad!, fx.t("\(name).dx"), "\(name) dx")
+            assertRelativeError(w.grad!, fx.t("\(name).dw"), "\(name) dw")
+            if let b { assertRelativeError(b.grad!, fx.t("\(name).db"), "\(name) db") }
+        }
+        let x = fx.t("linear.x").requiringGrad(), w = fx.t("linear.w").requiringGrad(), b = fx.t("linear.b").requiringGrad()
+        let y = try Autocast.bf16 { F.linear(x, weight: w, bias: b) }
+        assertRelativeError(y, fx.t("linear.y"), "linear y")
+        y.backward(fx.t("linear.gy"))
+        assertRelativeError(x.grad!, fx.t("linear.dx"), "linear dx")
+        assertRelativeError(w.grad!, fx.t("linear.dw"), "linear dw")
+        assertRelativeError(b.grad!, fx.t("linear.db"), "linear db")
+        for name in ["bmm", "matmul_bcast"] {
+            let a = fx.t("\(name).a").requiringGrad(), m = fx.t("\(name).b").requiringGrad()
+            let y = try Autocast.bf16 { a.matmul(m) }
+            assertRelativeError(y, fx.t("\(name).y"), "\(name) y")
+            y.backward(fx.t("\(name).gy"))
+            assertRelativeError(a.grad!, fx.t("\(name).da"), "\(name) da")
+            assertRelativeError(m.grad!, fx.t("\(name).db"), "\(name) db")
+        }
+    }
+
+    /// The autocast ops really run in bf16 inside the scope (their results differ from float32's by
+    /// bf16 rounding) and in float32, bit for bit as before, outside it.
+    func testOnlyInsideTheScopeAndOnlyTheAutocastOps() throws {
+        try requireBF16()
+        let x = randn([2, 8, 6, 6], seed: 1, requiresGrad: false), w = randn([4, 8, 3, 3], seed: 2, requiresGrad: false)
+        let before = F.conv2d(x, weight: w, padding: [1, 1])
+        let inside = try Autocast.bf16 { F.conv2d(x, weight: w, padding: [1, 1]) }
+        let after = F.conv2d(x, weight: w, padding: [1, 1])
+        XCTAssertEqual(before.array, after.array)
+        XCTAssertNotEqual(before.array, inside.array)
+        assertClose(inside, before, rtol: 0.05, atol: 0.1)
+        // Not an autocast op: the same float32 result inside and outside.
+        XCTAssertEqual(try Autocast.bf16 { (x * x).sum() }.item(), (x * x).sum().item())
+    }
+
+    func testScopeIsPerThreadNestsAndRestoresOnThrow() throws {
+        struct Failure: Error {}
+        Autocast.nativeBF16Override = true
+        defer { Autocast.nativeBF16Override = nil }
+        XCTAssertFalse(Autocast.isEnabled)
+        XCTAssertEqual(Autocast.precision, .fp32)
+        try Autocast.bf16 {
+            XCTAssertTrue(Autocast.isEnabled)
+            XCTAssertEqual(Autocast.precision, .bf16)
+            try Autocast.bf16 { XCTAssertTrue(Autocast.isEnabled) }
+            XCTAssertTrue(Autocast.isEnabled, "a nested scope restores the outer one")
+            let other = ThreadResult()
+            let done = DispatchSemaphore(value: 0)
+            Thread { other.value = Autocast.isEnabled; done.signal() }.start()
+            done.wait()
+            XCTAssertEqual(other.value, false, "another thread is not in the scope")
+        }
+        XCTAssertThrowsError(try Autocast.bf16 { throw Failure() })
+        XCTAssertFalse(Autocast.isEnabled)
+        XCTAssertEqual(try Autocast.run(.fp32) { Autocast.isEnabled }, false)
+        XCTAssertEqual(try Autocast.run(.bf16) { Autocast.isEnabled }, true)
+    }
+
+    /// Without AVX512-BF16 the scope refuses with one clear error and runs nothing.
+    func testRefusesOnACPUWithoutAVX512BF16() {
+        Autocast.nativeBF16Override = false
+        defer { Autocast.nativeBF16Override = nil }
+        var ran = false
+        XCTAssertThrowsError(try Autocast.bf16 { ran = true }) { error in
+            XCTAssertTrue("\(error)".hasPrefix("precision bf16 needs a CPU with AVX512-BF16"), "\(error)")
+        }
+        XCTAssertFalse(ran)
+        XCTAssertFalse(Autocast.isEnabled)
+    }
+}
