@@ -120,8 +120,9 @@ public struct VideoClipDataset: ClipSource {
     public func clipAndFlip(_ index: Int, seed: UInt64) throws -> (clip: Tensor, flipped: Bool) {
         let o = options
         let offsets = o.offsets
-        precondition(!offsets.isEmpty && zip(offsets, offsets.dropFirst()).allSatisfy { $0 < $1 } && offsets[0] >= 0,
-                     "ClipOptions: frame offsets must be increasing and non-negative, got \(offsets)")
+        guard !offsets.isEmpty && zip(offsets, offsets.dropFirst()).allSatisfy({ $0 < $1 }) && offsets[0] >= 0 else {
+            throw DatasetError(paths[index], "the clip's frame offsets must be increasing and non-negative, got \(offsets)")
+        }
         var rng = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ 1)
         let resize: VideoResize = o.decodeShortSide.map { .shortSide($0) } ?? .none
         let reader = try VideoReader(paths[index], fps: o.fps, resize: resize, threads: o.decoderThreads)

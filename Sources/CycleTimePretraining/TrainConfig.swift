@@ -102,6 +102,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
             throw fail("data.clip_offsets", "must be increasing offsets >= 0")
         }
         if data.targetOffset <= lastClipFrame { throw fail("data.target_offset", "must come after the last clip frame") }
+        if data.motionOffset <= lastClipFrame { throw fail("data.motion_offset", "must come after the last clip frame") }
         if data.motionOffset == data.targetOffset { throw fail("data.motion_offset", "must differ from target_offset") }
         if data.clipsPerVideo < 1 { throw fail("data.clips_per_video", "must be >= 1") }
         if timecycle.frameSize < 32 { throw fail("timecycle.frame_size", "must be >= 32") }
