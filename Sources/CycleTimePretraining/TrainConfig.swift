@@ -119,6 +119,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
             throw fail("timecycle.localizer_kernels", "are too large for the \(timecycle.patchGrid)x\(timecycle.patchGrid) patch map")
         }
         if timecycle.featureDim < 1 { throw fail("timecycle.feature_dim", "must be >= 1") }
+        if timecycle.lossGridSize < 2 { throw fail("timecycle.loss_grid_size", "must be >= 2 (the grid spans -1...1)") }
         if !(timecycle.temperature > 0) { throw fail("timecycle.temperature", "must be > 0") }
         if patch.patchSize != timecycle.patchSize {
             throw fail("patch.patch_size", "(\(patch.patchSize)) must equal timecycle.patch_size (\(timecycle.patchSize))")

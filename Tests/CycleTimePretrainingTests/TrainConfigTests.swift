@@ -44,6 +44,7 @@ final class TrainConfigTests: XCTestCase {
         assertInvalid({ $0.data.clipOffsets = [0, 4, 2] }, field: "data.clip_offsets")
         assertInvalid({ $0.data.targetOffset = 3 }, field: "data.target_offset")
         assertInvalid({ $0.data.motionOffset = 0 }, field: "data.motion_offset")
+        for n in [0, 1] { assertInvalid({ $0.timecycle.lossGridSize = n }, field: "timecycle.loss_grid_size") }
         assertInvalid({ $0.data.cropScale = [0.9, 0.5] }, field: "data.crop_scale")
         for t in [0, -1, Float.nan, .infinity] { assertInvalid({ $0.timecycle.temperature = t }, field: "timecycle.temperature") }
         for n in [-1, 2_000_000_000] { assertInvalid({ $0.timecycle.detachSteps = n }, field: "timecycle.detach_steps") }
