@@ -56,7 +56,7 @@ let package = Package(
             "CycleTimeNN", "CycleTimeData", "CycleTimeDistributed", .product(name: "Yams", package: "Yams"),
         ]),
         // Pretraining tasks on the generic trainer: TimeCycle and the contrastive random walk.
-        .target(name: "CycleTimePretraining", dependencies: ["CycleTimeTraining", "CycleTimeTracking", "CycleTimeData"]),
+        .target(name: "CycleTimePretraining", dependencies: ["CycleTimeTraining", "CycleTimeTracking", "CycleTimeData", "CycleTimePropagation"]),
         // AVA detection: formats, evaluation, datasets, backbones, the detector, AVA training and inference.
         .target(name: "CycleTimeDetection", dependencies: ["CycleTimeTraining", "CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),
         .target(name: "CycleTimePropagation", dependencies: ["CycleTimeModels", "CycleTimeData", "CycleTimeVideo"]),

@@ -42,15 +42,20 @@ public func makeTrainer(configPath: String, overrides: [String] = []) throws -> 
     let config = try ConfigLoader.load(TrainConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
     let videos = try resolveVideos(config.data.videos, file: configPath)
+    let validator = config.eval.everySteps > 0 ? try DAVISValidator(config: config, file: configPath) : nil
     let (mpi, run) = try RunSetup.open(config.loopSettings)
     let text = try ConfigLoader.encode(config)
+    func with<T>(_ t: Trainer<T>) -> Trainer<T> {
+        t.validator = validator
+        return t
+    }
     switch config.objective {
     case .timecycle:
-        return try Trainer(settings: config.loopSettings, configFile: configPath, configText: text,
-                           task: TimeCycleTask(config: config, videos: videos), run: run, mpi: mpi)
+        return with(try Trainer(settings: config.loopSettings, configFile: configPath, configText: text,
+                                task: TimeCycleTask(config: config, videos: videos), run: run, mpi: mpi))
     case .crw:
-        return try Trainer(settings: config.loopSettings, configFile: configPath, configText: text,
-                           task: CRWTask(config: config, videos: videos), run: run, mpi: mpi)
+        return with(try Trainer(settings: config.loopSettings, configFile: configPath, configText: text,
+                                task: CRWTask(config: config, videos: videos), run: run, mpi: mpi))
     }
 }
 

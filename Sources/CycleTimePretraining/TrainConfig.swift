@@ -70,6 +70,8 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var train = LoopConfig()
     /// Ranks of an MPI job (`mpirun -np N cycletime train`): batch_size is per rank.
     public var distributed = DistributedConfig()
+    /// Validation during training: DAVIS label propagation with the current encoder (off by default).
+    public var eval = EvalConfig()
     public init() {}
 
     /// Bounds of the numbers (`ConfigValidator.checkNumbers`; the others: 0...maxNumber).
@@ -84,6 +86,8 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
             "patch.grid_size": V.imageSide, "patch.patch_size": V.imageSide,
             "crw.feature_dim": V.channels, "crw.drop_value": -1e30...0, "crw.clip_length": V.queue,
             "crw.image_size": V.imageSide, "crw.patch_size": V.imageSide, "crw.patch_stride": V.imageSide, "crw.fps": 0...1000,
+            "eval.max_frames": V.frames, "eval.context": 0...1000, "eval.radius": 0...1e6, "eval.temperature": 0...1e6,
+            "eval.topk": 0...100_000, "eval.square_size": V.imageSide, "eval.strides": 1...64,
         ].merging(SharedConfigFields.numberBounds) { $1 }
     }()
 
@@ -126,6 +130,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         }
         if patch.gridSize < 3 { throw fail("patch.grid_size", "must be >= 3") }
         if patch.topK < 1 { throw fail("patch.top_k", "must be >= 1") }
+        try eval.validate(v)
         if objective == .crw {
             do { try crw.validate() } catch let e as CRWConfigError {
                 throw fail("crw." + ConfigLoader.snake(e.field), e.message)

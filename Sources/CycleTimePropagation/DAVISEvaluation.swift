@@ -164,21 +164,31 @@ public enum DAVISEvaluation {
         return img
     }
 
+    /// Scores `results` against the set's annotations. `sequences` (default: every sequence of the
+    /// set) and `maxFrames` (default: all) restrict the scoring to those sequences and to the
+    /// annotations of their first `maxFrames` frames, as propagated by `propagate davis
+    /// --sequences ... --max-frames N` (the first and last of those annotations are not scored).
     public static func evaluate(davisRoot: String, results: String, set: String = "val", resolution: String = "480p",
+                                sequences: [String]? = nil, maxFrames: Int? = nil,
                                 boundThreshold: Double = 0.008, progress: ((String) -> Void)? = nil) throws -> DAVISEvaluationResult {
-        let dataset: DAVISDataset
-        do { dataset = try DAVISDataset(root: davisRoot, set: set, resolution: resolution) } catch { throw EvaluationError("\(error)") }
-        if dataset.sequenceNames.isEmpty { throw EvaluationError("\(davisRoot): no sequences in set '\(set)'") }
+        let dataset = try DAVISDataset.open(root: davisRoot, set: set, resolution: resolution)
+        let names = try dataset.names(sequences)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: results, isDirectory: &isDir), isDir.boolValue else {
             throw EvaluationError("\(results): no such results folder")
         }
         var objects: [DAVISObjectScore] = []
-        for (si, name) in dataset.sequenceNames.enumerated() {
-            let annotations: [String]
+        for (si, name) in names.enumerated() {
+            var annotations: [String]
             do { annotations = try dataset.annotationFiles(of: name) } catch { throw EvaluationError("\(error)") }
+            if let maxFrames {
+                let seq: DAVISSequence
+                do { seq = try dataset.sequence(name) } catch { throw EvaluationError("\(error)") }
+                let kept = Set(seq.framePaths.prefix(maxFrames).map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension })
+                annotations = annotations.filter { kept.contains((($0 as NSString).lastPathComponent as NSString).deletingPathExtension) }
+            }
             objects += try evaluateSequence(name, annotations: annotations, results: results, boundThreshold: boundThreshold)
-            progress?("[\(si + 1)/\(dataset.count)] \(name)")
+            progress?("[\(si + 1)/\(names.count)] \(name)")
         }
         func mean(_ k: KeyPath<DAVISObjectScore, Double>) -> Double { objects.map { $0[keyPath: k] }.reduce(0, +) / Double(objects.count) }
         let s = DAVISSummary(jfMean: (mean(\.jMean) + mean(\.fMean)) / 2,

@@ -154,3 +154,44 @@ public enum PropagationJobs {
         }
     }
 }
+
+extension DAVISDataset {
+    /// The set of a DAVIS root, or an error naming the root when it has no such set or no sequence in it.
+    public static func open(root: String, set: String = "val", resolution: String = "480p") throws -> DAVISDataset {
+        let dataset: DAVISDataset
+        do { dataset = try DAVISDataset(root: root, set: set, resolution: resolution) } catch { throw EvaluationError("\(error)") }
+        if dataset.sequenceNames.isEmpty { throw EvaluationError("\(root): no sequences in set '\(set)'") }
+        return dataset
+    }
+
+    /// `wanted` (every sequence of the set when nil or empty), each checked to be in the set.
+    public func names(_ wanted: [String]?) throws -> [String] {
+        guard let wanted, !wanted.isEmpty else { return sequenceNames }
+        for w in wanted where !sequenceNames.contains(w) { throw EvaluationError("\(root): no sequence '\(w)' in the set") }
+        return wanted
+    }
+}
+
+extension PropagationJobs {
+    /// Propagates the first-frame masks of DAVIS `sequences` (at most `maxFrames` frames each)
+    /// into `<out>/<sequence>/<frame>.png`, as `cycletime propagate davis`; `tick(i, name)` is
+    /// called once per frame written, `i` the sequence's index.
+    public static func davis(_ dataset: DAVISDataset, sequences names: [String], extractor: FeatureExtractor, options: PropagationOptions,
+                             out: String, maxFrames: Int? = nil, overlayFps: Double? = nil, tick: (Int, String) -> Void) throws {
+        let seqs = try names.map { n -> DAVISSequence in
+            do { return try dataset.sequence(n) } catch { throw EvaluationError("\(error)") }
+        }
+        for (si, seq) in seqs.enumerated() {
+            guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
+            try masks(.files(seq.framePaths, name: seq.name), firstMask: try FirstFrameLabels.mask(firstPath), firstMaskName: firstPath,
+                      extractor: extractor, options: options, out: out, maxFrames: maxFrames, overlayFps: overlayFps) { tick(si, seq.name) }
+        }
+    }
+
+    /// The frames `davis` propagates for `sequences`: sum of min(frames, maxFrames).
+    public static func davisFrameCount(_ dataset: DAVISDataset, sequences names: [String], maxFrames: Int? = nil) throws -> Int {
+        try names.map { n -> Int in
+            do { return min(try dataset.sequence(n).frameCount, maxFrames ?? Int.max) } catch { throw EvaluationError("\(error)") }
+        }.reduce(0, +)
+    }
+}

@@ -12,9 +12,10 @@ extension Report {
     ]
     public static let stepAxis = "step (optimizer updates)"
 
-    /// The training terms of a metrics table: total `loss` first, then the others in logged order.
+    /// The training terms of a metrics table: total `loss` first, then the others in logged order
+    /// (validation scores, `val_*`, are not training terms).
     public static func terms(_ m: MetricsTable) -> [String] {
-        let t = m.keys.filter { $0 != "step" && known[$0] == nil }
+        let t = m.keys.filter { $0 != "step" && known[$0] == nil && !$0.hasPrefix("val_") }
         return t.contains("loss") ? ["loss"] + t.filter { $0 != "loss" } : t
     }
 
@@ -54,6 +55,30 @@ extension Report {
         return out
     }
 
+    /// The validation scores logged during training (the `eval:` section): J&F, J and F against
+    /// steps, and against training hours (the sum of the steps' `step_s` up to that step, so
+    /// validations, checkpoint writes and the time between a kill and its resume are left out):
+    /// time to accuracy. Empty when the run has no validation rows.
+    public static func validationPlots(_ m: MetricsTable) -> [(String, LinePlot)] {
+        let keys = [("val_jf", "J&F"), ("val_j", "J (region)"), ("val_f", "F (boundary)")].filter { m.keys.contains($0.0) }
+        guard !keys.isEmpty else { return [] }
+        let rows = m.rows.enumerated().filter { $0.element["val_jf"] != nil || $0.element["val_j"] != nil }.map(\.offset)
+        let steps = m.steps
+        var hours: [Double] = [], total = 0.0
+        for r in m.rows { total += r["step_s"] ?? 0; hours.append(total / 3600) }
+        var out: [(String, LinePlot)] = []
+        for (axis, name, xs) in [(stepAxis, "validation", steps), ("training hours (sum of step times)", "validation-hours", hours)] {
+            var p = LinePlot(title: "DAVIS validation during training against " + (name == "validation" ? "step" : "training hours"),
+                             xLabel: axis, yLabel: "score (davis2017-evaluation)")
+            for (i, (k, label)) in keys.enumerated() {
+                p.series.append(PlotSeries(name: "\(k) (\(label))", x: rows.map { xs[$0] }, y: rows.map { m.rows[$0][k] },
+                                           color: seriesColors[i % seriesColors.count], width: i == 0 ? 2.4 : 1.5))
+            }
+            out.append((name, p))
+        }
+        return out
+    }
+
     // MARK: pretraining
 
     static func pretraining(_ run: RunRecord) throws -> [ReportBlock] {
@@ -69,6 +94,16 @@ extension Report {
                 + "clips/s, data-wait fraction and time per step."))
             for (name, plot) in curvePlots(m, gradClip: run.gradClip) {
                 b.append(.figure(.svg("curve-" + name, plot.title + " against step", plot.svg())))
+            }
+            let validation = validationPlots(m)
+            if !validation.isEmpty {
+                let n = m.column("val_jf").compactMap { $0 }.count
+                b.append(.markdown("### Validation during training\n\nDAVIS label propagation with the encoder of the step (`eval:` of the config; "
+                    + "\(n) validation(s)), scored as `cycletime eval davis`: against steps, and against training hours (the sum of step times, "
+                    + "validation excluded), the time to accuracy."))
+                for (name, plot) in validation {
+                    b.append(.figure(.svg("curve-" + name, plot.title, plot.svg())))
+                }
             }
             let last = m.rows.count, tail = max(1, last / 10)
             var rows: [[String]] = []

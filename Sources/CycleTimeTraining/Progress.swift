@@ -47,6 +47,11 @@ public final class ProgressReporter {
         return due ? text : nil
     }
 
+    /// A line of its own between steps (e.g. a validation's scores); the step line goes on below it.
+    public func note(_ message: String) {
+        line.finish(message)
+    }
+
     public func finish(message: String) {
         line.finish(message)
     }

@@ -31,6 +31,33 @@ extension TrainingTask {
     public func prepare(step: Int) {}
 }
 
+/// Scores the model while it trains (a config's `eval:` section; the pretraining tasks propagate
+/// DAVIS masks), as mmaction2's `--validate` and PySlowFast's eval period. The trainer calls it
+/// on rank 0 after every `everySteps` steps and after the last one, before that step's metrics
+/// row is written (the scores join the row, with `val_s`, the validation's seconds) and before
+/// the step's checkpoint, so a resumed run repeats exactly the validations an uninterrupted one makes.
+public protocol TrainingValidator: AnyObject {
+    var everySteps: Int { get }
+    /// Scores the current weights of `model` after `step` steps. It must leave the model (weights,
+    /// buffers, train/eval mode) and every random generator as they were: training continues
+    /// exactly as without it.
+    func validate(model: Module, step: Int) throws -> ValidationScores
+}
+
+/// What a validation gives the run: metrics fields, pictures and a line for the log.
+public struct ValidationScores {
+    /// Metrics fields ("val_jf", ...), added to the step's row of metrics.jsonl (and TensorBoard).
+    public var fields: [(String, Double)]
+    /// TensorBoard images at the step: (tag, PNG bytes).
+    public var images: [(tag: String, png: Data)]
+    /// A one-line summary for the log and the terminal.
+    public var summary: String
+
+    public init(fields: [(String, Double)], images: [(tag: String, png: Data)] = [], summary: String) {
+        self.fields = fields; self.images = images; self.summary = summary
+    }
+}
+
 /// A trainer of any task (what the command line drives).
 public protocol AnyTrainer: AnyObject {
     var settings: LoopSettings { get }
@@ -174,6 +201,9 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
     public var shouldStop: () -> Bool = { false }
     /// The resolved configuration (YAML) written to config.yaml and into checkpoints.
     public let configText: String
+    /// Scores the model during training (rank 0 only; the other ranks wait at the next step's all-reduce,
+    /// so a validation must take less than `distributed.timeout_seconds`).
+    public var validator: TrainingValidator?
     /// Warnings (skipped videos, config changes on resume).
     public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
 
@@ -380,8 +410,23 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             if mpi != nil { fields += [("ranks", Double(ranks)), ("allreduce_s", tm.allReduce)] }
             let stop = interrupt || (stopAfter.map { step - startStep >= $0 } ?? false)
             let checkpointDue = step % settings.train.checkpointEvery == 0 || step == totalSteps || stop
+            var validationImages: [(tag: String, png: Data)] = []
+            if isLeader, let validator, step % validator.everySteps == 0 || step == totalSteps {
+                let v0 = DispatchTime.now().uptimeNanoseconds
+                let scores: ValidationScores
+                do { scores = try validator.validate(model: task.model, step: step) } catch {
+                    throw TrainingError("validation at step \(step): \(error); the last checkpoint (step \(lastCheckpointStep)) is intact")
+                }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9
+                fields += scores.fields + [("val_s", seconds)]
+                validationImages = scores.images
+                let line = "validation at step \(step): \(scores.summary) (\(String(format: "%.1f", seconds)) s)"
+                run.log(line)
+                progress?.note(line)
+            }
             if isLeader {
                 try run.appendMetrics(fields)
+                for (tag, png) in validationImages { try run.appendImage(tag: tag, step: step, png: png) }
                 if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {
                     run.log(line)
                 }

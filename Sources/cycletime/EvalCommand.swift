@@ -28,13 +28,20 @@ struct EvalDAVIS: ParsableCommand {
     @Option(help: "Image set (ImageSets/2017/<set>.txt)") var set: String = "val"
     @Option(help: "Resolution folder") var resolution: String = "480p"
     @Option(name: .customLong("bound-th"), help: "Boundary tolerance: fraction of the diagonal (< 1) or pixels") var boundTh: Double = 0.008
+    @Option(help: "Only these sequences (comma-separated), as propagated with `propagate davis --sequences`") var sequences: String?
+    @Option(name: .customLong("max-frames"), help: "Score only the annotations of each sequence's first N frames, as propagated with `propagate davis --max-frames N`")
+    var maxFrames: Int?
     @Flag(help: "Do not write CSV/JSON files") var noWrite = false
 
-    func validate() throws { try checkOption("--bound-th", boundTh, 1e-6...1000) }
+    func validate() throws {
+        try checkOption("--bound-th", boundTh, 1e-6...1000)
+        try checkOption("--max-frames", maxFrames, 3...10_000_000)
+    }
 
     func run() throws {
         let line = ProgressLine()
         let r = try DAVISEvaluation.evaluate(davisRoot: davisRoot, results: results, set: set, resolution: resolution,
+                                             sequences: sequences?.split(separator: ",").map(String.init), maxFrames: maxFrames,
                                              boundThreshold: boundTh, progress: { line.show($0) })
         line.finish()
         print(r.table(), terminator: "")

@@ -166,27 +166,14 @@ struct PropagateDAVIS: ParsableCommand {
     }
 
     func run() throws {
-        let dataset: DAVISDataset
-        do { dataset = try DAVISDataset(root: root, set: set, resolution: resolution) } catch { throw EvaluationError("\(error)") }
-        var names = dataset.sequenceNames
-        if let sequences {
-            let wanted = sequences.split(separator: ",").map(String.init)
-            for w in wanted where !names.contains(w) { throw EvaluationError("\(root): no sequence '\(w)' in set '\(set)'") }
-            names = wanted
-        }
+        let dataset = try DAVISDataset.open(root: root, set: set, resolution: resolution)
+        let names = try dataset.names(sequences?.split(separator: ",").map(String.init))
         let (extractor, pad) = try args.extractor()
-        let seqs = try names.map { n -> DAVISSequence in
-            do { return try dataset.sequence(n) } catch { throw EvaluationError("\(error)") }
-        }
-        let total = seqs.map { min($0.frameCount, maxFrames ?? Int.max) }.reduce(0, +)
+        let total = try PropagationJobs.davisFrameCount(dataset, sequences: names, maxFrames: maxFrames)
         let progress = CountProgress(total: total, unit: "frame")
-        progress.line.show("propagating \(seqs.count) sequence(s), \(total) frames with \(args.encoderDescription(padding: pad))", force: true)
-        for (si, seq) in seqs.enumerated() {
-            guard let firstPath = seq.annotationPaths[0] else { throw EvaluationError("\(seq.name): no annotation of the first frame") }
-            try PropagationJobs.masks(.files(seq.framePaths, name: seq.name), firstMask: try FirstFrameLabels.mask(firstPath), firstMaskName: firstPath, extractor: extractor,
-                                      options: args.options, out: out, maxFrames: maxFrames,
-                                      overlayFps: args.overlays ? args.overlayFps : nil) { progress.tick("[\(si + 1)/\(seqs.count)] \(seq.name)") }
-        }
+        progress.line.show("propagating \(names.count) sequence(s), \(total) frames with \(args.encoderDescription(padding: pad))", force: true)
+        try PropagationJobs.davis(dataset, sequences: names, extractor: extractor, options: args.options, out: out, maxFrames: maxFrames,
+                                  overlayFps: args.overlays ? args.overlayFps : nil) { si, name in progress.tick("[\(si + 1)/\(names.count)] \(name)") }
         progress.finish("results in \(out); score them with: cycletime eval davis --davis-root \(root) --results \(out)")
     }
 }

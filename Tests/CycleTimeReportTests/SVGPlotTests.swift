@@ -59,6 +59,41 @@ final class SVGPlotTests: XCTestCase {
         }
     }
 
+    /// The smoke run's metrics with validation scores (the `eval:` section's val_* fields) added to
+    /// every 10th row: the validation figures against steps and against training hours (the sum
+    /// of step_s) map back to the logged scores; the training curves are unchanged (val_* are not terms).
+    func testValidationCurvesMatchTheValidationRowsAgainstStepsAndTrainingHours() throws {
+        let path = repoRoot + "/Tests/Fixtures/report/timecycle-r18-smoke-metrics.jsonl"
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        var text = ""
+        for (i, line) in lines.enumerated() {
+            let s = i + 1
+            text += s % 10 == 0 ? line.dropLast() + ", \"val_jf\": \(0.5 + Double(s) / 400), \"val_j\": \(0.52 + Double(s) / 400), \"val_f\": \(0.48 + Double(s) / 400), \"val_s\": 3.5}\n" : line + "\n"
+        }
+        let (m, notes) = MetricsTable.parse(text, file: "metrics.jsonl")
+        XCTAssertTrue(notes.isEmpty)
+        XCTAssertEqual(Report.terms(m), ["loss", "loss_long", "loss_skip", "loss_inlier"])
+        let plots = Report.validationPlots(m)
+        XCTAssertEqual(plots.map(\.0), ["validation", "validation-hours"])
+        var hours: [Double] = [], total = 0.0
+        for r in m.rows { total += r["step_s"]!; hours.append(total / 3600) }
+        for (name, plot) in plots {
+            let svg = try ParsedSVG(plot.svg())
+            XCTAssertEqual(svg.xLabel, name == "validation" ? "step (optimizer updates)" : "training hours (sum of step times)")
+            let xspan = plot.xAxis.hi - plot.xAxis.lo, yspan = plot.yAxis.hi - plot.yAxis.lo
+            for (k, offset) in [("val_jf", 0.5), ("val_j", 0.52), ("val_f", 0.48)] {
+                let pts = try XCTUnwrap(svg.polylines.first { $0.series.hasPrefix(k + " (") }).points
+                XCTAssertEqual(pts.count, 4, "\(name) \(k): one point per validation (steps 10, 20, 30, 40)")
+                for (i, p) in pts.enumerated() {
+                    let s = 10 * (i + 1), d = svg.data(p)
+                    XCTAssertEqual(d.0, name == "validation" ? Double(s) : hours[s - 1], accuracy: xspan * 1e-4, "\(name) \(k) x of step \(s)")
+                    XCTAssertEqual(d.1, offset + Double(s) / 400, accuracy: yspan * 1e-4, "\(name) \(k) at step \(s)")
+                }
+            }
+        }
+        XCTAssertTrue(Report.validationPlots(MetricsTable.parse(lines.joined(separator: "\n"), file: "m").0).isEmpty, "no validation rows, no figure")
+    }
+
     /// The committed report of the smoke run: its curve figures are exactly what metrics.jsonl gives.
     func testCommittedSmokeReportCurvesAreRegenerated() throws {
         let dir = repoRoot + "/notebooks-export/timecycle-r18-smoke/timecycle-r18-smoke_files"
