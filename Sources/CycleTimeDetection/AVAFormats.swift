@@ -203,29 +203,35 @@ public struct AVACSV: Sendable {
         var skipped: [Int: Int] = [:]
         let allowed = labelMap.map { Set($0.ids) }
         for l in try readDataLines(path, what: "AVA CSV") {
-            let f = csvFields(l.text)
-            guard f.count == 7 || f.count == 8 else {
-                throw AVAError(path, line: l.number, "expected 7 or 8 comma-separated fields (video_id, timestamp, x1, y1, x2, y2, action_id[, \(scoreColumn ? "score" : "person_id")]), got \(f.count)")
-            }
-            if scoreColumn && f.count != 8 { throw AVAError(path, line: l.number, "missing score (column 8)") }
-            guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
-            guard let ts = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
-            let box = try parseBox(f[2..<6], file: path, line: l.number)
-            guard let action = Int(f[6]) else { throw AVAError(path, line: l.number, "action_id '\(f[6])' is not an integer") }
-            var extra: Double?
-            if f.count == 8 {
-                if scoreColumn {
-                    guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
-                    extra = s
-                } else if !f[7].isEmpty {
-                    guard let p = Int(f[7]) else { throw AVAError(path, line: l.number, "person_id '\(f[7])' is not an integer") }
-                    extra = Double(p)
-                }
-            }
-            if let allowed, !allowed.contains(action) { skipped[action, default: 0] += 1; continue }
-            rows.append(AVARow(key: AVAKey(f[0], ts), box: box, actionID: action, extra: extra, line: l.number))
+            let row = try parseRow(l, path: path, scoreColumn: scoreColumn)
+            if let allowed, !allowed.contains(row.actionID) { skipped[row.actionID, default: 0] += 1; continue }
+            rows.append(row)
         }
         return AVACSV(path: path, rows: rows, skippedActions: skipped)
+    }
+
+    /// One data line as a row, or the error naming the file, the line and the field.
+    static func parseRow(_ l: (number: Int, text: String), path: String, scoreColumn: Bool) throws -> AVARow {
+        let f = csvFields(l.text)
+        guard f.count == 7 || f.count == 8 else {
+            throw AVAError(path, line: l.number, "expected 7 or 8 comma-separated fields (video_id, timestamp, x1, y1, x2, y2, action_id[, \(scoreColumn ? "score" : "person_id")]), got \(f.count)")
+        }
+        if scoreColumn && f.count != 8 { throw AVAError(path, line: l.number, "missing score (column 8)") }
+        guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
+        guard let ts = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
+        let box = try parseBox(f[2..<6], file: path, line: l.number)
+        guard let action = Int(f[6]) else { throw AVAError(path, line: l.number, "action_id '\(f[6])' is not an integer") }
+        var extra: Double?
+        if f.count == 8 {
+            if scoreColumn {
+                guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
+                extra = s
+            } else if !f[7].isEmpty {
+                guard let p = Int(f[7]) else { throw AVAError(path, line: l.number, "person_id '\(f[7])' is not an integer") }
+                extra = Double(p)
+            }
+        }
+        return AVARow(key: AVAKey(f[0], ts), box: box, actionID: action, extra: extra, line: l.number)
     }
 
     /// A one-line report of skipped rows ("" when none), e.g. for the CLI.
@@ -264,14 +270,17 @@ public struct AVACSV: Sendable {
 /// Excluded keyframes (CSV video_id,timestamp).
 public func readAVAExcluded(_ path: String) throws -> Set<AVAKey> {
     var out = Set<AVAKey>()
-    for l in try readDataLines(path, what: "excluded timestamps") {
-        let f = csvFields(l.text)
-        guard f.count == 2 else { throw AVAError(path, line: l.number, "expected 2 fields (video_id, timestamp), got \(f.count)") }
-        guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
-        guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
-        out.insert(AVAKey(f[0], t))
-    }
+    for l in try readDataLines(path, what: "excluded timestamps") { out.insert(try parseExcludedRow(l, path: path)) }
     return out
+}
+
+/// One line of an excluded-timestamps CSV.
+func parseExcludedRow(_ l: (number: Int, text: String), path: String) throws -> AVAKey {
+    let f = csvFields(l.text)
+    guard f.count == 2 else { throw AVAError(path, line: l.number, "expected 2 fields (video_id, timestamp), got \(f.count)") }
+    guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
+    guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
+    return AVAKey(f[0], t)
 }
 
 // MARK: Proposals
@@ -302,17 +311,7 @@ public struct AVAProposals: Sendable {
         guard let dict = obj as? [String: Any] else { throw AVAError(path, "expected a JSON object of \"video_id,timestamp\" keys") }
         var out: [AVAKey: [ScoredBox]] = [:]
         for (k, v) in dict {
-            guard let key = AVAKey(parsing: k) else { throw AVAError(path, "key '\(k)' is not \"video_id,timestamp\"") }
-            guard let list = v as? [Any] else { throw AVAError(path, "key '\(k)': expected a list of boxes") }
-            var boxes: [ScoredBox] = []
-            for (i, item) in list.enumerated() {
-                guard let nums = item as? [Any], nums.count == 4 || nums.count == 5 else {
-                    throw AVAError(path, "key '\(k)', box \(i): expected [x1, y1, x2, y2, score]")
-                }
-                let vals = nums.compactMap { ($0 as? NSNumber)?.doubleValue }.filter(\.isFinite)
-                guard vals.count == nums.count else { throw AVAError(path, "key '\(k)', box \(i): non-numeric value") }
-                boxes.append(ScoredBox(AVABox(vals[0], vals[1], vals[2], vals[3]), score: vals.count == 5 ? vals[4] : 1))
-            }
+            let (key, boxes) = try parseJSONEntry(k, v, path: path)
             if out[key] != nil { throw AVAError(path, "keyframe \(key) appears twice (keys '\(k)')") }
             out[key] = boxes
         }
@@ -320,23 +319,43 @@ public struct AVAProposals: Sendable {
         return AVAProposals(path: path, boxes: out)
     }
 
+    /// One `"video_id,timestamp": [[x1, y1, x2, y2(, score)], ...]` entry of a JSON proposal file.
+    static func parseJSONEntry(_ k: String, _ v: Any, path: String) throws -> (AVAKey, [ScoredBox]) {
+        guard let key = AVAKey(parsing: k) else { throw AVAError(path, "key '\(k)' is not \"video_id,timestamp\" (an integer number of seconds)") }
+        guard let list = v as? [Any] else { throw AVAError(path, "key '\(k)': expected a list of boxes") }
+        var boxes: [ScoredBox] = []
+        for (i, item) in list.enumerated() {
+            guard let nums = item as? [Any], nums.count == 4 || nums.count == 5 else {
+                throw AVAError(path, "key '\(k)', box \(i): expected [x1, y1, x2, y2, score]")
+            }
+            let vals = nums.compactMap { ($0 as? NSNumber)?.doubleValue }.filter(\.isFinite)
+            guard vals.count == nums.count else { throw AVAError(path, "key '\(k)', box \(i): non-numeric value") }
+            boxes.append(ScoredBox(AVABox(vals[0], vals[1], vals[2], vals[3]), score: vals.count == 5 ? vals[4] : 1))
+        }
+        return (key, boxes)
+    }
+
     static func readCSV(_ path: String) throws -> AVAProposals {
         var out: [AVAKey: [ScoredBox]] = [:]
         for l in try readDataLines(path, what: "proposal CSV") {
-            let f = csvFields(l.text)
-            guard f.count == 8 else {
-                throw AVAError(path, line: l.number, "expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action, score), got \(f.count)")
-            }
-            guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
-            guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
-            let box = try parseBox(f[2..<6], file: path, line: l.number)
-            guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
-            let key = AVAKey(f[0], t)
-            let sb = ScoredBox(box, score: s)
+            let (key, sb) = try parseCSVRow(l, path: path)
             // The CSV repeats a box once per action: keep each box once.
             if !(out[key]?.contains(sb) ?? false) { out[key, default: []].append(sb) }
         }
         return AVAProposals(path: path, boxes: out)
+    }
+
+    /// One line of the proposal CSV (video_id, timestamp, x1, y1, x2, y2, action, score).
+    static func parseCSVRow(_ l: (number: Int, text: String), path: String) throws -> (AVAKey, ScoredBox) {
+        let f = csvFields(l.text)
+        guard f.count == 8 else {
+            throw AVAError(path, line: l.number, "expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action, score), got \(f.count)")
+        }
+        guard !f[0].isEmpty else { throw AVAError(path, line: l.number, "empty video_id") }
+        guard let t = parseTimestamp(f[1]) else { throw AVAError(path, line: l.number, "timestamp '\(f[1])' is not an integer number of seconds (below 10^9)") }
+        let box = try parseBox(f[2..<6], file: path, line: l.number)
+        guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
+        return (AVAKey(f[0], t), ScoredBox(box, score: s))
     }
 
     /// The proposals used at a keyframe, as mmaction2 selects them: those scoring at least

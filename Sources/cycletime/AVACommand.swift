@@ -9,7 +9,7 @@ struct AVACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ava",
         abstract: "AVA spatio-temporal action detection.",
-        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self])
+        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self, AVACheckCommand.self])
 }
 
 /// `cycletime ava train --config C [--resume] [--set k=v ...]`: trains the detector with the trainer
@@ -34,6 +34,25 @@ struct AVATrainCommand: ParsableCommand {
         try drive(try makeAVATrainer(configPath: args.configPath, overrides: args.overrides) {
             FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8))
         }, resume: args.resume, unit: "clips")
+    }
+}
+
+/// `cycletime ava check --config C`: the dataset of an AVA config checked before any training.
+struct AVACheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check the AVA-format dataset of a config before training: keys, timestamps, frames, boxes, action ids.",
+        discussion: """
+            Checks the label map; each split's annotation CSV line by line (fields, timestamps, boxes             normalized to [0, 1] with x1 < x2 and y1 < y2, action ids in the label map); that each             annotated keyframe's frame (fps x (t - window_start) + 1) exists in its video, and the             window its clip needs; that proposal keys match annotated keyframes and vice versa; that             excluded timestamps name keyframes. Prints a table of problems (file:line) and the boxes             per class of each split with head / mid / tail bins (thirds of the classes by training             count). Exits 1 when there is an error: training would learn nothing or the wrong thing.
+            """)
+
+    @Option(help: "The run config (YAML).") var config: String
+    @Option(name: .customLong("set"), help: "Override a config field (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        let report = try checkAVADataset(configPath: config, overrides: overrides)
+        print(report.table(), terminator: "")
+        if report.hasErrors { throw ExitCode(1) }
     }
 }
 

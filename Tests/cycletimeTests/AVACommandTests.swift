@@ -375,6 +375,33 @@ final class AVACommandTests: XCTestCase {
 
     /// `ava test` checks its output before any keyframe is run: a results file in a missing
     /// folder is one line naming it.
+    /// `ava check` on the 2d mini experiment: the table and exit 0; with a box in pixels: the
+    /// problem with its file:line and exit 1; a bad config field: one line naming it.
+    func testCheckPrintsTheProblemsAndFailsOnAnError() throws {
+        let exe = try cycletimeExecutable()
+        let videos = try requireSharedData("videos")
+        let mini = repoRoot + "/experiments/ava-mini"
+        let dir = temporaryDirectory("ava-check")
+        try FileManager.default.copyItem(atPath: mini + "/videos-train.csv", toPath: dir + "/train.csv")
+        let sets = ["data.labelmap=\(mini)/videos-label_map.txt", "data.proposals=\(mini)/videos-proposals.json",
+                    "data.frames=\(videos)", "test.annotations=\(mini)/videos-val.csv", "data.annotations=\(dir)/train.csv"].flatMap { ["--set", $0] }
+        let config = repoRoot + "/experiments/ava-r18-2d-mini.yaml"
+        let clean = try run(exe, ["ava", "check", "--config", config] + sets)
+        XCTAssertTrue(clean.stdout.contains("no problems found"), clean.stdout)
+        XCTAssertTrue(clean.stdout.contains("2     arm wrestle                     head  12        4"), clean.stdout)
+        var rows = try String(contentsOfFile: dir + "/train.csv", encoding: .utf8).components(separatedBy: "\n")
+        rows[1] = "pool-cleaning,0002,48,12,272,228,1,0"
+        try rows.joined(separator: "\n").write(toFile: dir + "/train.csv", atomically: true, encoding: .utf8)
+        let broken = try TestSupport.runProcess(exe, ["ava", "check", "--config", config] + sets)
+        XCTAssertEqual(broken.status, 1)
+        XCTAssertTrue(broken.stdout.contains("error     \(dir)/train.csv:2"), broken.stdout)
+        XCTAssertTrue(broken.stdout.contains("FAILED: 1 error(s)"), broken.stdout)
+        let bad = try TestSupport.runProcess(exe, ["ava", "check", "--config", config, "--set", "data.fps=0"] + sets)
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("data.fps"), bad.stderr)
+    }
+
     func testResultsFileInAMissingFolderFailsBeforeAnyWork() throws {
         let exe = try cycletimeExecutable()
         let dir = temporaryDirectory("ava-out")
