@@ -68,25 +68,6 @@ public struct AVACheckReport: Sendable {
     }
 }
 
-/// Classes binned by frequency: sorted by box count (most first, ties by id), the first third is
-/// `head`, the next `mid`, the rest `tail` (classes without boxes are tail). mmaction2 and
-/// PySlowFast fix no bins; thirds of the classes by training count is the split long-tail AVA
-/// analyses report.
-public struct AVAFrequencyBins: Sendable, Equatable {
-    public enum Bin: String, Sendable, CaseIterable { case head, mid, tail }
-    public let bins: [Int: Bin]
-
-    public init(counts: [Int: Int], classes: [Int]? = nil) {
-        let ids = (classes ?? Array(counts.keys)).sorted { (counts[$0] ?? 0, -$0) > (counts[$1] ?? 0, -$1) }
-        var b: [Int: Bin] = [:]
-        let n = ids.count
-        for (i, id) in ids.enumerated() { b[id] = 3 * i < n ? .head : (3 * i < 2 * n ? .mid : .tail) }
-        bins = b
-    }
-    public func bin(of id: Int) -> Bin? { bins[id] }
-    public func classes(in bin: Bin) -> [Int] { bins.filter { $0.value == bin }.map(\.key).sorted() }
-}
-
 public enum AVADatasetCheck {
     /// Checks the files of `config` (read from `file`): the label map, the training split
     /// (data.annotations, data.proposals, data.excluded) and the test split (test.* or the data
@@ -189,10 +170,7 @@ public enum AVADatasetCheck {
         }
 
 
-        var perClass: [Int: Int] = [:]
-        for (_, boxes) in AVACSV(path: annotations, rows: known, skippedActions: [:]).groupedBoxes() {
-            for b in boxes { for a in b.actions { perClass[a, default: 0] += 1 } }
-        }
+        let perClass = AVACSV(path: annotations, rows: known, skippedActions: [:]).boxesPerClass
         r.splits.append(.init(split: split, file: annotations, keyframes: keys.count, boxesPerClass: perClass))
         return (keys, firstLine, excludedKeys)
     }

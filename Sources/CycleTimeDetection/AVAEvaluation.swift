@@ -58,10 +58,12 @@ public struct AVAEvalResult: Sendable, Codable {
     public let framesWithoutGroundTruth: Int
     /// The protocol's name on the command line (`--protocol`), when known.
     public var protocolName: String? = nil
+    /// mAP by frequency bin (`byFrequency`), when asked for.
+    public var bins: [BinResult]? = nil
 
     enum CodingKeys: String, CodingKey {
         case classes, mAP, evaluatedFrames = "evaluated_frames", excludedFrames = "excluded_frames"
-        case framesWithoutGroundTruth = "frames_without_gt", protocolName = "protocol"
+        case framesWithoutGroundTruth = "frames_without_gt", protocolName = "protocol", bins
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -69,6 +71,48 @@ public struct AVAEvalResult: Sendable, Codable {
         try c.encode(evaluatedFrames, forKey: .evaluatedFrames); try c.encode(excludedFrames, forKey: .excludedFrames)
         try c.encode(framesWithoutGroundTruth, forKey: .framesWithoutGroundTruth)
         try c.encodeIfPresent(protocolName, forKey: .protocolName)
+        try c.encodeIfPresent(bins, forKey: .bins)
+    }
+}
+
+/// Classes binned by frequency: sorted by box count (most first, ties by id), the first third is
+/// `head`, the next `mid`, the rest `tail` (classes without boxes are tail). mmaction2 and
+/// PySlowFast fix no bins; thirds of the classes by training count is the split long-tail AVA
+/// analyses report.
+public struct AVAFrequencyBins: Sendable, Equatable {
+    public enum Bin: String, Sendable, CaseIterable { case head, mid, tail }
+    public let bins: [Int: Bin]
+
+    public init(counts: [Int: Int], classes: [Int]? = nil) {
+        let ids = (classes ?? Array(counts.keys)).sorted { (counts[$0] ?? 0, -$0) > (counts[$1] ?? 0, -$1) }
+        var b: [Int: Bin] = [:]
+        let n = ids.count
+        for (i, id) in ids.enumerated() { b[id] = 3 * i < n ? .head : (3 * i < 2 * n ? .mid : .tail) }
+        bins = b
+    }
+    public func bin(of id: Int) -> Bin? { bins[id] }
+    public func classes(in bin: Bin) -> [Int] { bins.filter { $0.value == bin }.map(\.key).sorted() }
+}
+
+extension AVAEvalResult {
+    /// The mAP of one frequency bin: the mean AP of its classes that have one.
+    public struct BinResult: Sendable, Codable, Equatable {
+        public let bin: String
+        public let classes: [Int]
+        public let mAP: Double?
+    }
+
+    /// The classes with ground truth binned by `counts` (boxes per class: the training split's, or
+    /// by default this evaluation's ground truth), and each bin's mean AP, head first.
+    public func byFrequency(counts: [Int: Int]? = nil) -> [BinResult] {
+        let scored = classes.filter { $0.groundTruth > 0 }
+        let bins = AVAFrequencyBins(counts: counts ?? Dictionary(uniqueKeysWithValues: scored.map { ($0.id, $0.groundTruth) }),
+                                    classes: scored.map(\.id))
+        return AVAFrequencyBins.Bin.allCases.map { bin in
+            let ids = bins.classes(in: bin)
+            let aps = scored.filter { ids.contains($0.id) }.compactMap(\.ap)
+            return BinResult(bin: bin.rawValue, classes: ids, mAP: aps.isEmpty ? nil : aps.reduce(0, +) / Double(aps.count))
+        }
     }
 }
 

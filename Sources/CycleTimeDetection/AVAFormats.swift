@@ -249,6 +249,13 @@ public struct AVACSV: Sendable {
         return out
     }
 
+    /// Boxes per action id (a box with several actions counts once for each).
+    public var boxesPerClass: [Int: Int] {
+        var out: [Int: Int] = [:]
+        for (_, boxes) in groupedBoxes() { for b in boxes { for a in b.actions { out[a, default: 0] += 1 } } }
+        return out
+    }
+
     /// Ground-truth boxes per keyframe: rows with the same keyframe, box and person id are one box
     /// with several actions (actions in file order, duplicates dropped).
     public func groupedBoxes() -> [AVAKey: [LabeledBox]] {
@@ -356,6 +363,14 @@ public struct AVAProposals: Sendable {
         let box = try parseBox(f[2..<6], file: path, line: l.number)
         guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
         return (AVAKey(f[0], t), ScoredBox(box, score: s))
+    }
+
+    /// The ground-truth boxes of an annotation CSV as proposals (score 1, each box once per
+    /// keyframe): the oracle boxes of `ava test --boxes gt`.
+    public static func groundTruth(_ csv: AVACSV) -> AVAProposals {
+        var out: [AVAKey: [ScoredBox]] = [:]
+        for r in csv.rows where !(out[r.key]?.contains { $0.box == r.box } ?? false) { out[r.key, default: []].append(ScoredBox(r.box, score: 1)) }
+        return AVAProposals(path: csv.path + " (ground-truth boxes)", boxes: out)
     }
 
     /// The proposals used at a keyframe, as mmaction2 selects them: those scoring at least

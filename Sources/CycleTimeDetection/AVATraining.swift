@@ -261,16 +261,23 @@ public struct AVAInputs {
     public var testProposals: String { config.test.proposals.isEmpty ? config.data.proposals : config.test.proposals }
     public var testExcluded: String { config.test.excluded.isEmpty ? config.data.excluded : config.test.excluded }
 
-    /// Test keyframes (those of the test annotations) with their proposals; skip reports go to `report`.
-    public func testDataset(report: (String) -> Void) throws -> AVADataset {
-        guard !testProposals.isEmpty else { throw ConfigError(file, "field 'test.proposals' (or data.proposals) must name the person proposals used at test time") }
+    /// Test keyframes (those of the test annotations) with their proposals, or with their
+    /// ground-truth boxes (`boxes: .groundTruth`, the oracle-box upper bound); skip reports go to `report`.
+    public func testDataset(boxes: AVATestBoxes = .proposals, report: (String) -> Void) throws -> AVADataset {
         let csv = try AVACSV.read(testAnnotations)
-        let proposals = try AVAProposals.read(testProposals)
+        let proposals: AVAProposals
+        switch boxes {
+        case .proposals:
+            guard !testProposals.isEmpty else { throw ConfigError(file, "field 'test.proposals' (or data.proposals) must name the person proposals used at test time") }
+            proposals = try AVAProposals.read(testProposals)
+        case .groundTruth:
+            proposals = AVAProposals.groundTruth(csv)
+        }
         let excluded = testExcluded.isEmpty ? [] : try readAVAExcluded(testExcluded)
         let r = AVAEntries.testing(keys: csv.keys, proposals: proposals, excluded: excluded, threshold: config.test.proposalThreshold)
-        let missing = AVAEntries.missingReport(r.missingProposals, proposals: testProposals)
+        let missing = AVAEntries.missingReport(r.missingProposals, proposals: proposals.path)
         if !missing.isEmpty { report(missing) }
-        if r.entries.isEmpty { throw AVAError(testProposals, "no test keyframe of \(testAnnotations) has a proposal") }
+        if r.entries.isEmpty { throw AVAError(proposals.path, "no test keyframe of \(testAnnotations) has a proposal") }
         let entries = try keyframesInVideos(r.entries, annotations: testAnnotations, report: report)
         return AVADataset(entries: entries, store: store, options: config.clipOptions, training: false)
     }
@@ -334,6 +341,14 @@ public func makeAVATrainer(configPath: String, overrides: [String] = [], report:
                        task: task, run: run, mpi: mpi)
 }
 
+/// The boxes `ava test` classifies: the person proposals, or the ground-truth boxes of the test
+/// annotations (`--boxes gt`: the classifier's upper bound with perfect boxes, as the literature
+/// quotes next to detected boxes).
+public enum AVATestBoxes: String, Sendable, CaseIterable {
+    case proposals
+    case groundTruth = "gt"
+}
+
 /// What `runAVATest` did.
 public struct AVATestSummary: Sendable {
     public let keyframes: Int
@@ -345,7 +360,7 @@ public struct AVATestSummary: Sendable {
 
 /// `cycletime ava test`: the detector of `checkpoint` (default: the run's latest) on every test
 /// keyframe's proposals, results CSV written atomically to `out`, then scored.
-public func runAVATest(configPath: String, overrides: [String] = [], checkpoint: String?, out: String,
+public func runAVATest(configPath: String, overrides: [String] = [], checkpoint: String?, out: String, boxes: AVATestBoxes = .proposals,
                        report: @escaping @Sendable (String) -> Void, progress: @escaping (String) -> Void) throws -> AVATestSummary {
     let config = try ConfigLoader.load(AVAConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
@@ -355,7 +370,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     guard FileManager.default.fileExists(atPath: ckpt) else {
         throw TrainingError("\(ckpt): no such checkpoint (train first with 'cycletime ava train', or pass --checkpoint)")
     }
-    let data = try inputs.testDataset(report: report)
+    let data = try inputs.testDataset(boxes: boxes, report: report)
     let det = try inputs.makeDetector(loadEncoder: false)
     let file: CheckpointFile
     do { file = try CheckpointFile(ckpt) } catch { throw TrainingError("\(error)") }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import CycleTimeDetection
+
+extension AVATestBoxes: ExpressibleByArgument {}
 import CycleTimeTraining
 import CycleTimePretraining
 import Foundation
@@ -74,14 +76,17 @@ struct AVATestCommand: ParsableCommand {
     @Option(help: "The run config (YAML).") var config: String
     @Option(help: "Detector checkpoint (default: output_dir/checkpoints/latest.safetensors).") var checkpoint: String?
     @Option(help: "Results CSV to write.") var out: String
+    @Option(help: "Boxes to classify: proposals (the person proposals) or gt (the test annotations' ground-truth boxes: the upper bound with perfect boxes)")
+    var boxes: AVATestBoxes = .proposals
     @Option(name: .customLong("set"), help: "Override a config field (repeatable).") var overrides: [String] = []
 
     func run() throws {
         let err: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
-        let s = try runAVATest(configPath: config, overrides: overrides, checkpoint: checkpoint, out: out,
+        let s = try runAVATest(configPath: config, overrides: overrides, checkpoint: checkpoint, out: out, boxes: boxes,
                                report: { err("warning: " + $0 + "\n") }, progress: err)
         print("wrote \(s.rows) detections for \(s.keyframes) keyframes to \(out) (checkpoint \(s.checkpoint))")
-        if let m = s.mAP { print("frame-mAP@0.5IOU: \(String(format: "%.8f", m))  (official protocol, test annotations)") }
+        let on = boxes == .groundTruth ? "ground-truth boxes" : "proposals"
+        if let m = s.mAP { print("frame-mAP@0.5IOU: \(String(format: "%.8f", m))  (official protocol, test annotations, \(on))") }
     }
 }
 
@@ -108,6 +113,8 @@ struct AVAEvalCommand: ParsableCommand {
     @Option(name: .customLong("max-detections"), help: "Detections kept per keyframe (0 = no cap); overrides the protocol") var maxDetections: Int?
     @Option(name: .customLong("frames-without-gt"), help: "'ignore' or 'count' (as false positives); overrides the protocol") var framesWithoutGT: String?
     @Option(name: .customLong("classes-without-detections"), help: "'zero' (AP 0) or 'drop' (left out of the mean); overrides the protocol") var classesWithoutDetections: String?
+    @Option(name: .customLong("train-annotations"), help: "Training annotation CSV whose box counts bin the classes into head, mid and tail thirds (default: the ground truth's own counts)")
+    var trainAnnotations: String?
     @Flag(help: "Print the result as JSON") var json = false
 
     func resolvedProtocol() throws -> AVAEvalProtocol {
@@ -147,7 +154,9 @@ struct AVAEvalCommand: ParsableCommand {
         for r in [g.skipReport, d.skipReport] where !r.isEmpty { report(r) }
         if g.rows.isEmpty { throw AVAError(gt, "no ground-truth rows with a class of the label map \(labelmap)") }
         let ex = try excluded.map(readAVAExcluded) ?? []
-        return evaluateAVA(groundTruth: g.rows, detections: d.rows, labelMap: labels, excluded: ex, protocol: p)
+        var r = evaluateAVA(groundTruth: g.rows, detections: d.rows, labelMap: labels, excluded: ex, protocol: p)
+        r.bins = r.byFrequency(counts: try trainAnnotations.map { try AVACSV.read($0, labelMap: labels).boxesPerClass })
+        return r
     }
 
     static func format(_ v: Double?) -> String { v.map { String(format: "%.8f", $0) } ?? "n/a" }
@@ -161,6 +170,9 @@ struct AVAEvalCommand: ParsableCommand {
             print(String(decoding: try enc.encode(r), as: UTF8.self))
         } else {
             print("frame-mAP@0.5IOU: \(Self.format(r.mAP))  (protocol \(`protocol`), \(r.evaluatedFrames) keyframes evaluated, \(r.excludedFrames) excluded, \(r.framesWithoutGroundTruth) with detections but no ground truth)")
+            for b in r.bins ?? [] {
+                print("mAP \(b.bin): \(Self.format(b.mAP))  (\(b.classes.count) classes by \(trainAnnotations == nil ? "ground-truth" : "training") box count: \(b.classes.map(String.init).joined(separator: ", ")))")
+            }
             for c in r.classes where c.groundTruth > 0 {
                 print("AP@0.5IOU \(c.id) \(c.name): \(Self.format(c.ap))  (gt \(c.groundTruth), detections \(c.detections))")
             }

@@ -113,4 +113,25 @@ final class AVAEvaluationTests: XCTestCase {
         XCTAssertEqual(back.framesWithoutGroundTruth, 2)
         XCTAssertEqual(back.protocolName, "official")
     }
+
+    /// Bins by training counts: thirds of the scored classes, most boxes first (ties by id), and
+    /// each bin's mean over its classes' APs.
+    func testMAPByFrequencyBinsIsTheMeanAPOfEachThird() {
+        func c(_ id: Int, _ gt: Int, _ ap: Double?) -> AVAEvalResult.ClassResult {
+            AVAEvalResult.ClassResult(id: id, name: "c\(id)", groundTruth: gt, detections: 1, ap: ap)
+        }
+        let r = AVAEvalResult(classes: [c(1, 5, 0.2), c(2, 3, 0.4), c(3, 7, 0.6), c(4, 0, nil), c(5, 2, 0.1), c(6, 9, nil), c(7, 1, 0.3)],
+                              mAP: nil, evaluatedFrames: 1, excludedFrames: 0, framesWithoutGroundTruth: 0)
+        // Ground-truth counts: 6 (9), 3 (7) | 1 (5), 2 (3) | 5 (2), 7 (1); class 4 has no ground truth and is not scored.
+        let own = r.byFrequency()
+        XCTAssertEqual(own.map(\.classes), [[3, 6], [1, 2], [5, 7]])
+        let maps = own.map { $0.mAP ?? -1 }
+        XCTAssertEqual(maps[0], 0.6, accuracy: 1e-12, "class 6 has no AP (dropped for lack of detections): the head's mean is class 3's")
+        XCTAssertEqual(maps[1], 0.3, accuracy: 1e-12)
+        XCTAssertEqual(maps[2], 0.2, accuracy: 1e-12)
+        // Training counts reorder them.
+        let train = r.byFrequency(counts: [7: 100, 5: 90, 2: 80, 1: 1, 3: 1, 6: 0])
+        XCTAssertEqual(train.map(\.classes), [[5, 7], [1, 2], [3, 6]])
+        XCTAssertEqual(train[2].mAP ?? -1, 0.6, accuracy: 1e-12)
+    }
 }

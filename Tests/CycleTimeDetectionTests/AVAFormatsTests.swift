@@ -115,4 +115,15 @@ final class AVAFormatsTests: XCTestCase {
         assertError(try AVAProposals.read(try write("{\"v,0902\": [[0.1, 0.2, 0.3, 0.4, 0.9]", "p3.json")), contains: ["p3.json", "malformed JSON"])
         assertError(try AVAProposals.read(try write("v,0902,0.1,0.1,0.5,0.5,0.9\n", "p4.csv")), contains: ["p4.csv:1", "expected 8 fields"])
     }
+
+    /// `ava test --boxes gt`: the annotation's boxes, each once per keyframe, score 1.
+    func testGroundTruthBoxesAsProposalsKeepEachBoxOnce() throws {
+        let dir = temporaryDirectory("gt-proposals")
+        try "v,0902,0.1,0.2,0.5,0.9,12,0\nv,0902,0.1,0.2,0.5,0.9,17,0\nv,0902,0.6,0.2,0.9,0.9,12,1\nv,0903,0.1,0.2,0.5,0.9,12,0\n"
+            .write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
+        let p = AVAProposals.groundTruth(try AVACSV.read(dir + "/gt.csv"))
+        XCTAssertEqual(p.boxes[AVAKey("v", 902)], [ScoredBox(AVABox(0.1, 0.2, 0.5, 0.9), score: 1), ScoredBox(AVABox(0.6, 0.2, 0.9, 0.9), score: 1)])
+        XCTAssertEqual(p.boxes[AVAKey("v", 903)]?.count, 1)
+        XCTAssertEqual(p.select(AVAKey("v", 902), threshold: 0.9)?.count, 2)
+    }
 }

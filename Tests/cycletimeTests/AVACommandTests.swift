@@ -149,6 +149,19 @@ final class AVACommandTests: XCTestCase {
         let vm = try evalMAP(exe, gt: dir + "/videos-test.csv", detections: dir + "/videos-results.csv", labelmap: dir + "/videos-labels.txt")
         XCTAssertTrue(vm > 0 && vm <= 1, "\(vm)")
         XCTAssertTrue(vt.stdout.contains(String(format: "frame-mAP@0.5IOU: %.8f", vm)), vt.stdout)
+
+        // Oracle boxes: every test keyframe (pool-cleaning 6 too, which has no proposal) on its ground-truth boxes.
+        let gt = try run(exe, ["ava", "test", "--config", vcfg, "--boxes", "gt", "--out", dir + "/videos-gt-results.csv"])
+        XCTAssertTrue(gt.stdout.contains("for 6 keyframes"), gt.stdout)
+        XCTAssertTrue(gt.stdout.contains("test annotations, ground-truth boxes)"), gt.stdout)
+        XCTAssertFalse(gt.stderr.contains("no proposals"), gt.stderr)
+        let gres = try AVACSV.read(dir + "/videos-gt-results.csv", scoreColumn: true)
+        let truth = try AVACSV.read(dir + "/videos-test.csv")
+        XCTAssertEqual(Set(gres.rows.map(\.key)), Set(truth.rows.map(\.key)))
+        XCTAssertEqual(Set(gres.rows.map { "\($0.key) \($0.box)" }), Set(truth.rows.map { "\($0.key) \($0.box)" }), "exactly the ground-truth boxes")
+        let bad = try TestSupport.runProcess(exe, ["ava", "test", "--config", vcfg, "--boxes", "detector", "--out", dir + "/x.csv"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--boxes"), bad.stderr)
     }
 
     /// Bad inputs: one clear line naming the field or file, non-zero exit, no partial results.
@@ -338,6 +351,13 @@ final class AVACommandTests: XCTestCase {
         XCTAssertEqual(aps[1], 0.0, accuracy: 5e-7)
         XCTAssertEqual(aps[2], 0.111111, accuracy: 5e-7)
         XCTAssertEqual(r.evaluatedFrames, 3)
+        // By frequency (ground-truth boxes: class 3 has 5, class 1 has 4, class 2 has 3): one class a bin.
+        XCTAssertEqual(r.bins?.map(\.bin), ["head", "mid", "tail"])
+        XCTAssertEqual(r.bins?.map(\.classes), [[3], [1], [2]])
+        let binned = try XCTUnwrap(r.bins).map { $0.mAP ?? -1 }
+        XCTAssertEqual(binned[0], 0.111111, accuracy: 5e-7)
+        XCTAssertEqual(binned[1], 0.170455, accuracy: 5e-7)
+        XCTAssertEqual(binned[2], 0.0, accuracy: 5e-7)
         try c.run()
     }
 
