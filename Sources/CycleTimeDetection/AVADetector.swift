@@ -127,8 +127,14 @@ public final class AVADetector: Module {
     /// the SlowOnly backbone inflates them (I3D). Missing keys and bad shapes are errors naming the
     /// file and key; keys the backbone does not use (fc, heads) are ignored.
     public func loadEncoder(from path: String) throws {
+        let file: CheckpointFile
+        do { file = try CheckpointFile(path) } catch {
+            let msg = "\(error)"
+            throw AVADetectorError(msg.contains(path) ? msg : "\(path): \(msg)")
+        }
+        if MMAction2Layout.matches(file.tensors.keys) { return try loadMMAction2Backbone(file) }
         let state: [String: Tensor]
-        do { state = try CheckpointFile(path).encoderState().state } catch {
+        do { state = try file.encoderState().state } catch {
             let msg = "\(error)"
             throw AVADetectorError(msg.contains(path) ? msg : "\(path): \(msg)")
         }
@@ -156,4 +162,62 @@ public final class AVADetector: Module {
             throw AVADetectorError("\(path): \(error)")
         }
     }
+
+    /// The backbone from an mmaction2 checkpoint (its `backbone.*` keys renamed by `MMAction2Layout`;
+    /// every backbone key must be there with its shape, and no other). The RoI head keeps its
+    /// initialization: its classes are the run's.
+    func loadMMAction2Backbone(_ file: CheckpointFile) throws {
+        var state: [String: Tensor] = [:]
+        for (k, t) in file.tensors where k.hasPrefix("backbone.") { state[MMAction2Layout.key(String(k.dropFirst(9)))] = t }
+        do {
+            try file.requireFinite(state, prefix: "backbone.")
+            _ = try backbone.loadStateDict(state, strict: true)
+        } catch {
+            throw AVADetectorError("\(file.path): an mmaction2 checkpoint that does not fit the \(config.backbone.rawValue) backbone (depth \(config.depth)): \(error)")
+        }
+    }
+}
+
+/// mmaction2's checkpoint layout, as its AVA detectors (FastRCNN with ResNet3d / ResNet3dSlowFast)
+/// save it: every conv + batch norm pair is an mmcv ConvModule (`conv1.conv.weight`,
+/// `conv1.bn.weight`, ...), a projection shortcut too (`downsample.conv`, `downsample.bn`), the
+/// SlowFast pathways are `slow_path` / `fast_path` with laterals `conv1_lateral.conv`, ... (our names
+/// too), and the classifier is `roi_head.bbox_head.fc_cls`. A user's mmaction2 state dict converted
+/// to safetensors (`save_file(torch.load(f)["state_dict"], "x.safetensors")`) loads through
+/// `model.checkpoint` unchanged.
+public enum MMAction2Layout {
+    /// Whether `keys` are in mmaction2's layout: a backbone key with a ConvModule after `convN`.
+    public static func matches(_ keys: some Sequence<String>) -> Bool {
+        keys.contains { k in
+            guard k.hasPrefix("backbone.") else { return false }
+            let p = k.split(separator: ".")
+            return zip(p, p.dropFirst()).contains { isConvN($0) && ($1 == "conv" || $1 == "bn") }
+        }
+    }
+
+    /// One key of mmaction2's layout in ours: `convN.conv` -> `convN`, `convN.bn` -> `bnN`,
+    /// `downsample.conv` / `.bn` -> `downsample.0` / `.1`, `roi_head.bbox_head.` -> `roi_head.`.
+    public static func key(_ k: String) -> String {
+        let p = k.split(separator: ".").map(String.init)
+        var out: [String] = []
+        var i = 0
+        while i < p.count {
+            let next = i + 1 < p.count ? p[i + 1] : nil
+            if isConvN(Substring(p[i])), next == "conv" || next == "bn" {
+                out.append(next == "conv" ? p[i] : "bn" + p[i].dropFirst(4))
+                i += 2
+            } else if p[i] == "downsample", next == "conv" || next == "bn" {
+                out += ["downsample", next == "conv" ? "0" : "1"]
+                i += 2
+            } else if p[i] == "bbox_head", out == ["roi_head"] {
+                i += 1
+            } else {
+                out.append(p[i])
+                i += 1
+            }
+        }
+        return out.joined(separator: ".")
+    }
+
+    static func isConvN(_ s: Substring) -> Bool { s.count == 5 && s.hasPrefix("conv") && (s.last?.isNumber ?? false) }
 }

@@ -117,4 +117,56 @@ final class AVADetectorTests: XCTestCase {
         XCTAssertNotNil(d.roi_head.fc_cls.weight.grad)
         XCTAssertNotNil(d.namedParameters().first { $0.0 == "backbone.conv1.weight" }!.1.grad)
     }
+
+    /// mmaction2's key names map onto ours (ConvModules, downsample, the head), laterals unchanged.
+    func testMMAction2KeysMapOntoOurs() {
+        XCTAssertEqual(MMAction2Layout.key("conv1.conv.weight"), "conv1.weight")
+        XCTAssertEqual(MMAction2Layout.key("conv1.bn.running_var"), "bn1.running_var")
+        XCTAssertEqual(MMAction2Layout.key("layer2.0.conv3.bn.weight"), "layer2.0.bn3.weight")
+        XCTAssertEqual(MMAction2Layout.key("slow_path.layer1.0.downsample.conv.weight"), "slow_path.layer1.0.downsample.0.weight")
+        XCTAssertEqual(MMAction2Layout.key("fast_path.layer3.0.downsample.bn.bias"), "fast_path.layer3.0.downsample.1.bias")
+        XCTAssertEqual(MMAction2Layout.key("slow_path.conv1_lateral.conv.weight"), "slow_path.conv1_lateral.conv.weight")
+        XCTAssertEqual(MMAction2Layout.key("slow_path.layer2_lateral.bn.weight"), "slow_path.layer2_lateral.bn.weight")
+        XCTAssertEqual(MMAction2Layout.key("roi_head.bbox_head.fc_cls.weight"), "roi_head.fc_cls.weight")
+        XCTAssertTrue(MMAction2Layout.matches(["backbone.layer1.0.conv1.conv.weight"]))
+        XCTAssertFalse(MMAction2Layout.matches(["backbone.conv1.weight", "backbone.slow_path.conv1_lateral.conv.weight", "encoder.conv1.weight"]))
+    }
+
+    /// A state dict in mmaction2's layout (scripts/fixtures/mmaction2.py: its keys and shapes, hash
+    /// weights) loads through `loadEncoder` (model.checkpoint) into the SlowOnly and SlowFast
+    /// ResNet-18 backbones, which then give PyTorch's eval-mode output. Tolerance: 20 x the
+    /// fixture's float32-vs-float64 error (float32 rounding, whichever kernels run).
+    func testMMAction2CheckpointsLoadIntoTheBackbonesAndMatchPyTorch() throws {
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: Fixtures.directory + "/mmaction2_manifest.json"))
+        let manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: [[Any]]])
+        for (model, kind, xk, frames) in [("slowonly", AVABackboneKind.slowonly, 9201, 4), ("slowfast", .slowfast, 9202, 8)] {
+            var sd: [String: Tensor] = [:]
+            for (i, entry) in try XCTUnwrap(manifest[model]).enumerated() {
+                let key = try XCTUnwrap(entry[0] as? String), shape = try XCTUnwrap(entry[1] as? [Int])
+                let (o, sc): (Double, Double) = key.hasSuffix("running_mean") ? (0, 1e-4) : key.hasSuffix("running_var") ? (1, 4e-4)
+                    : shape.count == 5 ? (0, (2.0 / Double(shape[1...].reduce(1, *))).squareRoot() / 577.0)
+                    : key.hasSuffix("weight") ? (1, 3e-4) : (0, 1e-4)
+                sd[key] = hashed(k: 50000 + i, shape: shape, offset: o, scale: sc)
+            }
+            sd["roi_head.bbox_head.fc_cls.weight"] = Tensor.zeros([81, 512])
+            let path = temporaryDirectory("mmaction2-" + model) + "/mmaction2.safetensors"
+            try SafeTensors.serialize(sd, metadata: [:]).write(to: URL(fileURLWithPath: path))
+            var c = AVADetectorConfig()
+            c.backbone = kind; c.depth = 18; c.alpha = 4; c.classes = 3
+            var g = RandomGenerator(seed: 1)
+            let det = try AVADetector(config: c, generator: &g)
+            try det.loadEncoder(from: path)
+            det.eval()
+            let fx = try Fixtures.load("mmaction2_" + model)
+            let out = noGrad { det.backbone(hashed(k: xk, shape: [1, 3, frames, 32, 32], offset: 0, scale: 1e-3)) }
+            let tol = 20 * fx.t("f32_err").data[0]
+            assertClose(out, fx.t("out"), rtol: 0, atol: tol, model)
+            // A key missing is an error naming it.
+            var partial = sd
+            let dropped = try XCTUnwrap(sd.keys.sorted().first { $0.hasSuffix("layer3.1.conv2.bn.running_var") })
+            partial.removeValue(forKey: dropped)
+            try SafeTensors.serialize(partial, metadata: [:]).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try det.loadEncoder(from: path)) { XCTAssertTrue("\($0)".contains("layer3.1.bn2.running_var"), "\($0)") }
+        }
+    }
 }
