@@ -1,14 +1,13 @@
 import Foundation
 
 /// PyTorch's CPU autocast to bfloat16, per thread like grad mode. Inside `Autocast.bf16 { ... }`
-/// conv2d, linear and matmul (bmm) run on oneDNN with bf16 inputs, float32 accumulation and
+/// conv2d, conv3d, linear and matmul (bmm) run on oneDNN with bf16 inputs, float32 accumulation and
 /// float32 outputs; their backward (which records the forward's precision, so it may run after
 /// the scope has closed, as in PyTorch) does too. Everything else stays float32:
 ///
 /// | op | in autocast bf16 | PyTorch CPU autocast (bf16) |
 /// |---|---|---|
-/// | conv2d, linear, matmul/bmm | bf16 inputs, f32 accumulation, f32 output | lower-precision list (bf16 output) |
-/// | conv3d | f32 (not yet on oneDNN) | lower-precision list |
+/// | conv2d, conv3d, linear, matmul/bmm | bf16 inputs, f32 accumulation, f32 output | lower-precision list (bf16 output) |
 /// | batch norm, softmax, losses, reductions, the rest | f32 | f32 list or unchanged (runs in its input's type) |
 ///
 /// Entering a bf16 scope on a CPU without AVX512-BF16 throws `AutocastError.noNativeBF16`: there
@@ -34,7 +33,7 @@ public enum Autocast {
         guard native else { throw AutocastError.noNativeBF16(isa: OneDNN.effectiveISA) }
     }
 
-    /// Runs `body` with conv2d, linear and matmul in bf16 (`torch.autocast("cpu", torch.bfloat16)`).
+    /// Runs `body` with conv2d, conv3d, linear and matmul in bf16 (`torch.autocast("cpu", torch.bfloat16)`).
     public static func bf16<T>(_ body: () throws -> T) throws -> T {
         try checkBF16()
         let saved = isEnabled

@@ -23,7 +23,7 @@ final class AutocastTests: XCTestCase {
         XCTAssertLessThanOrEqual(rel, 1e-2, "\(what): relative error \(rel)", file: file, line: line)
     }
 
-    /// conv2d, linear, bmm and broadcast matmul under autocast, forward and backward (the backward
+    /// conv2d, conv3d, linear, bmm and broadcast matmul under autocast, forward and backward (the backward
     /// after the scope has closed, as in PyTorch), against torch.autocast("cpu", torch.bfloat16).
     func testAgainstPyTorchAutocastBF16() throws {
         try requireBF16()
@@ -37,6 +37,18 @@ final class AutocastTests: XCTestCase {
             let y = try Autocast.bf16 {
                 F.conv2d(x, weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups)
             }
+            assertRelativeError(y, fx.t("\(name).y"), "\(name) y")
+            y.backward(fx.t("\(name).gy"))
+            assertRelativeError(x.grad!, fx.t("\(name).dx"), "\(name) dx")
+            assertRelativeError(w.grad!, fx.t("\(name).dw"), "\(name) dw")
+            if let b { assertRelativeError(b.grad!, fx.t("\(name).db"), "\(name) db") }
+        }
+        let convs3d: [(String, [Int], [Int])] = [("conv3d_3x3x3", [1, 1, 1], [1, 1, 1]), ("conv3d_1x3x3s2", [1, 2, 2], [0, 1, 1]),
+                                                 ("conv3d_lateral", [4, 1, 1], [2, 0, 0])]
+        for (name, stride, padding) in convs3d {
+            let x = fx.t("\(name).x").requiringGrad(), w = fx.t("\(name).w").requiringGrad(), b = fx["\(name).b"]?.requiringGrad()
+            let y = try Autocast.bf16 { F.conv3d(x, weight: w, bias: b, stride: stride, padding: padding) }
+            XCTAssertEqual(y.gradFn?.name, "conv3d")
             assertRelativeError(y, fx.t("\(name).y"), "\(name) y")
             y.backward(fx.t("\(name).gy"))
             assertRelativeError(x.grad!, fx.t("\(name).dx"), "\(name) dx")

@@ -55,6 +55,27 @@ final class OneDNNOpsTests: XCTestCase {
         }
     }
 
+    /// Every 3-D case of the PyTorch conv fixture (strides, padding, dilation, groups, bias) through
+    /// oneDNN float32, at the native paths' tolerances.
+    func testF32Convolution3dMatchesThePyTorchFixturesLikeTheNativePaths() throws {
+        let fx = try Fixtures.load("conv")
+        let cases = ConvolutionTests.cases.filter { $0.dims == 3 }
+        XCTAssertFalse(cases.isEmpty)
+        for c in cases {
+            let x = fx.t("\(c.name).x").requiringGrad(), w = fx.t("\(c.name).w").requiringGrad()
+            let b = fx["\(c.name).b"]?.requiringGrad()
+            let y = withOneDNNConvolutions {
+                F.conv3d(x, weight: w, bias: b, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
+            }
+            XCTAssertEqual(y.gradFn?.name, "conv3d")
+            assertClose(y, fx.t("\(c.name).y"), rtol: 1e-4, atol: 1e-5, c.name)
+            y.backward(fx.t("\(c.name).gy"))
+            assertClose(x.grad!, fx.t("\(c.name).dx"), rtol: 1e-4, atol: 1e-5, "dx " + c.name)
+            assertClose(w.grad!, fx.t("\(c.name).dw"), rtol: 1e-4, atol: 1e-5, "dw " + c.name)
+            if let b { assertClose(b.grad!, fx.t("\(c.name).db"), rtol: 1e-4, atol: 1e-5, "db " + c.name) }
+        }
+    }
+
     /// oneDNN float32 batched matmul and the OpenBLAS one, each (C, dA, dB) within
     /// gamma_K * sum |a||b| of a float64 reference (K the length of each dot product).
     func testF32MatmulAndTheBLASOneStayWithinTheRoundingBoundOfAFloat64Reference() {

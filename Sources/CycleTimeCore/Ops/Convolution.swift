@@ -2,8 +2,8 @@ import Foundation
 
 // Convolutions. NCHW / NCDHW, weights [Cout, Cin/groups, k...]. `ConvolutionPolicy` picks the path:
 //
-// - oneDNN (OneDNNOps.swift) for every 2-D conv inside `Autocast.bf16`, and in float32 when the
-//   policy's `backend` is `.oneDNN`; otherwise the native paths below.
+// - oneDNN (OneDNNOps.swift) for every 2-D and 3-D conv inside `Autocast.bf16`, and in float32 when
+//   the policy's `backend` is `.oneDNN`; otherwise the native paths below.
 // - Winograd F(2x2, 3x3) (Winograd.swift) for 3x3 stride-1 2-D convs (`winogradApplies`).
 // - Batch-parallel (`convUsesBatchParallel`): each worker takes whole images, im2col into its own
 //   buffer and a single-threaded sgemm (see "batch-parallel scheme" below).
@@ -45,8 +45,8 @@ extension F {
         g.computeOutput()
         precondition(g.ho > 0 && g.wo > 0, "conv2d: output would be empty for input \(x.shape) and weight \(weight.shape)")
         // Autocast bf16 and the oneDNN backend run on oneDNN; the native paths otherwise.
-        if Autocast.isEnabled { return oneDNNConv2d(input, weight, bias, g, precision: .bf16) }
-        if ConvolutionPolicy.current.backend == .oneDNN { return oneDNNConv2d(input, weight, bias, g, precision: .fp32) }
+        if Autocast.isEnabled { return oneDNNConvolution(input, weight, bias, g, precision: .bf16) }
+        if ConvolutionPolicy.current.backend == .oneDNN { return oneDNNConvolution(input, weight, bias, g, precision: .fp32) }
         return convolution(input, weight, bias, g, outShape: [g.n, g.cout, g.ho, g.wo], name: "conv2d")
     }
 
@@ -70,6 +70,8 @@ extension F {
         checkConv(g, weight: weight, bias: bias, name: "conv3d")
         g.computeOutput()
         precondition(g.to > 0 && g.ho > 0 && g.wo > 0, "conv3d: output would be empty for input \(x.shape) and weight \(weight.shape)")
+        if Autocast.isEnabled { return oneDNNConvolution(x, weight, bias, g, precision: .bf16, volumetric: true) }
+        if ConvolutionPolicy.current.backend == .oneDNN { return oneDNNConvolution(x, weight, bias, g, precision: .fp32, volumetric: true) }
         return convolution(x, weight, bias, g, outShape: [g.n, g.cout, g.to, g.ho, g.wo], name: "conv3d")
     }
 }

@@ -1,30 +1,40 @@
 import CDNNL
 
-// 2-D convolution (forward, backward-data, backward-weights) and batched matmul on oneDNN, in
+// 2-D and 3-D convolution (forward, backward-data, backward-weights) and batched matmul on oneDNN, in
 // float32 or in bf16 (bf16 inputs, float32 accumulation, float32 outputs and gradients). Our
 // tensors stay NCHW / row-major float32; oneDNN picks its own layouts (format `any`) and the
 // reorders into and out of them (which also round float32 to bf16, to nearest even) are part of
 // each call. Primitives are cached in `OneDNN` by op, precision and shapes.
 
 extension ConvGeometry {
-    /// Shapes of a 2-D convolution for cache keys and error messages.
-    var dnnlKey: String {
-        "x[\(n),\(cin),\(h),\(w)] w[\(cout),\(cinG),\(kh),\(kw)] stride [\(sh),\(sw)] padding [\(ph),\(pw)] dilation [\(dh),\(dw)] groups \(groups)"
+    /// Shapes of a 2-D or 3-D (`volumetric`) convolution for cache keys and error messages.
+    func dnnlKey(volumetric: Bool) -> String {
+        volumetric
+            ? "x[\(n),\(cin),\(t),\(h),\(w)] w[\(cout),\(cinG),\(kt),\(kh),\(kw)] stride [\(st),\(sh),\(sw)] padding [\(pt),\(ph),\(pw)] dilation [\(dt),\(dh),\(dw)] groups \(groups)"
+            : "x[\(n),\(cin),\(h),\(w)] w[\(cout),\(cinG),\(kh),\(kw)] stride [\(sh),\(sw)] padding [\(ph),\(pw)] dilation [\(dh),\(dw)] groups \(groups)"
+    }
+
+    /// The op's name in cache keys and errors: "conv2d <direction> <precision> <shapes>".
+    func dnnlOp(_ direction: String, _ p: Precision, volumetric: Bool, bias: Bool = false) -> String {
+        "\(volumetric ? "conv3d" : "conv2d") \(direction) \(p.rawValue) \(dnnlKey(volumetric: volumetric))\(bias ? " bias" : "")"
     }
 }
 
-/// Descriptors of one 2-D convolution: user (f32 plain) and primitive (format any) memory.
+/// Descriptors of one 2-D (NCHW) or 3-D (NCDHW, `volumetric`) convolution: user (f32 plain) and
+/// primitive (format any) memory.
 private struct ConvDescs {
     var userX, userW, userY, userB: dnnl_memory_desc_t
     var anyX, anyW, anyY, bias: dnnl_memory_desc_t
     var strides, dilates, padL, padR: [Int64]
 
-    init(_ g: ConvGeometry, _ p: Precision, op: String) throws {
-        let xDims = [g.n, g.cin, g.h, g.w], yDims = [g.n, g.cout, g.ho, g.wo]
-        let wDims = g.groups == 1 ? [g.cout, g.cin, g.kh, g.kw] : [g.groups, g.coutG, g.cinG, g.kh, g.kw]
-        let wTag = g.groups == 1 ? dnnl_oihw : dnnl_goihw
-        userX = try dnnlDesc(xDims, dnnl_f32, tag: dnnl_nchw, op: op)
-        userY = try dnnlDesc(yDims, dnnl_f32, tag: dnnl_nchw, op: op)
+    init(_ g: ConvGeometry, _ p: Precision, volumetric v: Bool, op: String) throws {
+        let xDims = v ? [g.n, g.cin, g.t, g.h, g.w] : [g.n, g.cin, g.h, g.w]
+        let yDims = v ? [g.n, g.cout, g.to, g.ho, g.wo] : [g.n, g.cout, g.ho, g.wo]
+        let k = v ? [g.kt, g.kh, g.kw] : [g.kh, g.kw]
+        let wDims = g.groups == 1 ? [g.cout, g.cin] + k : [g.groups, g.coutG, g.cinG] + k
+        let wTag = g.groups == 1 ? (v ? dnnl_oidhw : dnnl_oihw) : (v ? dnnl_goidhw : dnnl_goihw)
+        userX = try dnnlDesc(xDims, dnnl_f32, tag: v ? dnnl_ncdhw : dnnl_nchw, op: op)
+        userY = try dnnlDesc(yDims, dnnl_f32, tag: v ? dnnl_ncdhw : dnnl_nchw, op: op)
         userW = try dnnlDesc(wDims, dnnl_f32, tag: wTag, op: op)
         userB = try dnnlDesc([g.cout], dnnl_f32, tag: dnnl_a, op: op)
         bias = userB
@@ -33,10 +43,10 @@ private struct ConvDescs {
         anyW = try dnnlDesc(wDims, t, tag: dnnl_format_tag_any, op: op)
         // bf16 convolutions accumulate in f32 and write f32 outputs and gradients of activations.
         anyY = try dnnlDesc(yDims, t, tag: dnnl_format_tag_any, op: op)
-        strides = [Int64(g.sh), Int64(g.sw)]
-        dilates = [Int64(g.dh - 1), Int64(g.dw - 1)]
-        padL = [Int64(g.ph), Int64(g.pw)]
-        padR = [Int64(g.ph), Int64(g.pw)]
+        strides = (v ? [g.st, g.sh, g.sw] : [g.sh, g.sw]).map(Int64.init)
+        dilates = (v ? [g.dt - 1, g.dh - 1, g.dw - 1] : [g.dh - 1, g.dw - 1]).map(Int64.init)
+        padL = (v ? [g.pt, g.ph, g.pw] : [g.ph, g.pw]).map(Int64.init)
+        padR = padL
     }
 
     /// Forward descriptor (training propagation, so backward primitives may use it as a hint).
@@ -57,11 +67,11 @@ private struct ConvDescs {
 enum OneDNNConv {
     /// y = conv(x, w) + b, all float32 NCHW buffers.
     static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
-                        _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, precision: Precision) throws {
+                        _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false) throws {
         let dnn = try OneDNN.shared()
-        let op = "conv2d forward \(precision.rawValue) \(g.dnnlKey)\(b == nil ? "" : " bias")"
+        let op = g.dnnlOp("forward", precision, volumetric: volumetric, bias: b != nil)
         let prim = try dnn.primitive(op) {
-            let c = try ConvDescs(g, precision, op: op)
+            let c = try ConvDescs(g, precision, volumetric: volumetric, op: op)
             var d = try c.forward(bias: b != nil, outType: dnnl_f32, op: op)
             var users: [(arg: Int32, md: dnnl_memory_desc_t, output: Bool)] = [(DNNL_ARG_SRC, c.userX, false), (DNNL_ARG_WEIGHTS, c.userW, false)]
             if b != nil { users.append((DNNL_ARG_BIAS, c.userB, false)) }
@@ -76,11 +86,11 @@ enum OneDNNConv {
 
     /// dX = conv_backward_data(dY, w).
     static func backwardData(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
-                             _ dx: UnsafeMutablePointer<Float>, precision: Precision) throws {
+                             _ dx: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false) throws {
         let dnn = try OneDNN.shared()
-        let op = "conv2d backward-data \(precision.rawValue) \(g.dnnlKey)"
+        let op = g.dnnlOp("backward-data", precision, volumetric: volumetric)
         let prim = try dnn.primitive(op) {
-            let c = try ConvDescs(g, precision, op: op)
+            let c = try ConvDescs(g, precision, volumetric: volumetric, op: op)
             var fwd = try c.forward(bias: false, outType: dnnlType(precision), op: op)
             let hint = try dnn.primitiveDesc(op: op, desc: &fwd)
             defer { dnnl_primitive_desc_destroy(hint) }
@@ -99,11 +109,12 @@ enum OneDNNConv {
 
     /// dW (and dB when `db` is given) = conv_backward_weights(x, dY).
     static func backwardWeights(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry,
-                                _ dw: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>?, precision: Precision) throws {
+                                _ dw: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>?, precision: Precision,
+                                volumetric: Bool = false) throws {
         let dnn = try OneDNN.shared()
-        let op = "conv2d backward-weights \(precision.rawValue) \(g.dnnlKey)\(db == nil ? "" : " bias")"
+        let op = g.dnnlOp("backward-weights", precision, volumetric: volumetric, bias: db != nil)
         let prim = try dnn.primitive(op) {
-            let c = try ConvDescs(g, precision, op: op)
+            let c = try ConvDescs(g, precision, volumetric: volumetric, op: op)
             var fwd = try c.forward(bias: db != nil, outType: dnnlType(precision), op: op)
             let hint = try dnn.primitiveDesc(op: op, desc: &fwd)
             defer { dnnl_primitive_desc_destroy(hint) }
@@ -171,25 +182,26 @@ enum OneDNNMatmul {
 
 // MARK: differentiable ops on the kernels above (their backward runs at the forward's precision)
 
-/// conv2d of `x` [N, Cin, H, W] (already padded for reflection) through oneDNN.
-func oneDNNConv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, precision: Precision) -> Tensor {
-    let out = Tensor(uninitialized: [g.n, g.cout, g.ho, g.wo])
-    dnnlOrFail { try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision) }
+/// conv2d of `x` [N, Cin, H, W] (already padded for reflection), or conv3d of `x` [N, Cin, T, H, W]
+/// (`volumetric`), through oneDNN.
+func oneDNNConvolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, precision: Precision, volumetric: Bool = false) -> Tensor {
+    let out = Tensor(uninitialized: volumetric ? [g.n, g.cout, g.to, g.ho, g.wo] : [g.n, g.cout, g.ho, g.wo])
+    dnnlOrFail { try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision, volumetric: volumetric) }
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
     var inputs = [x, weight]
     if let b = bias { inputs.append(b) }
     let xShape = x.shape, wShape = weight.shape, hasBias = bias != nil
-    return out.recording("conv2d", inputs) { gy in
+    return out.recording(volumetric ? "conv3d" : "conv2d", inputs) { gy in
         var dX: Tensor? = nil, dW: Tensor? = nil, dB: Tensor? = nil
         if needX {
             let t = Tensor(uninitialized: xShape)
-            dnnlOrFail { try OneDNNConv.backwardData(gy.data, weight.data, g, t.data, precision: precision) }
+            dnnlOrFail { try OneDNNConv.backwardData(gy.data, weight.data, g, t.data, precision: precision, volumetric: volumetric) }
             dX = t
         }
         if needW {
             let t = Tensor(uninitialized: wShape)
             let b: Tensor? = needB ? Tensor(uninitialized: [g.cout]) : nil
-            dnnlOrFail { try OneDNNConv.backwardWeights(x.data, gy.data, g, t.data, b?.data, precision: precision) }
+            dnnlOrFail { try OneDNNConv.backwardWeights(x.data, gy.data, g, t.data, b?.data, precision: precision, volumetric: volumetric) }
             dW = t
             dB = b
         } else if needB {
