@@ -13,6 +13,14 @@ public enum AVABackboneKind: String, Sendable, CaseIterable {
     case slowfast
 }
 
+/// The RoI head on top of the RoI features.
+public enum AVAHeadKind: String, Sendable, CaseIterable {
+    /// mmaction2's BBoxHeadAVA: max pool, dropout, linear.
+    case linear
+    /// The actor-centric relation head (`ACRNHead`), then BBoxHeadAVA.
+    case acrn
+}
+
 /// The detector's architecture.
 public struct AVADetectorConfig: Sendable, Equatable {
     public var backbone: AVABackboneKind = .slowonly
@@ -28,6 +36,12 @@ public struct AVADetectorConfig: Sendable, Equatable {
     public var classes = 80
     /// Concatenate a whole-frame context feature to every RoI feature.
     public var context = false
+    /// The RoI head: `linear` (BBoxHeadAVA) or `acrn` (ACRNHead before it; not with `context`).
+    public var head: AVAHeadKind = .linear
+    /// ACRN: output channels (0: the backbone's), spatial stride and (1, 3, 3) convolutions.
+    public var acrnChannels = 0
+    public var acrnStride = 1
+    public var acrnConvs = 1
     public var dropout: Float = 0.5
     public var roiSize = 8
     /// SlowFast: frame-rate ratio of the fast pathway, its channel reduction 1/beta, lateral BN + ReLU.
@@ -90,8 +104,16 @@ public final class AVADetector: Module {
             backbone = b
             outputStride = b.outputStride; featureChannels = b.outChannels
         }
+        if config.head == .acrn && config.context {
+            throw AVADetectorError("model.head acrn relates each actor to the whole frame already: set model.context false")
+        }
+        guard config.acrnChannels >= 0, config.acrnStride >= 1, config.acrnConvs >= 1 else {
+            throw AVADetectorError("model.acrn_channels >= 0, model.acrn_stride >= 1 and model.acrn_convs >= 1")
+        }
+        let acrn = config.head == .acrn ? (channels: config.acrnChannels > 0 ? config.acrnChannels : featureChannels, stride: config.acrnStride,
+                                           convs: config.acrnConvs) : nil
         roi_head = AVARoIHead(inChannels: featureChannels * (config.context ? 2 : 1), classes: config.classes, dropout: config.dropout,
-                              roiSize: config.roiSize, featureStride: outputStride, generator: &generator)
+                              roiSize: config.roiSize, featureStride: outputStride, acrn: acrn, generator: &generator)
         super.init()
     }
 

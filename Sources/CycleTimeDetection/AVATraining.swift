@@ -86,6 +86,12 @@ public struct AVAModelConfig: Codable, Equatable, Sendable {
     public var focalGamma: Float = 1
     /// Concatenate a whole-frame context feature to each RoI feature.
     public var context: Bool = false
+    /// The RoI head: linear (mmaction2's BBoxHeadAVA) or acrn (mmaction2's ACRNHead, the
+    /// actor-centric relation network, before it; acrn_channels 0 = the backbone's channels).
+    public var head: String = "linear"
+    public var acrnChannels: Int = 0
+    public var acrnStride: Int = 1
+    public var acrnConvs: Int = 1
     public var dropout: Float = 0.5
     public var roiSize: Int = 8
     /// SlowFast only: the fast pathway's frame-rate ratio (the clip is the fast-rate clip, so
@@ -136,6 +142,7 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
             "test.proposal_threshold": V.fraction, "test.score_threshold": V.fraction,
             "model.depth": 0...1000, "model.strides": 0...64, "model.temporal_kernels": 0...64, "model.dropout": V.fraction,
             "model.roi_size": V.queue, "model.alpha": V.queue, "model.beta_inv": V.queue,
+            "model.acrn_channels": V.channels, "model.acrn_stride": V.queue, "model.acrn_convs": V.queue,
         ].merging(SharedConfigFields.numberBounds) { $1 }
     }()
 
@@ -162,6 +169,10 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         }
         if data.testShortSide < 16 { throw fail("data.test_short_side", "must be >= 16") }
         if AVABackboneKind(rawValue: model.backbone) == nil { throw fail("model.backbone", "'\(model.backbone)' is not 2d, slowonly or slowfast") }
+        if AVAHeadKind(rawValue: model.head) == nil { throw fail("model.head", "'\(model.head)' is not linear or acrn") }
+        if model.head == "acrn" && model.context { throw fail("model.context", "must be false with model.head acrn (ACRN relates each actor to the whole frame)") }
+        if model.acrnStride < 1 { throw fail("model.acrn_stride", "must be >= 1") }
+        if model.acrnConvs < 1 { throw fail("model.acrn_convs", "must be >= 1") }
         if !(model.dropout < 1) { throw fail("model.dropout", "must be in [0, 1)") }
         if model.roiSize < 1 { throw fail("model.roi_size", "must be >= 1") }
     }
@@ -191,6 +202,8 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         c.depth = model.depth; c.lastStage = model.lastStage; c.strides = model.strides; c.temporalKernels = model.temporalKernels
         c.classes = classes; c.context = model.context; c.dropout = model.dropout; c.roiSize = model.roiSize
         c.alpha = model.alpha; c.betaInv = model.betaInv; c.lateralNorm = model.lateralNorm
+        c.head = AVAHeadKind(rawValue: model.head) ?? .linear
+        c.acrnChannels = model.acrnChannels; c.acrnStride = model.acrnStride; c.acrnConvs = model.acrnConvs
         return c
     }
 }

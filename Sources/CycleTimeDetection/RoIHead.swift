@@ -49,15 +49,22 @@ public func trainingRegions(groundTruth: [LabeledBox], proposals: [ScoredBox], m
 /// mmaction2's AVA RoI head (SingleRoIExtractor3D + BBoxHeadAVA): the feature averaged over time,
 /// RoIAlign (output `roiSize`, aligned, adaptive sampling, scale 1 / `featureStride`), spatial max
 /// pool, dropout, Linear to classes + 1. Key names: `fc_cls.weight`, `fc_cls.bias`.
+///
+/// With `acrn` (mmaction2's ACRN configs: `shared_head=ACRNHead`), the RoI features first go through
+/// the actor-centric relation head (`shared_head.*`), whose output is max-pooled and classified.
 public final class AVARoIHead: Module {
+    public let shared_head: ACRNHead?
     public let fc_cls: Linear
     public let dropout: Dropout
     public let roiSize: Int
     public let featureStride: Int
 
-    public init(inChannels: Int, classes: Int, dropout p: Float = 0.5, roiSize: Int = 8, featureStride: Int = 16, generator: inout RandomGenerator) {
+    /// `acrn`: the relation head's (out channels, spatial stride, number of (1, 3, 3) convolutions).
+    public init(inChannels: Int, classes: Int, dropout p: Float = 0.5, roiSize: Int = 8, featureStride: Int = 16,
+                acrn: (channels: Int, stride: Int, convs: Int)? = nil, generator: inout RandomGenerator) {
+        shared_head = acrn.map { ACRNHead(inChannels: inChannels, outChannels: $0.channels, stride: $0.stride, convs: $0.convs, generator: &generator) }
         // mmaction2 BBoxHeadAVA: normal(0, 0.01) weight, zero bias.
-        fc_cls = Linear(inChannels, classes + 1, initialize: false, generator: &generator)
+        fc_cls = Linear(acrn?.channels ?? inChannels, classes + 1, initialize: false, generator: &generator)
         for i in 0..<fc_cls.weight.count { fc_cls.weight.data[i] = Float(generator.normal()) * 0.01 }
         fc_cls.bias?.fill(0)
         dropout = Dropout(p, seed: generator.next())
@@ -80,13 +87,18 @@ public final class AVARoIHead: Module {
     /// Logits [K, classes + 1] of `features` [N, C, T, h, w] (or [N, C, h, w]) at `rois` [K, 5].
     public func logits(_ features: Tensor, rois: Tensor) -> Tensor { classify(pooled(features, rois: rois)) }
 
-    /// The RoI features [K, C]: time average, RoIAlign, spatial max pool.
+    /// The RoI features [K, C] (with ACRN [K, its channels]): time average, RoIAlign, (the relation
+    /// head,) spatial max pool.
     public func pooled(_ features: Tensor, rois: Tensor) -> Tensor {
         let f = features.rank == 5 ? features.mean(axis: 2) : features
         precondition(f.rank == 4, "AVARoIHead: features must be [N, C, T, h, w] or [N, C, h, w], got \(features.shape)")
-        let r = F.roiAlign(f, rois: rois, outputSize: [roiSize, roiSize], spatialScale: 1 / Float(featureStride),
+        var r = F.roiAlign(f, rois: rois, outputSize: [roiSize, roiSize], spatialScale: 1 / Float(featureStride),
                            samplingRatio: 0, aligned: true)
-        return r.reshaped([r.shape[0], r.shape[1], roiSize * roiSize]).max(axis: 2)
+        if let shared_head {
+            r = shared_head(roiFeatures: r, context: f, batchIndex: (0..<rois.shape[0]).map { Int(rois.data[$0 * 5]) })
+        }
+        let k = r.shape[0], c = r.shape[1]
+        return r.reshaped([k, c, r.count / max(k * c, 1)]).max(axis: 2)
     }
 
     /// Dropout and the classifier on pooled RoI features [K, C].
@@ -144,4 +156,55 @@ public func writeAVAResults(_ detections: [AVADetection], to path: String, thres
         throw AVAError(path, "cannot write results: \(e.reason)")
     }
     return n
+}
+
+/// mmcv's ConvModule as mmaction2's heads use it: a 3-D convolution without bias, 3-D batch norm
+/// and ReLU. Key names `conv.weight`, `bn.*` (mmaction2's).
+public final class ConvBNReLU3d: Module {
+    public let conv: Conv3d
+    public let bn: BatchNorm3d
+
+    /// mmaction2's init: Kaiming normal (fan out, ReLU) convolution, batch norm weight 1, bias 0.
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: [Int], stride: [Int] = [1, 1, 1], padding: [Int] = [0, 0, 0],
+                generator: inout RandomGenerator) {
+        conv = Conv3d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding, bias: false,
+                      initialize: false, generator: &generator)
+        bn = BatchNorm3d(outChannels)
+        super.init()
+        Init.kaimingNormal(conv.weight, mode: .fanOut, nonlinearity: .relu, generator: &generator)
+    }
+
+    public override func callAsFunction(_ x: Tensor) -> Tensor { bn(conv(x)).relu() }
+}
+
+/// The actor-centric relation head of ACRN (Sun et al., ECCV 2018), as mmaction2's `ACRNHead`: each
+/// actor's RoI feature, max-pooled to one vector, is tiled over the (time-pooled) feature map of its
+/// clip and concatenated with it; a 1x1x1 ConvModule to `outChannels`, a (1, 3, 3) one with spatial
+/// `stride`, and `convs - 1` more (1, 3, 3) ones relate the actor to every position. Key names:
+/// `conv1.conv.weight`, `conv1.bn.*`, `conv2.*`, `convs.<i>.*` (mmaction2's `shared_head`).
+public final class ACRNHead: Module {
+    public let conv1: ConvBNReLU3d
+    public let conv2: ConvBNReLU3d
+    public let convs: Sequential
+    public let outChannels: Int
+
+    public init(inChannels: Int, outChannels: Int, stride: Int = 1, convs n: Int = 1, generator: inout RandomGenerator) {
+        precondition(n >= 1 && stride >= 1, "ACRNHead: convs >= 1 and stride >= 1")
+        conv1 = ConvBNReLU3d(2 * inChannels, outChannels, kernelSize: [1, 1, 1], generator: &generator)
+        conv2 = ConvBNReLU3d(outChannels, outChannels, kernelSize: [1, 3, 3], stride: [1, stride, stride], padding: [0, 1, 1], generator: &generator)
+        convs = Sequential((1..<n).map { _ in ConvBNReLU3d(outChannels, outChannels, kernelSize: [1, 3, 3], padding: [0, 1, 1], generator: &generator) })
+        self.outChannels = outChannels
+        super.init()
+    }
+
+    /// Relation features [K, outChannels, 1, h', w'] of RoI features [K, C, r, r] against the
+    /// feature maps [N, C, h, w] of their clips (`batchIndex[k]` = the clip of RoI k).
+    public func callAsFunction(roiFeatures x: Tensor, context feat: Tensor, batchIndex: [Int]) -> Tensor {
+        let k = x.shape[0], c = x.shape[1], h = feat.shape[2], w = feat.shape[3]
+        precondition(feat.rank == 4 && feat.shape[1] == c && batchIndex.count == k, "ACRNHead: RoI features \(x.shape), context \(feat.shape), \(batchIndex.count) indices")
+        let actor = x.reshaped([k, c, x.shape[2] * x.shape[3]]).max(axis: 2).reshaped([k, c, 1, 1]).expanded(to: [k, c, h, w])
+        let ctx = feat.indexSelect(axis: 0, indices: batchIndex)
+        let y = Tensor.cat([actor, ctx], axis: 1).reshaped([k, 2 * c, 1, h, w])
+        return convs(conv2(conv1(y)))
+    }
 }

@@ -169,4 +169,24 @@ final class AVADetectorTests: XCTestCase {
             XCTAssertThrowsError(try det.loadEncoder(from: path)) { XCTAssertTrue("\($0)".contains("layer3.1.bn2.running_var"), "\($0)") }
         }
     }
+
+    /// model.head acrn: the relation head between RoIAlign and the classifier, under mmaction2's
+    /// `shared_head` names; logits for every box; refused with the context feature.
+    func testACRNHeadDetector() throws {
+        var c = tinyConfig(.twoD)
+        c.head = .acrn; c.acrnChannels = 32; c.acrnStride = 2; c.acrnConvs = 2
+        var g = RandomGenerator(seed: 3)
+        let det = try AVADetector(config: c, generator: &g)
+        let keys = det.stateDictKeys()
+        XCTAssertTrue(keys.contains("roi_head.shared_head.conv1.conv.weight"))
+        XCTAssertTrue(keys.contains("roi_head.shared_head.convs.0.bn.running_var"))
+        XCTAssertEqual(det.roi_head.fc_cls.weight.shape, [4, 32])
+        let clips = randn([2, 3, 2, 32, 32], seed: 4, requiresGrad: false)
+        let logits = det.logits(clips, boxes: [[AVABox(0.1, 0.1, 0.6, 0.9), AVABox(0.4, 0.2, 0.9, 0.8)], [AVABox(0, 0, 0.5, 0.5)]])
+        XCTAssertEqual(logits.shape, [3, 4])
+        logits.sum().backward()
+        XCTAssertNotNil(det.roi_head.shared_head?.conv1.conv.weight.grad)
+        c.context = true
+        XCTAssertThrowsError(try AVADetector(config: c, generator: &g)) { XCTAssertTrue("\($0)".contains("model.context"), "\($0)") }
+    }
 }

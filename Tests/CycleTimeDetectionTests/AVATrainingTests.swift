@@ -75,10 +75,33 @@ final class AVATrainingTests: XCTestCase {
 
     /// Every committed AVA experiment reads and validates as an AVA config, and its files exist
     /// (relative to the repository, the shared data next to it).
+    /// model.head acrn trains through the same trainer, and a run stopped and resumed ends with
+    /// the weights of an uninterrupted one, bit for bit (the relation head's batch norms included).
+    func testACRNHeadTrainsAndResumesExactly() throws {
+        let set = ["model.head=acrn", "model.acrn_channels=32", "model.acrn_convs=2"]
+        let a = temporaryDirectory("acrn-a"), b = temporaryDirectory("acrn-b")
+        let full = try makeAVATrainer(configPath: try writeTinyRun(a), overrides: set) { _ in }
+        XCTAssertEqual(try full.train(resume: false), .finished(step: 4))
+        let cfgB = try writeTinyRun(b)
+        XCTAssertEqual(try makeAVATrainer(configPath: cfgB, overrides: set) { _ in }.train(resume: false, stopAfter: 2), .interrupted(step: 2))
+        let second = try makeAVATrainer(configPath: cfgB, overrides: set) { _ in }
+        XCTAssertEqual(try second.train(resume: true), .finished(step: 4))
+        let wa = full.task.detector.stateDict(), wb = second.task.detector.stateDict()
+        XCTAssertTrue(wa.keys.contains("roi_head.shared_head.convs.0.bn.running_mean"))
+        XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+        for (k, v) in wa { assertClose(wb[k]!, v, rtol: 0, atol: 0, k) }
+        XCTAssertThrowsError(try makeAVATrainer(configPath: cfgB, overrides: ["model.head=acrn", "model.context=true"]) { _ in }) {
+            XCTAssertTrue("\($0)".contains("model.context"), "\($0)")
+        }
+        XCTAssertThrowsError(try makeAVATrainer(configPath: cfgB, overrides: ["model.head=relation"]) { _ in }) {
+            XCTAssertTrue("\($0)".contains("model.head"), "\($0)")
+        }
+    }
+
     func testEveryAVAExperimentConfigLoadsAndValidates() throws {
         let dir = repoRoot + "/experiments"
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("ava-") && $0.hasSuffix(".yaml") }.sorted()
-        XCTAssertEqual(names, ["ava-r18-2d-mini.yaml", "ava-r18-slowfast-mini.yaml", "ava-r18-slowonly-mini.yaml"])
+        XCTAssertEqual(names, ["ava-r18-2d-acrn-mini.yaml", "ava-r18-2d-mini.yaml", "ava-r18-slowfast-mini.yaml", "ava-r18-slowonly-mini.yaml"])
         for n in names {
             let text = try String(contentsOfFile: dir + "/" + n, encoding: .utf8)
             XCTAssertTrue(text.hasPrefix("# "), "\(n) starts with a comment saying what it is for")
