@@ -152,6 +152,10 @@ public struct CRWOutput {
     public var walkAccuracies: [Float]
     /// The node embeddings [B, T, N, D] (L2-normalized).
     public var nodes: Tensor
+    /// Mean entropy (nats) of the rows of the frame-to-frame transition matrices P_t->t+1 (the
+    /// softmax of the affinities, after edge dropout when there is any): log N for uniform
+    /// affinities, 0 for one-hot ones.
+    public var transitionEntropy: Float
 
     /// Mean of the walk accuracies.
     public var walkAccuracy: Float { walkAccuracies.reduce(0, +) / Float(max(1, walkAccuracies.count)) }
@@ -246,7 +250,23 @@ public final class CRWModel: Module {
         var total = losses[0]
         for l in losses.dropFirst() { total = total + l }
         return CRWOutput(loss: total / Tensor(scalar: Float(losses.count)), walkLosses: losses,
-                         walkAccuracies: accuracies, nodes: q)
+                         walkAccuracies: accuracies, nodes: q, transitionEntropy: Self.rowEntropy(forward))
+    }
+
+    /// Mean entropy of the rows of row-stochastic matrices [B, N, N].
+    static func rowEntropy(_ ps: [Tensor]) -> Float {
+        var total = 0.0, rows = 0
+        for p in ps {
+            let n = p.shape[2], v = p.data
+            for r in 0..<(p.count / n) {
+                for k in 0..<n {
+                    let x = Double(v[r * n + k])
+                    if x > 0 { total -= x * Foundation.log(x) }
+                }
+                rows += 1
+            }
+        }
+        return Float(total / Double(max(rows, 1)))
     }
 
     /// Fraction of rows r of logits [B*N, N] whose argmax (first maximum) is r mod N.

@@ -192,6 +192,43 @@ public struct TimeCycleOutputs {
     public var patchFeatures: Tensor
 }
 
+/// The features a forward pass starts from: raw and L2-normalized features of the clip's frames,
+/// normalized features of the patch and of the target image.
+public struct TimeCycleFeatures {
+    /// T, the clip length.
+    public var length: Int
+    /// Raw clip features [B*T, D, H, W] (batch-major): the crops are cut from these.
+    public var clip: Tensor
+    /// Their channel-wise L2-normalized copy: the affinities are computed from these.
+    public var clipNormalized: Tensor
+    /// Normalized patch features [B, D, h, w].
+    public var patchNormalized: Tensor
+    /// Normalized target-image features [B, D, H, W].
+    public var imageNormalized: Tensor
+    /// B, the batch size.
+    public var batch: Int { patchNormalized.shape[0] }
+
+    public init(length: Int, clip: Tensor, clipNormalized: Tensor, patchNormalized: Tensor, imageNormalized: Tensor) {
+        precondition(length >= 1 && clip.rank == 4 && clip.shape[0] % length == 0 && clipNormalized.shape == clip.shape
+                     && patchNormalized.rank == 4 && imageNormalized.rank == 4 && clip.shape[0] == length * patchNormalized.shape[0]
+                     && patchNormalized.shape[1] == clip.shape[1] && imageNormalized.shape[1] == clip.shape[1],
+                     "TimeCycleFeatures: clip \(clip.shape) (T = \(length)), patch \(patchNormalized.shape), image \(imageNormalized.shape) do not agree")
+        self.length = length
+        self.clip = clip
+        self.clipNormalized = clipNormalized
+        self.patchNormalized = patchNormalized
+        self.imageNormalized = imageNormalized
+    }
+
+    /// From raw (non-normalized) features: clip [B, T, D, H, W], patch [B, D, h, w], image [B, D, H, W].
+    public init(clip: Tensor, patch: Tensor, image: Tensor) {
+        precondition(clip.rank == 5, "TimeCycleFeatures: clip features must be [B, T, D, H, W], got \(clip.shape)")
+        let flat = clip.reshaped([clip.shape[0] * clip.shape[1]] + Array(clip.shape.dropFirst(2)))
+        self.init(length: clip.shape[1], clip: flat, clipNormalized: F.normalize(flat, axis: 1),
+                  patchNormalized: F.normalize(patch, axis: 1), imageNormalized: F.normalize(image, axis: 1))
+    }
+}
+
 /// The TimeCycle model: encoder (ResNet to layer3), 1x1 head, localizer.
 public final class TimeCycleModel: Module {
     public let config: TimeCycleConfig
@@ -261,18 +298,33 @@ public final class TimeCycleModel: Module {
         return x.unsqueezed(axis: 1).expanded(to: [b, t] + rest).reshaped([b * t] + rest)
     }
 
-    /// The forward pass. clip [B, T, 3, H, W], patch [B, 3, p, p], image [B, 3, H, W] (the target
-    /// frame the patch was cut from).
-    public func callAsFunction(clip: Tensor, patch: Tensor, image: Tensor) -> TimeCycleOutputs {
+    /// The encoder's features of a clip [B, T, 3, H, W], a patch [B, 3, p, p] and the target image
+    /// [B, 3, H, W] (the clip's and the patch's detached from the encoder when `detachEncoder`).
+    public func encode(clip: Tensor, patch: Tensor, image: Tensor) -> TimeCycleFeatures {
         precondition(clip.rank == 5 && clip.shape[2] == 3, "TimeCycleModel: clip must be [B, T, 3, H, W], got \(clip.shape)")
         let bsz = clip.shape[0], tl = clip.shape[1]
         let (raw, norm) = encode(clip.reshaped([bsz * tl] + Array(clip.shape.dropFirst(2))), detach: detachEncoder)
-        let (_, pnorm) = encode(patch, detach: detachEncoder)
-        let (_, inorm) = encode(image)
+        return TimeCycleFeatures(length: tl, clip: raw, clipNormalized: norm,
+                                 patchNormalized: encode(patch, detach: detachEncoder).normalized,
+                                 imageNormalized: encode(image).normalized)
+    }
+
+    /// The forward pass. clip [B, T, 3, H, W], patch [B, 3, p, p], image [B, 3, H, W] (the target
+    /// frame the patch was cut from).
+    public func callAsFunction(clip: Tensor, patch: Tensor, image: Tensor) -> TimeCycleOutputs {
+        self(features: encode(clip: clip, patch: patch, image: image))
+    }
+
+    /// The forward pass from features, the encoder's (`encode(clip:patch:image:)`) or any others of
+    /// the config's grid sizes (e.g. fixed positional features that test what the localizer learns).
+    public func callAsFunction(features f: TimeCycleFeatures) -> TimeCycleOutputs {
+        let raw = f.clip, norm = f.clipNormalized, pnorm = f.patchNormalized, inorm = f.imageNormalized
+        let tl = f.length, bsz = f.batch
         let c = raw.shape[1], hb = raw.shape[2], wb = raw.shape[3]
-        precondition(patch.shape[0] == bsz && image.shape[0] == bsz, "TimeCycleModel: batch sizes differ")
-        precondition(pnorm.shape[2] == config.patchGrid && hb == config.baseGrid && wb == config.baseGrid,
-                     "TimeCycleModel: frames \(clip.shape) and patch \(patch.shape) do not match the config (frame \(config.frameSize), patch \(config.patchSize))")
+        precondition(pnorm.shape[0] == bsz && inorm.shape[0] == bsz, "TimeCycleModel: batch sizes differ")
+        precondition(pnorm.shape[2] == config.patchGrid && pnorm.shape[3] == config.patchGrid && hb == config.baseGrid && wb == config.baseGrid
+                     && inorm.shape[2] == hb && inorm.shape[3] == wb,
+                     "TimeCycleModel: feature maps \(raw.shape) (clip), \(pnorm.shape) (patch), \(inorm.shape) (image) do not match the config (frame \(config.frameSize) -> \(config.baseGrid), patch \(config.patchSize) -> \(config.patchGrid))")
 
         // Skip cycle: patch -> every frame directly (theta2), crop, crop -> target image (theta3).
         let a2 = affinity(query: TimeCycleModel.repeatEach(pnorm, tl), base: norm)
@@ -326,5 +378,10 @@ public final class TimeCycleModel: Module {
     /// Forward pass and every loss term against the ground-truth theta [B, 2, 3].
     public func losses(clip: Tensor, patch: Tensor, image: Tensor, target: Tensor) -> TimeCycleLosses {
         TimeCycleLoss.compute(self(clip: clip, patch: patch, image: image), target: target, config: config)
+    }
+
+    /// Forward pass from features and every loss term against the ground-truth theta [B, 2, 3].
+    public func losses(features: TimeCycleFeatures, target: Tensor) -> TimeCycleLosses {
+        TimeCycleLoss.compute(self(features: features), target: target, config: config)
     }
 }

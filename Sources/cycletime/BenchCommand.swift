@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks; every figure is measured in the same run as its reference.",
-        subcommands: [BenchCore.self, BenchVideo.self, BenchLoader.self, BenchTrain.self, BenchPropagate.self, BenchAVA.self],
+        subcommands: [BenchCore.self, BenchVideo.self, BenchLoader.self, BenchTrain.self, BenchPropagate.self, BenchAVA.self, BenchTracker.self],
         defaultSubcommand: BenchCore.self)
 }
 
