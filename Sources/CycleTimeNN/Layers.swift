@@ -270,3 +270,29 @@ public final class Flatten: Module {
     public init(startDim: Int = 1, endDim: Int = -1) { self.startDim = startDim; self.endDim = endDim; super.init() }
     public override func callAsFunction(_ x: Tensor) -> Tensor { x.flattened(from: startDim, to: endDim) }
 }
+
+/// nn.GroupNorm: the channels of each sample split into `groups`, each normalized by its own mean
+/// and (biased) variance over its channels and positions, then a per-channel affine transform.
+public final class GroupNorm: Module {
+    public let groups: Int
+    public let eps: Float
+    @Parameter public var weight: Tensor
+    @Parameter public var bias: Tensor
+
+    public init(_ groups: Int, _ channels: Int, eps: Float = 1e-5) {
+        precondition(groups >= 1 && channels % groups == 0, "GroupNorm: \(channels) channels in \(groups) groups")
+        self.groups = groups; self.eps = eps
+        self.weight = Tensor.ones([channels])
+        self.bias = Tensor.zeros([channels])
+        super.init()
+    }
+
+    public override func callAsFunction(_ x: Tensor) -> Tensor {
+        let n = x.shape[0], c = x.shape[1]
+        let g = x.reshaped([n, groups, x.count / (n * groups)])
+        let centred = g - g.mean(axis: 2, keepdim: true)
+        let normalized = centred / ((centred * centred).mean(axis: 2, keepdim: true) + Tensor(scalar: eps)).sqrt()
+        let affine = [1, c] + Array(repeating: 1, count: x.rank - 2)
+        return normalized.reshaped(x.shape) * weight.reshaped(affine) + bias.reshaped(affine)
+    }
+}

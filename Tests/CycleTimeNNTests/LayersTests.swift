@@ -120,4 +120,22 @@ final class LayersTests: XCTestCase {
         XCTAssertTrue(Identity()(x) === x)
         XCTAssertEqual(Sequential(Identity(), Flatten())(x).shape, [2, 60])
     }
+
+    /// GroupNorm with one group against its definition, and its gradient by finite differences.
+    func testGroupNormNormalizesEachSampleAndGradchecks() {
+        let gn = GroupNorm(1, 4)
+        gn.weight.assign(Tensor([1.5, 0.5, 1, 2], shape: [4])); gn.bias.assign(Tensor([0, 1, -1, 0.5], shape: [4]))
+        let x = randn([2, 4, 3, 3], seed: 9)
+        let y = gn(x)
+        for n in 0..<2 {
+            let vals = (0..<36).map { Double(x.data[n * 36 + $0]) }
+            let mean = vals.reduce(0, +) / 36, variance = vals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 36
+            for i in 0..<36 {
+                let c = i / 9
+                let expected = (vals[i] - mean) / (variance + 1e-5).squareRoot() * Double(gn.weight.data[c]) + Double(gn.bias.data[c])
+                XCTAssertEqual(Double(y.data[n * 36 + i]), expected, accuracy: 1e-5)
+            }
+        }
+        gradcheck([randn([2, 4, 2, 2], seed: 10)]) { gn($0[0]) }
+    }
 }
