@@ -23,10 +23,7 @@ final class ACARHeadTests: XCTestCase {
             boxes[Int(b.data[r * 5])].append(AVABox(Double(b.data[r * 5 + 1]), Double(b.data[r * 5 + 2]), Double(b.data[r * 5 + 3]), Double(b.data[r * 5 + 4])))
         }
         let out = head(features: feat, boxes: boxes)
-        func close(_ a: Tensor, _ ref: Tensor, _ what: String) {
-            let scale = (0..<ref.count).map { abs(ref.data[$0]) }.max() ?? 1
-            assertClose(a, ref, rtol: 1e-4, atol: 1e-4 * scale, what)
-        }
+        func close(_ a: Tensor, _ ref: Tensor, _ what: String) { assertCloseRelativeToLargest(a, ref, relative: 1e-4, what) }
         close(out, fx.t("out"), "logits")
         out.backward(fx.t("g"))
         for (k, p) in params { close(p.grad!, fx.t("d." + k), "d." + k) }

@@ -86,10 +86,7 @@ final class RoIHeadTests: XCTestCase {
         let r = head(roiFeatures: x, context: feat, batchIndex: idx)
         XCTAssertEqual(r.shape, [5, 6, 1, 4, 4])
         let out = fc(r.reshaped([5, 6, 16]).max(axis: 2))
-        func close(_ a: Tensor, _ b: Tensor, _ what: String) {
-            let scale = (0..<b.count).map { abs(b.data[$0]) }.max() ?? 1
-            assertClose(a, b, rtol: 1e-4, atol: 1e-4 * scale, what)
-        }
+        func close(_ a: Tensor, _ ref: Tensor, _ what: String) { assertCloseRelativeToLargest(a, ref, relative: 1e-4, what) }
         close(out, fx.t("out"), "logits")
         out.backward(fx.t("g"))
         for (k, p) in params { close(p.grad!, fx.t("d." + k), "d." + k) }

@@ -70,6 +70,14 @@ public func assertClose(_ a: Tensor, _ b: Tensor, rtol: Float = 1e-5, atol: Floa
     }
 }
 
+/// Asserts |a - ref| <= relative x (|ref| + max |ref|) elementwise: a relative bound that does not
+/// blow up on the entries of `ref` near zero (float32 rounding scales with the largest values).
+public func assertCloseRelativeToLargest(_ a: Tensor, _ ref: Tensor, relative: Float, _ message: @autoclosure () -> String = "",
+                                         file: StaticString = #filePath, line: UInt = #line) {
+    let scale = (0..<ref.count).map { abs(ref.data[$0]) }.max() ?? 1
+    assertClose(a, ref, rtol: relative, atol: relative * scale, message(), file: file, line: line)
+}
+
 /// Asserts two scalars are close.
 public func assertClose(_ a: Float, _ b: Float, rtol: Float = 1e-5, atol: Float = 1e-6,
                         _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) {
