@@ -42,7 +42,7 @@ public func makeTrainer(configPath: String, overrides: [String] = []) throws -> 
     let config = try ConfigLoader.load(TrainConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
     let videos = try resolveVideos(config.data.videos, file: configPath)
-    let (mpi, run) = try RunSetup.open(config.loopSettings)
+    let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
     let text = try ConfigLoader.encode(config)
     switch config.objective {
     case .timecycle:

@@ -121,7 +121,7 @@ final class TimeCycleTaskTests: XCTestCase {
         for s in 0..<steps {
             let (b, _) = batch(img, size: bsz, config: config, generator: &g)
             var sg = Trainer<TimeCycleTask>.stepGenerator(seed: config.seed, step: s)
-            let r = trainingStep(task, batch: b, optimizer: optimizer, gradClip: config.train.gradClip, generator: &sg)
+            let r = try trainingStep(task, batch: b, optimizer: optimizer, gradClip: config.train.gradClip, generator: &sg)
             losses.append(r.terms[0].1)
         }
         let after = trackingError(task, evalSet)
