@@ -27,10 +27,17 @@ public enum Autocast {
     /// Tests set this to pretend the CPU has (true) or lacks (false) AVX512-BF16.
     nonisolated(unsafe) static var nativeBF16Override: Bool? = nil
 
-    /// Throws unless bf16 kernels run natively on this CPU.
-    public static func checkBF16() throws {
+    /// Throws unless bf16 kernels run natively on this CPU; `setting` (the config key or flag
+    /// that asked for bf16) heads the error's line.
+    public static func checkBF16(setting: String? = nil) throws {
         let native = nativeBF16Override ?? OneDNN.hasNativeBF16
-        guard native else { throw AutocastError.noNativeBF16(isa: OneDNN.effectiveISA) }
+        guard native else { throw AutocastError.noNativeBF16(isa: OneDNN.effectiveISA, setting: setting) }
+    }
+
+    /// Throws unless `precision` runs natively here (fp32 always does): the start-up check of
+    /// whatever runs at a configured precision (training, features, propagation), before any output.
+    public static func check(_ precision: Precision, setting: String) throws {
+        if precision == .bf16 { try checkBF16(setting: setting) }
     }
 
     /// Runs `body` with conv2d, conv3d, linear and matmul in bf16 (`torch.autocast("cpu", torch.bfloat16)`).
@@ -49,12 +56,12 @@ public enum Autocast {
 }
 
 public enum AutocastError: Error, CustomStringConvertible, Equatable {
-    case noNativeBF16(isa: String)
+    case noNativeBF16(isa: String, setting: String? = nil)
 
     public var description: String {
         switch self {
-        case .noNativeBF16(let isa):
-            return "precision bf16 needs a CPU with AVX512-BF16, which this one lacks (oneDNN's effective ISA mask \(isa)); use precision fp32"
+        case .noNativeBF16(let isa, let setting):
+            return (setting.map { "\($0): " } ?? "") + "precision bf16 needs a CPU with AVX512-BF16, which this one lacks (oneDNN's effective ISA mask \(isa)); use precision fp32"
         }
     }
 }

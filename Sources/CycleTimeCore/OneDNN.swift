@@ -8,8 +8,9 @@ import Foundation
 // naming the call, the op and its shapes.
 
 /// Data type of the arithmetic of a oneDNN op: float32, or bfloat16 inputs with float32
-/// accumulation and float32 outputs (conversion to bf16 rounds to nearest even).
-public enum Precision: String, Sendable, CaseIterable {
+/// accumulation and float32 outputs (conversion to bf16 rounds to nearest even). The value of
+/// `train.precision` in training configs and of `--precision` on the command line.
+public enum Precision: String, Codable, Sendable, CaseIterable {
     case fp32, bf16
 }
 

@@ -349,7 +349,7 @@ public func makeAVATrainer(configPath: String, overrides: [String] = [], report:
     let det = try inputs.makeDetector(loadEncoder: true)
     let task = AVATask(detector: det, source: data, classes: inputs.classes,
                        focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil, frozenBatchNorm: config.model.frozenBn)
-    let (mpi, run) = try RunSetup.open(config.loopSettings)
+    let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
     return try Trainer(settings: config.loopSettings, configFile: configPath, configText: try ConfigLoader.encode(config),
                        task: task, run: run, mpi: mpi)
 }

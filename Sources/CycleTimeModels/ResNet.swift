@@ -1,4 +1,5 @@
 import Foundation
+import CycleTimeCore
 import CycleTimeNN
 
 // ResNet in torchvision's exact layout and state_dict key names (conv1, bn1, relu, maxpool,
@@ -259,5 +260,15 @@ public final class ResNet: Module {
         if let l = layer4 { y = l(y) }
         if let avgpool, let fc { y = fc(avgpool(y).flattened(from: 1)) }
         return y
+    }
+}
+
+extension ResNet {
+    /// The model's output for `x` without gradients, at `precision` (bf16: inside `Autocast.bf16`,
+    /// the convolutions on oneDNN with bf16 inputs and float32 accumulation; batch norm, ReLU and
+    /// pooling in float32): what `cycletime features` and `cycletime propagate` run (`--precision`).
+    /// Throws only for bf16 on a CPU without AVX512-BF16.
+    public func inference(_ x: Tensor, precision: Precision) throws -> Tensor {
+        try Autocast.run(precision) { noGrad { self(x) } }
     }
 }

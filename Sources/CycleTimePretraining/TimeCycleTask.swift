@@ -43,7 +43,7 @@ public func makeTrainer(configPath: String, overrides: [String] = []) throws -> 
     try config.validate(file: configPath)
     let videos = try resolveVideos(config.data.videos, file: configPath)
     let validator = config.eval.everySteps > 0 ? try DAVISValidator(config: config, file: configPath) : nil
-    let (mpi, run) = try RunSetup.open(config.loopSettings)
+    let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
     let text = try ConfigLoader.encode(config)
     func with<T>(_ t: Trainer<T>) -> Trainer<T> {
         t.validator = validator

@@ -13,22 +13,23 @@ public struct FrameFeatures: Sendable {
 
 /// What turns a frame into features: a ResNet (eval mode) fed frames normalized as given (ImageNet's
 /// statistics by default, as the released CRW and TimeCycle test code), or the pixels' Lab colour
-/// on the stride grid.
+/// on the stride grid. The encoder runs at `precision` (`ResNet.inference`; the affinities of
+/// propagation stay float32).
 public enum FeatureExtractor {
-    case encoder(ResNet, l2Normalize: Bool, normalization: Normalization = .imagenet)
+    case encoder(ResNet, l2Normalize: Bool, normalization: Normalization = .imagenet, precision: Precision = .fp32)
     case pixels(stride: Int, l2Normalize: Bool)
 
     /// Feature grid size for an image of height x width.
     public func gridSize(height: Int, width: Int) -> (h: Int, w: Int) {
         switch self {
-        case .encoder(let m, _, _): return (m.outputSize(height), m.outputSize(width))
+        case .encoder(let m, _, _, _): return (m.outputSize(height), m.outputSize(width))
         case .pixels(let s, _): return ((height + s - 1) / s, (width + s - 1) / s)
         }
     }
 
     /// Features of `image`, first squashed to squareSize x squareSize (bilinear, half-pixel centres,
-    /// no antialiasing) when given.
-    public func features(_ image: Image, squareSize: Int? = nil) -> FrameFeatures {
+    /// no antialiasing) when given. Throws only for bf16 on a CPU without AVX512-BF16.
+    public func features(_ image: Image, squareSize: Int? = nil) throws -> FrameFeatures {
         let chw: Tensor
         let l2: Bool
         let H = squareSize ?? image.height, W = squareSize ?? image.width
@@ -36,9 +37,9 @@ public enum FeatureExtractor {
             (H == image.height && W == image.width) ? x : F.interpolate(x, size: [H, W], mode: .bilinear, alignCorners: false)
         }
         switch self {
-        case .encoder(let model, let norm, let normalization):
+        case .encoder(let model, let norm, let normalization, let precision):
             let x = squashed(image.tensor(mean: normalization.mean, std: normalization.std).unsqueezed(axis: 0))
-            chw = noGrad { model(x) }
+            chw = try model.inference(x, precision: precision)
             l2 = norm
         case .pixels(let stride, let norm):
             let (h, w) = gridSize(height: H, width: W)

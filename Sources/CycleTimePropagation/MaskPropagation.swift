@@ -27,13 +27,13 @@ public enum MaskPropagation {
     /// `firstLabels(h, w)`, then `onFrame(t, soft labels, h, w)` for every frame t >= 1.
     public static func runSoft(frameCount: Int, frame: (Int) throws -> Image, extractor: FeatureExtractor, options: PropagationOptions,
                                firstLabels: (Int, Int) throws -> [Float], onFrame: (Int, [Float], Int, Int) throws -> Void) throws {
-        let f0 = extractor.features(try frame(0), squareSize: options.squareSize)
+        let f0 = try extractor.features(try frame(0), squareSize: options.squareSize)
         let labels0 = try firstLabels(f0.height, f0.width)
         let prop = makePropagator(firstFeatures: f0.values, firstLabels: labels0, height: f0.height, width: f0.width,
                                   channels: f0.channels, options: options)
         for t in 1..<max(frameCount, 1) {
             let img = try frame(t)
-            let f = extractor.features(img, squareSize: options.squareSize)
+            let f = try extractor.features(img, squareSize: options.squareSize)
             guard f.height == f0.height && f.width == f0.width else {
                 throw EvaluationError("frame \(t): \(img.width)x\(img.height) gives a \(f.width)x\(f.height) feature grid, frame 0 gives \(f0.width)x\(f0.height)")
             }

@@ -44,6 +44,10 @@ public struct LoopConfig: Codable, Equatable, Sendable {
     public var keepCheckpoints: Int = 3
     /// A plain progress line (and the log) every this many steps.
     public var logEvery: Int = 10
+    /// fp32, or bf16: each step's forward and backward run in `Autocast.bf16` (conv2d, linear and
+    /// matmul with bf16 inputs and float32 accumulation; the optimizer and master weights stay
+    /// float32). bf16 needs a CPU with AVX512-BF16 and is refused at start-up without one.
+    public var precision: Precision = .fp32
     public init() {}
 }
 

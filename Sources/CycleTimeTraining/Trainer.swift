@@ -75,7 +75,10 @@ public protocol AnyTrainer: AnyObject {
 /// `distributed.timeout_seconds`) and only rank 0 opens (and locks) the run directory; otherwise
 /// it opens the run directory alone. Every task's trainer is set up here.
 public enum RunSetup {
-    public static func open(_ settings: LoopSettings) throws -> (mpi: MPIContext?, run: RunDirectory) {
+    /// `configFile` names the config in errors. A precision this CPU cannot run natively
+    /// (`train.precision: bf16` without AVX512-BF16) is refused here, before anything is created.
+    public static func open(_ settings: LoopSettings, configFile: String) throws -> (mpi: MPIContext?, run: RunDirectory) {
+        try Autocast.check(settings.train.precision, setting: "\(configFile): field 'train.precision'")
         let mpi = try MPIContext.shared()
         if let mpi {
             mpi.timeout = settings.distributed.timeoutSeconds
@@ -135,11 +138,14 @@ public func makeSchedule(_ s: ScheduleConfig, lr: Double, totalSteps: Int) -> an
     return s.warmupSteps > 0 ? LinearWarmup(warmupSteps: s.warmupSteps, startFactor: Float(s.warmupFactor), then: main) : main
 }
 
-/// One optimization step: forward, backward, (data-parallel: `reduceGradients`, the all-reduce of
-/// the gradients), gradient-norm clipping, optimizer update.
+/// One optimization step: forward and backward at `precision` (bf16: inside `Autocast.bf16`),
+/// (data-parallel: `reduceGradients`, the all-reduce of the gradients), gradient-norm clipping,
+/// optimizer update, all in float32 on the float32 master weights.
 /// Returns the loss terms' values, the total gradient norm before clipping and the timings.
+/// Throws only when bf16 is asked for on a CPU without AVX512-BF16 (before anything runs).
 public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, optimizer: Optimizer, gradClip: Double,
-                                          generator: inout RandomGenerator, reduceGradients: (() -> Void)? = nil)
+                                          precision: Precision = .fp32, generator: inout RandomGenerator,
+                                          reduceGradients: (() -> Void)? = nil) throws
     -> (terms: [(String, Double)], gradNorm: Double, timings: StepTimings) {
     var tm = StepTimings()
     var t0 = DispatchTime.now().uptimeNanoseconds
@@ -149,11 +155,14 @@ public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, opt
         return Double(t - t0) / 1e9
     }
     optimizer.zeroGrad()
-    let terms = task.losses(batch, generator: &generator)
-    let values = terms.map { ($0.0, Double($0.1.item())) }
-    tm.forward = lap()
-    terms[0].1.backward()
-    tm.backward = lap()
+    let values = try Autocast.run(precision) { () -> [(String, Double)] in
+        let terms = task.losses(batch, generator: &generator)
+        let values = terms.map { ($0.0, Double($0.1.item())) }
+        tm.forward = lap()
+        terms[0].1.backward()
+        tm.backward = lap()
+        return values
+    }
     if let reduceGradients {
         reduceGradients()
         tm.allReduce = lap()
@@ -255,6 +264,7 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             "objective": task.objectiveName,
             "step": String(step),
             "seed": String(settings.seed),
+            "precision": settings.train.precision.rawValue,
             "data_next_batch": String(step),
             "ranks_when_written": String(ranks),
             "rng_next_step_state": next.stateArray.map { String(format: "%016llx", $0) }.joined(separator: " "),
@@ -385,8 +395,8 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             if rank > 0 { g = RandomGenerator(seed: g.next() ^ UInt64(rank) &* 0xA24B_AED4_963E_E407) }
             DefaultRandom.generator = Self.stepGenerator(seed: settings.seed &+ 1, step: step)
             task.prepare(step: step)
-            var (terms, norm, tm) = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: settings.train.gradClip, generator: &g,
-                                                 reduceGradients: averager.map { a in { a.average() } })
+            var (terms, norm, tm) = try trainingStep(task, batch: batch, optimizer: optimizer, gradClip: settings.train.gradClip,
+                                                     precision: settings.train.precision, generator: &g, reduceGradients: averager.map { a in { a.average() } })
             scheduler.step()
             var interrupt = shouldStop()
             if let mpi {

@@ -61,17 +61,14 @@ struct BenchCore: ParsableCommand {
     @Flag(help: "Only the trunk step (no per-convolution table, probes or memory run).") var trunkOnly = false
     @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
     @Option(help: "fp32, or bf16: the trunk step is also measured inside Autocast.bf16 (oneDNN), next to PyTorch's autocast bf16.")
-    var precision = "fp32"
+    var precision: Precision = .fp32
     @Option(help: "Library of the float32 2-D convolutions: native (im2col, Winograd) or onednn.") var convBackend = "native"
-
-    var precisionValue: Precision { Precision(rawValue: precision) ?? .fp32 }
 
     func validate() throws {
         try checkOption("--batch", batch, 1...256)
         try checkOption("--memory-steps", memorySteps, 1...100_000)
         try checkOption("--winograd-tile-block", winogradTileBlock, 1...65_536)
         try checkOption("--rounds", rounds, 1...1000)
-        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16, got '\(precision)'") }
         guard ConvolutionBackend.allCases.contains(where: { $0.rawValue.lowercased() == convBackend.lowercased() }) else {
             throw ValidationError("--conv-backend must be native or onednn, got '\(convBackend)'")
         }
@@ -85,7 +82,7 @@ struct BenchCore: ParsableCommand {
             $0.winogradTileBlock = winogradTileBlock
             $0.backend = ConvolutionBackend.allCases.first { $0.rawValue.lowercased() == convBackend.lowercased() } ?? .native
         }
-        if precisionValue == .bf16 { try Autocast.checkBF16() }
+        try Autocast.check(precision, setting: "--precision bf16")
         let r = BenchReport(json: json)
         r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
         let (gemm, gt) = sgemmGFLOPs()
@@ -99,7 +96,7 @@ struct BenchCore: ParsableCommand {
         // Each convolution on the native paths, on oneDNN float32, and (with --precision bf16) in
         // autocast bf16, back to back so that their ratios see the same machine load.
         var variants: [(String, ConvolutionBackend, Bool)] = [("native", .native, false), ("onednn", .oneDNN, false)]
-        if precisionValue == .bf16 { variants.append(("bf16", .oneDNN, true)) }
+        if precision == .bf16 { variants.append(("bf16", .oneDNN, true)) }
         r.say("  (variants: \(variants.map { $0.0 }.joined(separator: ", ")); GFLOP/s forward / backward)")
         for (c, n) in resnet18TrunkConvs {
             let x = Tensor.randn([batch, c.cin, c.inSize, c.inSize], generator: &gen)
@@ -181,7 +178,7 @@ struct BenchCore: ParsableCommand {
         let flops = trunkConvFLOPs(batch: batch)
         let fwd = medianTiming(warmup: 1, runs: 3) { _ = noGrad { model(x) } }
         model.zeroGrad(); model(x).sum().backward()  // warm-up step
-        let bf16 = precisionValue == .bf16
+        let bf16 = precision == .bf16
         func bf16Step() throws { try Autocast.bf16 { model.zeroGrad(); model(x).sum().backward() } }
         if bf16 { try bf16Step() }  // builds and caches the oneDNN primitives
 
@@ -276,7 +273,7 @@ struct BenchCore: ParsableCommand {
     func runTorchReference() -> TorchFigures? {
         let script = repoPath("scripts/bench/torch_trunk.py")
         guard FileManager.default.fileExists(atPath: script) else { return nil }
-        guard let out = runProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240", precisionValue.rawValue]),
+        guard let out = runProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240", precision.rawValue]),
               let line = out.split(separator: "\n").last,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let d = obj["default_seconds"] as? Double, let c = obj["channels_last_seconds"] as? Double

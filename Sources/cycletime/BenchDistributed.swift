@@ -98,7 +98,7 @@ extension BenchTrain {
         for i in 0...max(1, steps) {
             try mpi.barrier()
             var sg = RandomGenerator(seed: UInt64(i))
-            let s = trainingStep(task, batch: b, optimizer: optimizer, gradClip: cfg.train.gradClip, generator: &sg,
+            let s = try trainingStep(task, batch: b, optimizer: optimizer, gradClip: cfg.train.gradClip, generator: &sg,
                                  reduceGradients: mpi.size > 1 ? { averager.average() } : nil)
             // The slowest rank's step is the job's step; the all-reduce time is the slowest rank's
             // (the least, as it arrives last: the others' include waiting for it).

@@ -28,6 +28,7 @@ struct BenchPropagate: ParsableCommand {
     var torchFrames = 8
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Option(help: "Query tile side of the blocked affinity (speed only)") var tile = PropagationOptions().tile
+    @Option(help: "Precision of CycleTime's encoder: fp32 or bf16 (the PyTorch reference stays float32)") var precision: Precision = .fp32
 
     func validate() throws {
         try checkOption("--frames", frames, 2...100_000)
@@ -36,6 +37,7 @@ struct BenchPropagate: ParsableCommand {
     }
 
     func run() throws {
+        try Autocast.check(precision, setting: "--precision bf16")
         let root = davisRoot ?? repoPath("../shared/data/davis-mini")
         guard FileManager.default.fileExists(atPath: root) else { throw EvaluationError("\(root): no DAVIS data (give --davis-root)") }
         let ds: DAVISDataset
@@ -51,7 +53,7 @@ struct BenchPropagate: ParsableCommand {
         var options = PropagationOptions()
         options.tile = tile
         let r = BenchReport(json: json)
-        r.say("CycleTime propagation benchmark: \(seqs.map(\.name).joined(separator: ", ")) at 480p, resnet18 layer3 stride 8, random init seed 0, context \(options.contextFrames), radius \(Int(options.radius)), top-\(options.topK)")
+        r.say("CycleTime propagation benchmark: \(seqs.map(\.name).joined(separator: ", ")) at 480p, resnet18 layer3 stride 8 in \(precision.rawValue), random init seed 0, context \(options.contextFrames), radius \(Int(options.radius)), top-\(options.topK)")
         var g = RandomGenerator(seed: 0)
         let model = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 1]), initialize: true, generator: &g)
         model.eval()
@@ -73,7 +75,7 @@ struct BenchPropagate: ParsableCommand {
                 try FileManager.default.createDirectory(atPath: tmp + "/swift/" + seq.name, withIntermediateDirectories: true)
                 var last = wallSeconds()
                 try MaskPropagation.run(frameCount: n, frame: { try Image.read(seq.framePaths[$0]) }, firstMask: first.pixels.map(Int.init),
-                                        maskWidth: first.width, maskHeight: first.height, extractor: .encoder(model, l2Normalize: true),
+                                        maskWidth: first.width, maskHeight: first.height, extractor: .encoder(model, l2Normalize: true, precision: precision),
                                         options: options) { i, ids in
                     // Written as the propagate command writes them (PyTorch's time includes its PNGs too).
                     try Image(width: first.width, height: first.height, channels: 1, pixels: ids.map { UInt8(clamping: $0) }, palette: first.palette)
@@ -90,6 +92,7 @@ struct BenchPropagate: ParsableCommand {
         if !json { line.finish() }
         let fps = Double(propagated) / t.wall
         let rss = peakRSSBytes()
+        r.add("precision", precision.rawValue)
         r.add("swift_frames", propagated)
         r.add("swift_fps", fps, line: "CycleTime: \(propagated) frames in \(fmt(t.wall, 1)) s: \(fmt(fps, 3)) frames/s (\(fmt(t.wall / Double(propagated), 2)) s/frame, cpu/wall \(fmt(t.cpuRatio))), peak RSS \(mib(rss))")
         if steadyFrames > 0 {

@@ -28,6 +28,8 @@ struct BenchTrain: ParsableCommand {
     var ranks: Int?
     @Option(help: "Batch per rank of the --ranks benchmark.") var batch = 2
     @Option(help: "Upper bound of the storage cache (freed buffers kept for reuse), MiB.") var cacheMib = StorageCache.limitBytes >> 20
+    @Option(help: "fp32, or bf16: CycleTime's steps run in Autocast.bf16 (train.precision bf16); the PyTorch reference stays float32.")
+    var precision: Precision = .fp32
 
     static let known = ["timecycle-r18", "timecycle-r50", "crw-r18"]
 
@@ -44,13 +46,14 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
+        try Autocast.check(precision, setting: "--precision bf16")
         if child == "mpi" { return try runDistributedChild() }
         if let c = child { return try runCase(c) }
         if let n = ranks { return try runDistributed(ranks: n) }
         let r = BenchReport(json: json)
         let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        r.say("Training steps (forward, backward, gradient clipping, optimizer), each case in its own process; threads: \(Parallel.threadCount)")
+        r.say("Training steps (forward, backward, gradient clipping, optimizer), each case in its own process; threads: \(Parallel.threadCount); CycleTime precision \(precision.rawValue)")
         var results: [String: Any] = [:]
         for c in cases {
             let n = c.hasPrefix("crw") ? crwSteps : steps
@@ -61,7 +64,7 @@ struct BenchTrain: ParsableCommand {
                     if let j = torchCase(c, channelsLast: layout == "channels_last", steps: n) { torch[layout] = j }
                 }
             }
-            guard let out = runProcess(me, ["bench", "train", "--child", c, "--config", config, "--steps", "\(n)", "--cache-mib", "\(cacheMib)"]),
+            guard let out = runProcess(me, ["bench", "train", "--child", c, "--config", config, "--steps", "\(n)", "--cache-mib", "\(cacheMib)", "--precision", precision.rawValue]),
                   let ours = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any],
                   let sec = ours["seconds_per_step"] as? Double, let peak = ours["peak_rss_bytes"] as? Double else {
                 throw ValidationError("the \(c) case failed (run `cycletime bench train --child \(c) --config \(config)` to see why)")
@@ -122,7 +125,7 @@ struct BenchTrain: ParsableCommand {
             let task = TimeCycleTask(config: cfg, videos: [])
             params = task.model.parameterCount
             let b = timeCycleBenchBatch(cfg, batch: batch, generator: &g)
-            timings = measureSteps(task, batch: b, optimizer: makeOptimizer(cfg.optimizer, parameters: task.model.namedParameters().map { (name: $0.0, tensor: $0.1) }),
+            timings = try measureSteps(task, batch: b, optimizer: makeOptimizer(cfg.optimizer, parameters: task.model.namedParameters().map { (name: $0.0, tensor: $0.1) }),
                                    gradClip: cfg.train.gradClip)
         default:
             batch = 4
@@ -132,12 +135,12 @@ struct BenchTrain: ParsableCommand {
             let task = CRWTask(config: cfg, videos: [])
             params = task.model.parameterCount
             let x = randn([batch, cfg.crw.clipLength, cfg.crw.nodesPerFrame, 3, cfg.crw.patchSize, cfg.crw.patchSize])
-            timings = measureSteps(task, batch: x, optimizer: makeOptimizer(oc, parameters: task.model.namedParameters().map { (name: $0.0, tensor: $0.1) }),
+            timings = try measureSteps(task, batch: x, optimizer: makeOptimizer(oc, parameters: task.model.namedParameters().map { (name: $0.0, tensor: $0.1) }),
                                    gradClip: 0)
         }
         func med(_ f: (StepTimings) -> Double) -> Double { let v = timings.map(f).sorted(); return v[v.count / 2] }
         let out: [String: Any] = [
-            "case": c, "batch": batch, "parameters": params, "timed_steps": timings.count,
+            "case": c, "precision": precision.rawValue, "batch": batch, "parameters": params, "timed_steps": timings.count,
             "seconds_per_step": med { $0.total }, "forward": med { $0.forward }, "backward": med { $0.backward },
             "clip": med { $0.clip }, "optimizer": med { $0.optimizer },
             "peak_rss_bytes": Double(ProcessMemory.peakResidentBytes),
@@ -148,12 +151,12 @@ struct BenchTrain: ParsableCommand {
     }
 
     /// One warm-up step, then `steps` timed ones.
-    func measureSteps<T: TrainingTask>(_ task: T, batch: T.Source.Sample, optimizer: Optimizer, gradClip: Double) -> [StepTimings] {
+    func measureSteps<T: TrainingTask>(_ task: T, batch: T.Source.Sample, optimizer: Optimizer, gradClip: Double) throws -> [StepTimings] {
         task.model.train()
         var out: [StepTimings] = []
         for i in 0...max(1, steps) {
             var g = RandomGenerator(seed: UInt64(i))
-            let r = trainingStep(task, batch: batch, optimizer: optimizer, gradClip: gradClip, generator: &g)
+            let r = try trainingStep(task, batch: batch, optimizer: optimizer, gradClip: gradClip, precision: precision, generator: &g)
             if i > 0 { out.append(r.timings) }
         }
         return out

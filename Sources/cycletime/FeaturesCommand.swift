@@ -44,6 +44,8 @@ struct FeaturesCommand: ParsableCommand {
     @Option(help: "Resample the video to this frame rate (default: every frame)") var fps: Double?
     @Option(name: .customLong("max-frames"), help: "Use at most this many video frames") var maxFrames: Int?
     @Option(name: .customLong("batch-size"), help: "Frames per forward pass (bounds memory)") var batchSize: Int = 8
+    @Option(help: "Precision of the encoder: fp32, or bf16 (convolutions in bf16 with float32 accumulation; needs AVX512-BF16)")
+    var precision: Precision = .fp32
 
     static let layers = ["layer1", "layer2", "layer3", "layer4"]
 
@@ -87,6 +89,7 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     func run() throws {
+        try Autocast.check(precision, setting: "--precision bf16")
         try AtomicFile.checkWritable(out)
         let model = try makeModel()
         if let checkpoint {
@@ -98,7 +101,7 @@ struct FeaturesCommand: ParsableCommand {
             "arch": arch, "layer": layer, "stride8": stride8 ? "true" : "false",
             "output_stride": String(model.outputStride), "source": image ?? video ?? "",
             "weights": checkpoint ?? "random-init seed \(seed)",
-            "normalization": "imagenet mean \(mean) std \(std)",
+            "normalization": "imagenet mean \(mean) std \(std)", "precision": precision.rawValue,
         ]
         if let image {
             let img = try Image.read(image)
@@ -110,7 +113,7 @@ struct FeaturesCommand: ParsableCommand {
             }
             meta["kind"] = "image"
             meta["input_size"] = "\(x.shape[2])x\(x.shape[3])"
-            let features = noGrad { model(x) }
+            let features = try model.inference(x, precision: precision)
             try Self.write(["features": features], metadata: meta, to: out)
             print("features \(features.shape) written to \(out)")
         } else if let video {
@@ -120,17 +123,17 @@ struct FeaturesCommand: ParsableCommand {
             meta["input_size"] = "\(reader.outputHeight)x\(reader.outputWidth)"
             meta["fps"] = fps.map { String($0) } ?? String(reader.metadata.fps)
             let shape = try Self.videoFeatures(model, reader: reader, mean: mean, std: std, maxFrames: maxFrames ?? Int.max,
-                                               batchSize: batchSize, metadata: meta, to: out)
+                                               batchSize: batchSize, precision: precision, metadata: meta, to: out)
             print("features \(shape) written to \(out)")
         }
     }
 
     /// Features of every frame, `batchSize` frames per forward pass, streamed to `path` as they are
     /// computed (memory is bounded by one batch, whatever the video's length): `features`
-    /// [T, C, h, w], `timestamps` (seconds) and `frame_indices` [T]. The file appears under its
-    /// name only when complete. Returns the shape of `features`.
+    /// [T, C, h, w], `timestamps` (seconds) and `frame_indices` [T], the encoder at `precision`.
+    /// The file appears under its name only when complete. Returns the shape of `features`.
     static func videoFeatures(_ model: ResNet, reader: VideoReader, mean: [Float], std: [Float], maxFrames: Int,
-                              batchSize: Int, metadata: [String: String], to path: String) throws -> [Int] {
+                              batchSize: Int, precision: Precision = .fp32, metadata: [String: String], to path: String) throws -> [Int] {
         let h = reader.outputHeight, w = reader.outputWidth, per = 3 * h * w
         let fh = model.outputSize(h), fw = model.outputSize(w), c = model.outChannels
         let lut = ColorLUT(mean: mean, std: std)
@@ -151,7 +154,7 @@ struct FeaturesCommand: ParsableCommand {
                 }
                 if got == 0 { break }
                 let x = got == batch.shape[0] ? batch : Tensor(shape: [got, 3, h, w], storage: Storage(Array(UnsafeBufferPointer(start: batch.data, count: got * per))))
-                let y = noGrad { model(x) }
+                let y = try model.inference(x, precision: precision)
                 try writer.append(y)
                 // Give the freed activations back to the system: glibc's arenas otherwise keep
                 // growing with the number of batches (fragmentation), so memory would grow with T.

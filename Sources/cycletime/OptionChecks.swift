@@ -1,4 +1,5 @@
 import ArgumentParser
+import CycleTimeCore
 import Foundation
 
 /// Numeric command-line options are checked before any work: a value that is not a finite number
@@ -15,3 +16,7 @@ func checkOption(_ flag: String, _ value: Int?, _ range: ClosedRange<Int>) throw
     guard let v = value else { return }
     guard range.contains(v) else { throw ValidationError("\(flag) must be in \(range.lowerBound)...\(range.upperBound), got \(v)") }
 }
+
+/// `--precision fp32|bf16` parses straight into the core's `Precision` (any other value is a
+/// command-line error naming the flag and the valid values).
+extension Precision: ExpressibleByArgument {}

@@ -45,6 +45,8 @@ struct PropagationArguments: ParsableArguments {
     @Flag(help: "Also write the labels drawn on the frames: <out>/overlays/<sequence>/<frame>.png and <out>/overlays/<sequence>.mp4 (JHMDB: <clip>/overlays/ and overlays.mp4)")
     var overlays = false
     @Option(name: .customLong("overlay-fps"), help: "Frame rate of the overlay videos") var overlayFps: Double = 12
+    @Option(help: "Precision of the encoder: fp32, or bf16 (convolutions in bf16 with float32 accumulation; needs AVX512-BF16; the affinities stay float32)")
+    var precision: Precision = .fp32
 
     func validate() throws {
         let n = [checkpoint != nil, imagenet != nil, randomInit, pixels].filter { $0 }.count
@@ -127,6 +129,7 @@ struct PropagationArguments: ParsableArguments {
 
     /// The feature extractor (weights loaded, eval mode) and the padding it uses.
     func extractor() throws -> (FeatureExtractor, PadMode) {
+        try Autocast.check(precision, setting: "--precision bf16")
         if pixels { return (.pixels(stride: pixelStride, l2Normalize: !noL2), .zeros) }
         // The checkpoint is read once: its metadata gives the spec, its tensors the weights.
         let file = try checkpointFile().map { try CheckpointFile($0) }
@@ -144,7 +147,7 @@ struct PropagationArguments: ParsableArguments {
             try CheckpointFile(imagenet).loadEncoder(into: model, prefix: "", description: "\(arch) up to \(layer)")
         }
         model.eval()
-        return (.encoder(model, l2Normalize: !noL2, normalization: norm), pad)
+        return (.encoder(model, l2Normalize: !noL2, normalization: norm, precision: precision), pad)
     }
 }
 

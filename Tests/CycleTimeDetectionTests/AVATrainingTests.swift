@@ -30,6 +30,11 @@ final class AVATrainingTests: XCTestCase {
             let loaded = try ConfigLoader.load(AVAConfig.self, path: cfg, overrides: [set])
             XCTAssertThrowsError(try loaded.validate(file: cfg)) { e in XCTAssertTrue("\(e)".contains(expected), "\(e)") }
         }
+        // train.precision as in pretraining configs (the loop section is shared).
+        XCTAssertEqual(try ConfigLoader.load(AVAConfig.self, path: cfg, overrides: ["train.precision=bf16"]).train.precision, .bf16)
+        XCTAssertThrowsError(try ConfigLoader.load(AVAConfig.self, path: cfg, overrides: ["train.precision=half"])) { e in
+            XCTAssertTrue("\(e)".contains("field 'train.precision'"), "\(e)")
+        }
         XCTAssertThrowsError(try makeAVATrainer(configPath: cfg, overrides: ["data.custom_classes=[12, 99]"]) { _ in }) { e in
             XCTAssertTrue("\(e)".contains("field 'data.custom_classes': class 99 is not in the label map"), "\(e)")
         }

@@ -113,7 +113,7 @@ final class TimeCycleTaskTests: XCTestCase {
         var first = Double.nan   // the loss of the first step's forward pass: before any update
         for s in 0..<Self.steps {
             var sg = Trainer<TimeCycleTask>.stepGenerator(seed: config.seed, step: s)
-            let r = trainingStep(task, batch: clip.0, optimizer: optimizer, gradClip: config.train.gradClip, generator: &sg)
+            let r = try trainingStep(task, batch: clip.0, optimizer: optimizer, gradClip: config.train.gradClip, generator: &sg)
             if s == 0 { first = r.terms[0].1 }
         }
         let after = evaluate(task, clip.0, clip.1)

@@ -65,6 +65,23 @@ final class TrainConfigTests: XCTestCase {
     }
 }
 
+extension TrainConfigTests {
+    /// `train.precision` is fp32 by default, reads bf16, is in the resolved config
+    /// (`--print-config`), and any other value is one line naming the key and the valid values.
+    func testPrecisionIsFP32OrBF16AndABadValueNamesTrainPrecision() throws {
+        XCTAssertEqual(TrainConfig().train.precision, .fp32)
+        XCTAssertEqual(try ConfigLoader.decode(TrainConfig.self, yaml: "train:\n  precision: bf16\n", file: "c.yaml").train.precision, .bf16)
+        let printed = try ConfigLoader.resolvedText(TrainConfig.self, path: nil, overrides: ["train.precision=bf16"])
+        XCTAssertTrue(printed.contains("\n  precision: bf16\n"), printed)
+        for bad in ["fp16", "BF16", "1", "[bf16]"] {
+            XCTAssertThrowsError(try ConfigLoader.decode(TrainConfig.self, yaml: "{}", file: "c.yaml", overrides: ["train.precision=\(bad)"])) {
+                XCTAssertTrue("\($0)".hasPrefix("c.yaml: field 'train.precision'"), "\($0)")
+                XCTAssertEqual("\($0)".split(separator: "\n").count, 1, "\($0)")
+            }
+        }
+    }
+}
+
 /// Every number of the pretraining and AVA configs, enumerated from the config types: NaN,
 /// infinity, a negative and a huge value each give exit 1, one line naming the YAML key, and no
 /// run directory.

@@ -1,4 +1,4 @@
-import CycleTimeCore
+@testable import CycleTimeCore
 import CycleTimeNN
 import CycleTimeVideo
 import Foundation
@@ -8,8 +8,8 @@ import XCTest
 @testable import CycleTimePretraining
 
 final class TrainerTests: XCTestCase {
-    func makeTrainer(_ config: String) throws -> Trainer<TimeCycleTask> {
-        let t = try makeTimeCycleTrainer(configPath: config)
+    func makeTrainer(_ config: String, overrides: [String] = []) throws -> Trainer<TimeCycleTask> {
+        let t = try makeTimeCycleTrainer(configPath: config, overrides: overrides)
         t.warn = { _ in }
         return t
     }
@@ -21,31 +21,46 @@ final class TrainerTests: XCTestCase {
 
     /// N steps, stop, resume, N more = an uninterrupted 2N-step run.
     func testResumeEqualsUninterruptedRun() throws {
-        let dir = temporaryDirectory("resume")
-        let straight = try writeTinyConfig(dir, output: dir + "/straight", steps: 6)
-        let a = try makeTrainer(straight)
-        XCTAssertEqual(try a.train(resume: false), .finished(step: 6))
+        _ = try checkResumeEqualsUninterruptedRun("resume", steps: 6, overrides: [])
+    }
+
+    /// The same in bf16 training (acceptance 5 of #17), kept short (1 step, stop, resume, 1 more):
+    /// the checkpoint written at the interruption records the precision and resumes to the
+    /// uninterrupted bf16 run's weights.
+    func testBF16ResumeEqualsUninterruptedBF16Run() throws {
+        try XCTSkipUnless(OneDNN.hasNativeBF16, "this CPU has no AVX512-BF16: bf16 training is refused here")
+        let dir = try checkResumeEqualsUninterruptedRun("resume-bf16", steps: 2, overrides: ["train.precision=bf16"])
+        XCTAssertEqual(try SafeTensors.read(dir + "/split/checkpoints/latest.safetensors").metadata["precision"], "bf16")
+    }
+
+    /// Runs the comparison in a new folder, which it returns.
+    func checkResumeEqualsUninterruptedRun(_ name: String, steps: Int, overrides: [String]) throws -> String {
+        let dir = temporaryDirectory(name)
+        let straight = try writeTinyConfig(dir, output: dir + "/straight", steps: steps)
+        let a = try makeTrainer(straight, overrides: overrides)
+        XCTAssertEqual(try a.train(resume: false), .finished(step: steps))
 
         let cfgB = dir + "/b.yaml"
         try String(contentsOfFile: straight, encoding: .utf8).replacingOccurrences(of: dir + "/straight", with: dir + "/split")
             .write(toFile: cfgB, atomically: true, encoding: .utf8)
-        let b1 = try makeTrainer(cfgB)
-        XCTAssertEqual(try b1.train(resume: false, stopAfter: 3), .interrupted(step: 3))
-        XCTAssertEqual(try metrics(dir + "/split").count, 3)
+        let b1 = try makeTrainer(cfgB, overrides: overrides)
+        XCTAssertEqual(try b1.train(resume: false, stopAfter: steps / 2), .interrupted(step: steps / 2))
+        XCTAssertEqual(try metrics(dir + "/split").count, steps / 2)
         // Without --resume an existing run is refused; with it the run continues.
-        XCTAssertThrowsError(try makeTrainer(cfgB).train(resume: false)) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
-        let b2 = try makeTrainer(cfgB)
-        XCTAssertEqual(try b2.train(resume: true), .finished(step: 6))
+        XCTAssertThrowsError(try makeTrainer(cfgB, overrides: overrides).train(resume: false)) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
+        let b2 = try makeTrainer(cfgB, overrides: overrides)
+        XCTAssertEqual(try b2.train(resume: true), .finished(step: steps))
 
         let wa = a.task.model.stateDict(), wb = b2.task.model.stateDict()
         XCTAssertEqual(Set(wa.keys), Set(wb.keys))
         for (k, t) in wa { assertClose(wb[k]!, t, rtol: 1e-5, atol: 1e-7, k) }
         let ma = try metrics(dir + "/straight"), mb = try metrics(dir + "/split")
-        XCTAssertEqual(mb.count, 6)
+        XCTAssertEqual(mb.count, steps)
         for (x, y) in zip(ma, mb) {
             XCTAssertEqual(x["step"] as? Int, y["step"] as? Int)
             XCTAssertEqual((x["loss"] as! Double), (y["loss"] as! Double), accuracy: 1e-6)
         }
+        return dir
     }
 
     func testCheckpointHoldsTorchvisionEncoderKeysOptimizerStepAndRNG() throws {
@@ -62,6 +77,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(file.tensors["optimizer.step"]?.item(), 4)
         XCTAssertEqual(file.metadata["step"], "4")
         XCTAssertEqual(file.metadata["objective"], "timecycle")
+        XCTAssertEqual(file.metadata["precision"], "fp32")
         XCTAssertEqual(file.metadata["rng_next_step_state"]?.split(separator: " ").count, 4)
         XCTAssertNotNil(file.metadata["config"])
         XCTAssertEqual(file.metadata["encoder_arch"], "resnet18")
@@ -158,6 +174,22 @@ final class TrainerTests: XCTestCase {
         try handle.close()
         XCTAssertEqual(try makeTrainer(cfg).train(resume: true), .finished(step: 6))
         return run
+    }
+
+    /// `train.precision: bf16` on a CPU without AVX512-BF16 is refused in one line naming the
+    /// config and the key, before the run directory is made; fp32 runs as before.
+    func testBF16IsRefusedWithoutAVX512BF16BeforeTheRunDirectoryIsMade() throws {
+        Autocast.nativeBF16Override = false
+        defer { Autocast.nativeBF16Override = nil }
+        let dir = temporaryDirectory("nobf16")
+        let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 2)
+        XCTAssertThrowsError(try makeTrainer(cfg, overrides: ["train.precision=bf16"])) { e in
+            let text = "\(e)"
+            XCTAssertEqual(text.split(separator: "\n").count, 1, text)
+            XCTAssertTrue(text.hasPrefix("\(cfg): field 'train.precision': precision bf16 needs a CPU with AVX512-BF16"), text)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"))
+        XCTAssertEqual(try makeTrainer(cfg).settings.train.precision, .fp32)
     }
 
     func testAFolderWithNoReadableVideoIsAnError() throws {

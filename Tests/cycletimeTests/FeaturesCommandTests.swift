@@ -1,5 +1,5 @@
 import ArgumentParser
-import CycleTimeCore
+@testable import CycleTimeCore
 import CycleTimeData
 import CycleTimeModels
 import CycleTimeNN
@@ -154,6 +154,39 @@ final class FeaturesCommandTests: XCTestCase {
         // Another seed gives other features.
         try run(["--random-init", "--seed", "4", "--layer", "layer1", "--image", img, "--short-side", "40", "--out", dir + "/r4.safetensors"])
         XCTAssertNotEqual(try SafeTensors.load(dir + "/r4.safetensors")["features"]!.array, f.array)
+    }
+
+    /// `--precision bf16` runs the encoder in autocast bf16 (ResNet.inference): within bf16's
+    /// rounding of the float32 features, recorded in the metadata; `--precision` takes fp32 or
+    /// bf16 only, and bf16 on a CPU without AVX512-BF16 is one line naming the flag, no output.
+    func testPrecisionBF16FeaturesAndItsRefusalWithoutAVX512BF16() throws {
+        let dir = temporaryDirectory()
+        let img = try smallImage(dir)
+        let base = ["--random-init", "--seed", "3", "--layer", "layer2", "--image", img]
+        try assertFails(base + ["--precision", "fp16", "--out", dir + "/x.safetensors"], ["--precision", "fp16"], out: dir + "/x.safetensors")
+        do {
+            Autocast.nativeBF16Override = false
+            defer { Autocast.nativeBF16Override = nil }
+            try assertFails(base + ["--precision", "bf16", "--out", dir + "/n.safetensors"],
+                            ["--precision bf16: precision bf16 needs a CPU with AVX512-BF16"], out: dir + "/n.safetensors")
+        }
+        try XCTSkipUnless(OneDNN.hasNativeBF16, "this CPU has no AVX512-BF16")
+        try run(base + ["--out", dir + "/f32.safetensors"])
+        try run(base + ["--precision", "bf16", "--out", dir + "/bf16.safetensors"])
+        let f32 = try SafeTensors.read(dir + "/f32.safetensors"), bf16 = try SafeTensors.read(dir + "/bf16.safetensors")
+        XCTAssertEqual(f32.metadata["precision"], "fp32")
+        XCTAssertEqual(bf16.metadata["precision"], "bf16")
+        let a = try XCTUnwrap(f32.tensors["features"]).array, b = try XCTUnwrap(bf16.tensors["features"]).array
+        XCTAssertEqual(a.count, b.count)
+        var diff = 0.0, norm = 0.0
+        for i in a.indices { diff += Double(a[i] - b[i]) * Double(a[i] - b[i]); norm += Double(a[i]) * Double(a[i]) }
+        let rel = (diff / norm).squareRoot()
+        print("features layer2 bf16 vs fp32: relative error \(rel)")
+        // Each of the 9 convolutions up to layer2 rounds its input and weights to bf16 (relative
+        // error <= 2^-9 each, random in sign): a few 2^-9 in all, well under 1e-2; 0 would mean
+        // bf16 did not run.
+        XCTAssertGreaterThan(rel, 1e-5)
+        XCTAssertLessThan(rel, 2e-2)
     }
 
     /// Each bad input: one readable line naming the file/key/field, a non-zero exit, no output file.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import CycleTimeCore
+@testable import CycleTimeCore
 import CycleTimeModels
 import CycleTimeNN
 import CycleTimePropagation
@@ -29,7 +29,7 @@ final class PropagateCommandTests: XCTestCase {
         dict["optimizer.state.0.exp_avg"] = Tensor.zeros([3])
         try SafeTensors.write(dict, to: dir + "/run/checkpoints/latest.safetensors")
         let img = Image(width: 64, height: 48, channels: 3, pixels: (0..<(64 * 48 * 3)).map { UInt8($0 % 251) })
-        let expected = FeatureExtractor.encoder(source, l2Normalize: true).features(img)
+        let expected = try FeatureExtractor.encoder(source, l2Normalize: true).features(img)
         for c in [dir + "/run", dir + "/run/checkpoints/latest.safetensors"] {
             let args = try PropagationArguments.parse(["--checkpoint", c])
             let f = try args.extractor().0.features(img)
@@ -55,10 +55,10 @@ final class PropagateCommandTests: XCTestCase {
         try SafeTensors.write(dict, metadata: ["objective": "timecycle", "config": "objective: timecycle\n"], to: tc)
         try SafeTensors.write(dict, metadata: ["objective": "crw"], to: bare)
         let img = Image(width: 64, height: 48, channels: 3, pixels: (0..<(64 * 48 * 3)).map { UInt8(($0 * 7) % 253) })
-        let expected = FeatureExtractor.encoder(reflect, l2Normalize: true).features(img)
+        let expected = try FeatureExtractor.encoder(reflect, l2Normalize: true).features(img)
         func worst(_ args: [String]) throws -> (Float, PadMode) {
             let (e, pad) = try PropagationArguments.parse(args).extractor()
-            let f = e.features(img)
+            let f = try e.features(img)
             var w: Float = 0
             for i in 0..<f.values.count { w = max(w, abs(f.values[i] - expected.values[i])) }
             return (w, pad)
@@ -97,5 +97,29 @@ final class PropagateCommandTests: XCTestCase {
         XCTAssertThrowsError(try PropagationArguments.parse(["--pixels", "--procedure", "nearest"])) {
             XCTAssertTrue("\($0)".contains("--procedure"), "\($0)")
         }
+    }
+
+    /// `--precision bf16` gives the encoder extractor at bf16 (the features are the library's
+    /// `FeatureExtractor` at bf16, bit for bit); without AVX512-BF16 it is refused naming the flag.
+    func testPrecisionFlagSelectsTheEncodersPrecision() throws {
+        XCTAssertEqual(try PropagationArguments.parse(["--random-init"]).precision, .fp32)
+        XCTAssertThrowsError(try PropagationArguments.parse(["--random-init", "--precision", "half"]))
+        let args = try PropagationArguments.parse(["--random-init", "--seed", "2", "--layer", "layer1", "--precision", "bf16"])
+        do {
+            Autocast.nativeBF16Override = false
+            defer { Autocast.nativeBF16Override = nil }
+            XCTAssertThrowsError(try args.extractor()) {
+                XCTAssertTrue("\($0)".hasPrefix("--precision bf16: precision bf16 needs a CPU with AVX512-BF16"), "\($0)")
+            }
+        }
+        try XCTSkipUnless(OneDNN.hasNativeBF16, "this CPU has no AVX512-BF16")
+        let (e, _) = try args.extractor()
+        guard case .encoder(let model, _, _, let precision) = e else { return XCTFail("not an encoder extractor") }
+        XCTAssertEqual(precision, .bf16)
+        let img = Image(width: 64, height: 48, channels: 3, pixels: (0..<(64 * 48 * 3)).map { UInt8(($0 * 5) % 251) })
+        let got = try e.features(img), bf16 = try FeatureExtractor.encoder(model, l2Normalize: true, precision: .bf16).features(img)
+        let f32 = try FeatureExtractor.encoder(model, l2Normalize: true).features(img)
+        XCTAssertEqual(got.values, bf16.values)
+        XCTAssertNotEqual(got.values, f32.values)
     }
 }
