@@ -26,6 +26,9 @@ struct BenchAVA: ParsableCommand {
     @Option(help: "Input height and width (a multiple of 16).") var size = 256
     @Flag(help: "A tiny run (64x64, one timed iteration, no PyTorch) that checks the command works.") var quick = false
     @Flag(help: "Print the figures as one JSON object.") var json = false
+    @Option(help: "fp32, or bf16: each iteration's forward and backward inside Autocast.bf16 (oneDNN; conv2d, conv3d, linear, matmul).")
+    var precision: Precision = .fp32
+    @Option(help: "Library of the float32 2-D and 3-D convolutions: native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .native
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Option(help: .hidden) var child: String?
 
@@ -47,7 +50,8 @@ struct BenchAVA: ParsableCommand {
         let r = BenchReport(json: json)
         let torchAvailable = !quick && !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        r.say("AVA training iterations (forward, backward, SGD), ResNet-18 backbones, batch \(batch), \(size)x\(size), 2 boxes per clip, "
+        try Autocast.check(precision, setting: "--precision bf16")
+        r.say("AVA training iterations (forward, backward, SGD; CycleTime \(precision.rawValue), \(convBackend.rawValue) float32 convolutions), ResNet-18 backbones, batch \(batch), \(size)x\(size), 2 boxes per clip, "
               + "\(steps) timed after 1 warm-up, each case in its own process; threads: \(Parallel.threadCount)")
         var results: [String: Any] = [:]
         for (i, c) in cases.enumerated() {
@@ -61,7 +65,8 @@ struct BenchAVA: ParsableCommand {
                     torch = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
                 }
             }
-            let childArgs = ["bench", "ava", "--child", c, "--steps", "\(steps)", "--batch", "\(batch)", "--size", "\(size)"]
+            let childArgs = ["bench", "ava", "--child", c, "--steps", "\(steps)", "--batch", "\(batch)", "--size", "\(size)",
+                             "--precision", precision.rawValue, "--conv-backend", convBackend.rawValue]
             guard let out = runProcess(me, childArgs), let line = out.split(separator: "\n").last,
                   let ours = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
                   let sec = ours["seconds_per_step"] as? Double, let peak = ours["peak_rss_bytes"] as? Double else {
@@ -121,11 +126,13 @@ struct BenchAVA: ParsableCommand {
         for i in 0...steps {
             opt.zeroGrad()
             let t0 = wallSeconds()
-            guard let loss = AVARoIHead.loss(head.logits(backbone(x), rois: rois), targets: targets) else {
+            guard let loss = try ConvolutionPolicy.withPolicy(.current.with { $0.backend = convBackend }, {
+                try Autocast.run(precision) { AVARoIHead.loss(head.logits(backbone(x), rois: rois), targets: targets) }
+            }) else {
                 throw ValidationError("no region with a positive label")
             }
             let t1 = wallSeconds()
-            loss.backward()
+            try ConvolutionPolicy.withPolicy(.current.with { $0.backend = convBackend }) { loss.backward() }
             let t2 = wallSeconds()
             opt.step()
             let t3 = wallSeconds()
@@ -136,6 +143,7 @@ struct BenchAVA: ParsableCommand {
         func med(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
         let out: [String: Any] = [
             "case": c, "batch": batch, "frames": Self.frames(c), "size": size, "output_channels": channels,
+            "precision": precision.rawValue, "conv_backend": convBackend.rawValue,
             "parameters": params.reduce(0) { $0 + $1.tensor.count }, "timed_steps": rows.count,
             "seconds_per_step": med(rows.map { $0.forward + $0.backward + $0.optimizer }),
             "forward": med(rows.map { $0.forward }), "backward": med(rows.map { $0.backward }), "optimizer": med(rows.map { $0.optimizer }),

@@ -62,16 +62,13 @@ struct BenchCore: ParsableCommand {
     @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
     @Option(help: "fp32, or bf16: the trunk step is also measured inside Autocast.bf16 (oneDNN), next to PyTorch's autocast bf16.")
     var precision: Precision = .fp32
-    @Option(help: "Library of the float32 2-D convolutions: native (im2col, Winograd) or onednn.") var convBackend = "native"
+    @Option(help: "Library of the float32 2-D convolutions: native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .native
 
     func validate() throws {
         try checkOption("--batch", batch, 1...256)
         try checkOption("--memory-steps", memorySteps, 1...100_000)
         try checkOption("--winograd-tile-block", winogradTileBlock, 1...65_536)
         try checkOption("--rounds", rounds, 1...1000)
-        guard ConvolutionBackend.allCases.contains(where: { $0.rawValue.lowercased() == convBackend.lowercased() }) else {
-            throw ValidationError("--conv-backend must be native or onednn, got '\(convBackend)'")
-        }
     }
 
     func run() throws {
@@ -80,7 +77,7 @@ struct BenchCore: ParsableCommand {
             $0.keepColumns = keepColumns
             $0.winograd = winograd
             $0.winogradTileBlock = winogradTileBlock
-            $0.backend = ConvolutionBackend.allCases.first { $0.rawValue.lowercased() == convBackend.lowercased() } ?? .native
+            $0.backend = convBackend
         }
         try Autocast.check(precision, setting: "--precision bf16")
         let r = BenchReport(json: json)

@@ -1,3 +1,4 @@
+import ArgumentParser
 import CycleTimeCore
 import Foundation
 
@@ -106,4 +107,12 @@ func repoPath(_ relative: String) -> String {
         url.deleteLastPathComponent()
     }
     return relative
+}
+
+/// `--conv-backend native|onednn` (any case).
+extension ConvolutionBackend: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let b = ConvolutionBackend.allCases.first(where: { $0.rawValue.lowercased() == argument.lowercased() }) else { return nil }
+        self = b
+    }
 }

@@ -1,3 +1,4 @@
+import CycleTimeCore
 import Foundation
 import TestSupport
 import XCTest
@@ -22,6 +23,24 @@ final class BenchAVATests: XCTestCase {
             XCTAssertTrue((c["loss"] as? Double ?? .nan).isFinite, name)
         }
         XCTAssertTrue(r.stderr.contains("PyTorch reference skipped"), r.stderr)
+    }
+
+    /// --precision and --conv-backend reach the child that times the case (3-D convolutions on oneDNN, bf16 autocast).
+    func testPrecisionAndConvolutionBackendReachTheTimedCase() throws {
+        let exe = try cycletimeExecutable()
+        for (flags, precision, backend) in [(["--conv-backend", "onednn"], "fp32", "oneDNN"), (["--precision", "bf16"], "bf16", "native")] {
+            if precision == "bf16" && !OneDNN.hasNativeBF16 { continue }
+            let r = try runProcess(exe, ["bench", "ava", "--quick", "--json", "--cases", "slowonly"] + flags)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+            let c = try XCTUnwrap((obj["cases"] as? [String: [String: Any]])?["slowonly"])
+            XCTAssertEqual(c["precision"] as? String, precision)
+            XCTAssertEqual(c["conv_backend"] as? String, backend)
+            XCTAssertTrue((c["loss"] as? Double ?? .nan).isFinite)
+        }
+        let bad = try runProcess(exe, ["bench", "ava", "--conv-backend", "cudnn"])
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("--conv-backend"), bad.stderr)
     }
 
     func testBadArgumentsFailWithOneLine() throws {
