@@ -193,7 +193,15 @@ public enum AVADatasetCheck {
         let text = String(decoding: data, as: UTF8.self)
         if text.first(where: { !$0.isWhitespace }) == "{" {
             let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-            func line(of key: String) -> Int? { lines.firstIndex { $0.contains("\"\(key)\"") }.map { $0 + 1 } }
+            // The line of each key: the first quoted string of a line that a ':' follows (one pass over the file).
+            var lineOfKey: [String: Int] = [:]
+            for (i, l) in lines.enumerated() {
+                guard let open = l.firstIndex(of: "\""), let close = l[l.index(after: open)...].firstIndex(of: "\""),
+                      l[l.index(after: close)...].drop(while: \.isWhitespace).first == ":" else { continue }
+                let key = String(l[l.index(after: open)..<close])
+                if lineOfKey[key] == nil { lineOfKey[key] = i + 1 }
+            }
+            func line(of key: String) -> Int? { lineOfKey[key] }
             guard let dict = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 return r.error(path, nil, "not a JSON object of \"video_id,timestamp\" keys (truncated file?)")
             }

@@ -77,6 +77,8 @@ public final class DAVISValidator: TrainingValidator {
     let spec: EncoderSpec
     let resnet: ResNetConfig
     let out: String
+    /// Frames propagated per validation (for its log line).
+    let frames: Int
 
     /// Checks the DAVIS root and sequences (errors name `file` and the field) before any run
     /// directory is made.
@@ -93,6 +95,9 @@ public final class DAVISValidator: TrainingValidator {
         }
         resnet = r
         out = config.outputDir + "/val/masks"
+        do { frames = try PropagationJobs.davisFrameCount(dataset, sequences: names, maxFrames: e.maxFrames > 0 ? e.maxFrames : nil) } catch {
+            throw ConfigError(file, "field 'eval.davis_root': \(error)")
+        }
     }
 
     public func validate(model: Module, step: Int) throws -> ValidationScores {
@@ -108,7 +113,6 @@ public final class DAVISValidator: TrainingValidator {
         let r = try DAVISEvaluation.evaluate(davisRoot: dataset.root, results: out, set: config.set, resolution: config.resolution,
                                              sequences: names, maxFrames: maxFrames)
         let s = r.summary
-        let frames = try PropagationJobs.davisFrameCount(dataset, sequences: names, maxFrames: maxFrames)
         return ValidationScores(fields: [("val_jf", s.jfMean), ("val_j", s.jMean), ("val_f", s.fMean)], images: try pictures(maxFrames: maxFrames),
                                 summary: String(format: "DAVIS J&F %.4f (J %.4f, F %.4f) on %d sequence(s), %d frames", s.jfMean, s.jMean, s.fMean, names.count, frames))
     }
