@@ -42,11 +42,13 @@ public func makeTrainer(configPath: String, overrides: [String] = []) throws -> 
     let config = try ConfigLoader.load(TrainConfig.self, path: configPath, overrides: overrides)
     try config.validate(file: configPath)
     let videos = try resolveVideos(config.data.videos, file: configPath)
-    let validator = config.eval.everySteps > 0 ? try DAVISValidator(config: config, file: configPath) : nil
+    var validators: [TrainingValidator] = []
+    if config.eval.everySteps > 0 { validators.append(try DAVISValidator(config: config, file: configPath)) }
+    if config.diagnostics.everySteps > 0 { validators.append(try TrackerDiagnostics(config: config, videos: videos, file: configPath)) }
     let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
     let text = try ConfigLoader.encode(config)
     func with<T>(_ t: Trainer<T>) -> Trainer<T> {
-        t.validator = validator
+        t.validators = validators
         return t
     }
     switch config.objective {

@@ -72,6 +72,8 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
     public var distributed = DistributedConfig()
     /// Validation during training: DAVIS label propagation with the current encoder (off by default).
     public var eval = EvalConfig()
+    /// Tracker diagnostics during training on held-out clips of known motion (off by default).
+    public var diagnostics = DiagnosticsConfig()
     public init() {}
 
     /// Bounds of the numbers (`ConfigValidator.checkNumbers`; the others: 0...maxNumber).
@@ -88,6 +90,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
             "crw.image_size": V.imageSide, "crw.patch_size": V.imageSide, "crw.patch_stride": V.imageSide, "crw.fps": 0...1000,
             "eval.max_frames": V.frames, "eval.context": 0...1000, "eval.radius": 0...1e6, "eval.temperature": 0...1e6,
             "eval.topk": 0...100_000, "eval.square_size": V.imageSide, "eval.strides": 1...64,
+            "diagnostics.clips": 0...1024, "diagnostics.max_shift": 0...64,
         ].merging(SharedConfigFields.numberBounds) { $1 }
     }()
 
@@ -131,6 +134,7 @@ public struct TrainConfig: RunConfiguration, Equatable, Sendable {
         if patch.gridSize < 3 { throw fail("patch.grid_size", "must be >= 3") }
         if patch.topK < 1 { throw fail("patch.top_k", "must be >= 1") }
         try eval.validate(v)
+        try diagnostics.validate(v)
         if objective == .crw {
             do { try crw.validate() } catch let e as CRWConfigError {
                 throw fail("crw." + ConfigLoader.snake(e.field), e.message)

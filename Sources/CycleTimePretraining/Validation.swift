@@ -72,6 +72,7 @@ public struct EvalConfig: Codable, Equatable, Sendable {
 public final class DAVISValidator: TrainingValidator {
     public let config: EvalConfig
     public var everySteps: Int { config.everySteps }
+    public var secondsField: String { "val_s" }
     let dataset: DAVISDataset
     let names: [String]
     let spec: EncoderSpec

@@ -13,9 +13,9 @@ extension Report {
     public static let stepAxis = "step (optimizer updates)"
 
     /// The training terms of a metrics table: total `loss` first, then the others in logged order
-    /// (validation scores, `val_*`, are not training terms).
+    /// (validation scores, `val_*`, and tracker diagnostics, `diag_*`, are not training terms).
     public static func terms(_ m: MetricsTable) -> [String] {
-        let t = m.keys.filter { $0 != "step" && known[$0] == nil && !$0.hasPrefix("val_") }
+        let t = m.keys.filter { $0 != "step" && known[$0] == nil && !$0.hasPrefix("val_") && !$0.hasPrefix("diag_") }
         return t.contains("loss") ? ["loss"] + t.filter { $0 != "loss" } : t
     }
 
@@ -79,6 +79,48 @@ extension Report {
         return out
     }
 
+    /// The tracker diagnostics logged during training (the `diagnostics:` section), against steps:
+    /// (figure name, plot, how to read it). Each measured curve comes with its reference, dashed
+    /// (uniform affinities, chance, the best constant prediction). Empty without diagnostic rows.
+    public static func diagnosticsPlots(_ m: MetricsTable) -> [(name: String, plot: LinePlot, reading: String)] {
+        let rows = m.rows.enumerated().filter { $0.element.keys.contains { $0.hasPrefix("diag_") && $0 != "diag_s" } }.map(\.offset)
+        guard !rows.isEmpty else { return [] }
+        let x = rows.map { m.steps[$0] }
+        func column(_ k: String) -> [Double?] { rows.map { m.rows[$0][k] } }
+        let figures: [(name: String, title: String, unit: String, curves: [(String, String)], reading: String)] = [
+            ("diag-entropy", "Affinity entropy on held-out clips of known motion", "entropy (nats)",
+             [("diag_entropy", "diag_entropy_uniform")],
+             "Entropy of the patch -> frame affinities (TimeCycle) or of the frame-to-frame transitions (CRW): near the dashed "
+                + "uniform value the features do not tell positions apart; it falls as they become distinctive."),
+            ("diag-argmax", "Affinity argmax within one cell of the true position", "share of patch cells",
+             [("diag_argmax_1cell", "diag_argmax_chance")],
+             "The share of patch cells whose most similar frame position is within one cell of where the known motion put them: "
+                + "above the dashed chance level the features already track, before the localizer reads them."),
+            ("diag-localizer", "Localizer errors against the best constant prediction", "translation error (normalized units)",
+             [("diag_direct", "diag_direct_const"), ("diag_skip", "diag_skip_const"), ("diag_long", "diag_skip_const")],
+             "The localizer's translation errors (patch -> frame direct, back to the target skip, end of the long cycles): below "
+                + "their dashed constant-prediction line it reads the transform off the affinities; at or above it, it predicts the mean."),
+            ("diag-walk", "Walk accuracy on held-out clips of known motion", "share of nodes",
+             [("diag_walk_accuracy", "diag_walk_chance")],
+             "The share of nodes whose palindrome walk (no edge dropout) returns to them, on clips the run does not train on: "
+                + "above the dashed chance level (1/N) the walk finds its way back."),
+        ]
+        var out: [(name: String, plot: LinePlot, reading: String)] = []
+        for f in figures where f.curves.contains(where: { m.keys.contains($0.0) }) {
+            var p = LinePlot(title: f.title, xLabel: stepAxis, yLabel: f.unit)
+            var references = Set<String>()
+            for (i, (k, reference)) in f.curves.enumerated() where m.keys.contains(k) {
+                let color = seriesColors[i % seriesColors.count]
+                p.series.append(PlotSeries(name: k, x: x, y: column(k), color: color, width: 2))
+                if m.keys.contains(reference) && references.insert(reference).inserted {
+                    p.series.append(PlotSeries(name: reference, x: x, y: column(reference), color: color, width: 1.2, dashed: true))
+                }
+            }
+            out.append((f.name, p, f.reading))
+        }
+        return out
+    }
+
     // MARK: pretraining
 
     static func pretraining(_ run: RunRecord) throws -> [ReportBlock] {
@@ -103,6 +145,15 @@ extension Report {
                     + "validation excluded), the time to accuracy."))
                 for (name, plot) in validation {
                     b.append(.figure(.svg("curve-" + name, plot.title, plot.svg())))
+                }
+            }
+            let diagnostics = diagnosticsPlots(m)
+            if !diagnostics.isEmpty {
+                b.append(.markdown("### Tracker diagnostics\n\nThe model (eval mode) on held-out clips the run cut from its own videos, "
+                    + "moving by known translations (`diagnostics:` of the config), against steps. How to read each figure:\n\n"
+                    + diagnostics.map { "- **\($0.plot.title)**: \($0.reading)" }.joined(separator: "\n")))
+                for d in diagnostics {
+                    b.append(.figure(.svg("curve-" + d.name, d.plot.title, d.plot.svg())))
                 }
             }
             let last = m.rows.count, tail = max(1, last / 10)

@@ -53,12 +53,12 @@ public enum TimeCycleProbe {
     }
 
     /// linspace(-1, 1, n): normalized coordinates of the cells of an n-cell side (align_corners).
-    static func cellCoordinates(_ n: Int) -> [Double] {
+    public static func cellCoordinates(_ n: Int) -> [Double] {
         (0..<n).map { n == 1 ? 0 : -1 + 2 * Double($0) / Double(n - 1) }
     }
 
     /// Where theta [6 values of item b] puts patch cell (i, j) (row i, column j): (x, y).
-    static func warp(_ theta: Tensor, _ b: Int, _ x: Double, _ y: Double) -> (Double, Double) {
+    public static func warp(_ theta: Tensor, _ b: Int, _ x: Double, _ y: Double) -> (Double, Double) {
         let t = theta.data + 6 * b
         return (Double(t[0]) * x + Double(t[1]) * y + Double(t[2]), Double(t[3]) * x + Double(t[4]) * y + Double(t[5]))
     }
@@ -358,5 +358,86 @@ extension TimeCycleProbe {
             if step % max(s.evalEvery, 1) == 0 || step == s.steps { evaluate(step) }
         }
         return CycleProbeResult(evaluations: evaluations, constant: constant)
+    }
+}
+
+// MARK: - Diagnostics of a forward pass on clips of known motion
+
+/// What one forward pass on clips of known motion says about the tracker (issue 18 part 2).
+public struct TimeCycleDiagnostics: Sendable, Equatable {
+    /// Mean entropy (nats) of the patch -> frame affinities over the frame's positions: log K for
+    /// uniform affinities (K base positions), 0 for one-hot ones.
+    public var affinityEntropy: Double
+    /// log K, the entropy of uniform affinities.
+    public var maxEntropy: Double
+    /// Share of the patch cells whose affinity argmax lies within one cell (in each axis) of the
+    /// cell's true position in the frame.
+    public var argmaxWithinOneCell: Double
+    /// The same share for an argmax drawn uniformly over the frame's positions (chance).
+    public var chanceWithinOneCell: Double
+    /// The localizer's errors, and those of the best constant predictions.
+    public var errors: TrackingErrors
+    public var constant: TrackingErrors
+}
+
+extension TimeCycleProbe {
+    /// Mean entropy (nats) over axis 1 of affinities [N, K, h, w] (each column sums to 1).
+    public static func affinityEntropy(_ a: Tensor) -> Double {
+        precondition(a.rank == 4, "affinityEntropy: affinities must be [N, K, h, w], got \(a.shape)")
+        let n = a.shape[0], k = a.shape[1], hw = a.shape[2] * a.shape[3]
+        var total = 0.0
+        for b in 0..<n {
+            for q in 0..<hw {
+                for i in 0..<k {
+                    let x = Double(a.data[(b * k + i) * hw + q])
+                    if x > 0 { total -= x * Foundation.log(x) }
+                }
+            }
+        }
+        return total / Double(max(n * hw, 1))
+    }
+
+    /// Share of the query cells (i, j) of affinities [N, G*G, P, P] (base position k = x * G + y)
+    /// whose argmax (first maximum) lies within `radius` cells, in each axis, of where theta
+    /// [N, 2, 3] puts the cell (as `gaussianAffinity` centres it).
+    public static func argmaxShare(_ a: Tensor, truth theta: Tensor, radius: Double = 1) -> Double {
+        precondition(a.rank == 4 && a.shape[2] == a.shape[3] && theta.shape == [a.shape[0], 2, 3],
+                     "argmaxShare: affinities \(a.shape) and thetas \(theta.shape) do not agree")
+        let n = a.shape[0], k = a.shape[1], p = a.shape[2], hw = p * p
+        let g = Int(Double(k).squareRoot().rounded())
+        precondition(g * g == k, "argmaxShare: \(k) base positions are not a square grid")
+        let ps = cellCoordinates(p), cells = Double(g - 1) / 2
+        var hits = 0
+        for b in 0..<n {
+            for i in 0..<p {
+                for j in 0..<p {
+                    let q = i * p + j
+                    var best = 0
+                    var bestValue = a.data[(b * k) * hw + q]
+                    for m in 1..<k where a.data[(b * k + m) * hw + q] > bestValue {
+                        best = m
+                        bestValue = a.data[(b * k + m) * hw + q]
+                    }
+                    let (wx, wy) = warp(theta, b, ps[j], ps[i])
+                    if abs(Double(best / g) - (wx + 1) * cells) <= radius && abs(Double(best % g) - (wy + 1) * cells) <= radius { hits += 1 }
+                }
+            }
+        }
+        return Double(hits) / Double(max(n * hw, 1))
+    }
+
+    /// The diagnostics of a forward pass against the target thetas [B, 2, 3] and the clip's
+    /// displacements [B, T, 2] (normalized units: frame t shows the target's content at p at p + d_t).
+    public static func diagnostics(_ out: TimeCycleOutputs, target: Tensor, displacements: Tensor) -> TimeCycleDiagnostics {
+        let k = out.directAffinity.shape[1]
+        let g = Int(Double(k).squareRoot().rounded())
+        // Cells within one cell in each axis of a uniformly drawn base cell, averaged over a
+        // true position at a cell centre inside the grid: (sum over x of the cells within 1)^2 / K^2.
+        let perAxis = Double(max(3 * g - 2, 1)) / Double(max(g * g, 1))
+        return TimeCycleDiagnostics(affinityEntropy: affinityEntropy(out.directAffinity), maxEntropy: Foundation.log(Double(max(k, 1))),
+                                    argmaxWithinOneCell: argmaxShare(out.directAffinity, truth: directTargets(target, displacements: displacements)),
+                                    chanceWithinOneCell: perAxis * perAxis,
+                                    errors: errors(out, target: target, displacements: displacements),
+                                    constant: constantErrors(target: target, displacements: displacements))
     }
 }

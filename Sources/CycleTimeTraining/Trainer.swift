@@ -31,13 +31,17 @@ extension TrainingTask {
     public func prepare(step: Int) {}
 }
 
-/// Scores the model while it trains (a config's `eval:` section; the pretraining tasks propagate
-/// DAVIS masks), as mmaction2's `--validate` and PySlowFast's eval period. The trainer calls it
-/// on rank 0 after every `everySteps` steps and after the last one, before that step's metrics
-/// row is written (the scores join the row, with `val_s`, the validation's seconds) and before
-/// the step's checkpoint, so a resumed run repeats exactly the validations an uninterrupted one makes.
+/// Scores the model while it trains (a config's `eval:` section, where the pretraining tasks
+/// propagate DAVIS masks, as mmaction2's `--validate` and PySlowFast's eval period; its
+/// `diagnostics:` section, which measures tracking on clips of known motion). The trainer calls
+/// each of its validators on rank 0 after every `everySteps` steps and after the last one, before
+/// that step's metrics row is written (the scores join the row, with `secondsField`, the
+/// validator's seconds) and before the step's checkpoint, so a resumed run repeats exactly the
+/// validations an uninterrupted one makes.
 public protocol TrainingValidator: AnyObject {
     var everySteps: Int { get }
+    /// The metrics field of the validator's own seconds (not counted in `step_s`): `val_s`, `diag_s`.
+    var secondsField: String { get }
     /// Scores the current weights of `model` after `step` steps. It must leave the model (weights,
     /// buffers, train/eval mode) and every random generator as they were: training continues
     /// exactly as without it.
@@ -210,9 +214,9 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
     public var shouldStop: () -> Bool = { false }
     /// The resolved configuration (YAML) written to config.yaml and into checkpoints.
     public let configText: String
-    /// Scores the model during training (rank 0 only; the other ranks wait at the next step's all-reduce,
-    /// so a validation must take less than `distributed.timeout_seconds`).
-    public var validator: TrainingValidator?
+    /// Score the model during training, in this order (rank 0 only; the other ranks wait at the next
+    /// step's all-reduce, so the validations of a step must take less than `distributed.timeout_seconds`).
+    public var validators: [TrainingValidator] = []
     /// Warnings (skipped videos, config changes on resume).
     public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
 
@@ -421,15 +425,15 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             let stop = interrupt || (stopAfter.map { step - startStep >= $0 } ?? false)
             let checkpointDue = step % settings.train.checkpointEvery == 0 || step == totalSteps || stop
             var validationImages: [(tag: String, png: Data)] = []
-            if isLeader, let validator, step % validator.everySteps == 0 || step == totalSteps {
+            for validator in validators where isLeader && (step % validator.everySteps == 0 || step == totalSteps) {
                 let v0 = DispatchTime.now().uptimeNanoseconds
                 let scores: ValidationScores
                 do { scores = try validator.validate(model: task.model, step: step) } catch {
                     throw TrainingError("validation at step \(step): \(error); the last checkpoint (step \(lastCheckpointStep)) is intact")
                 }
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - v0) / 1e9
-                fields += scores.fields + [("val_s", seconds)]
-                validationImages = scores.images
+                fields += scores.fields + [(validator.secondsField, seconds)]
+                validationImages += scores.images
                 let line = "validation at step \(step): \(scores.summary) (\(String(format: "%.1f", seconds)) s)"
                 run.log(line)
                 progress?.note(line)

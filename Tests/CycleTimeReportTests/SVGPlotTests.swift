@@ -94,6 +94,45 @@ final class SVGPlotTests: XCTestCase {
         XCTAssertTrue(Report.validationPlots(MetricsTable.parse(lines.joined(separator: "\n"), file: "m").0).isEmpty, "no validation rows, no figure")
     }
 
+    /// The tracker diagnostics' figures plot exactly the diagnostic rows (read back from the SVG),
+    /// each with its dashed reference; the training terms leave the diagnostics out.
+    func testDiagnosticsCurvesMatchTheDiagnosticRowsWithTheirReferences() throws {
+        let path = repoRoot + "/Tests/Fixtures/report/timecycle-r18-smoke-metrics.jsonl"
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        let keys = ["diag_entropy", "diag_entropy_uniform", "diag_argmax_1cell", "diag_argmax_chance", "diag_direct", "diag_skip",
+                    "diag_long", "diag_direct_const", "diag_skip_const"]
+        func value(_ k: String, _ s: Int) -> Double { Double(keys.firstIndex(of: k) ?? 0) / 10 + Double(s) / 1000 }
+        var text = ""
+        for (i, line) in lines.enumerated() {
+            let s = i + 1
+            text += s % 10 == 0 ? line.dropLast() + ", " + keys.map { "\"\($0)\": \(value($0, s))" }.joined(separator: ", ") + ", \"diag_s\": 2.5}\n" : line + "\n"
+        }
+        let (m, notes) = MetricsTable.parse(text, file: "metrics.jsonl")
+        XCTAssertTrue(notes.isEmpty)
+        XCTAssertEqual(Report.terms(m), ["loss", "loss_long", "loss_skip", "loss_inlier"])
+        let plots = Report.diagnosticsPlots(m)
+        XCTAssertEqual(plots.map(\.name), ["diag-entropy", "diag-argmax", "diag-localizer"])
+        XCTAssertTrue(plots.allSatisfy { !$0.reading.isEmpty })
+        for d in plots {
+            let svg = try ParsedSVG(d.plot.svg())
+            let yspan = d.plot.yAxis.hi - d.plot.yAxis.lo, xspan = d.plot.xAxis.hi - d.plot.xAxis.lo
+            XCTAssertFalse(svg.polylines.isEmpty)
+            for line in svg.polylines {
+                XCTAssertTrue(keys.contains(line.series), line.series)
+                XCTAssertEqual(line.points.count, 4, "\(line.series): one point per diagnostic (steps 10, 20, 30, 40)")
+                for (i, p) in line.points.enumerated() {
+                    let s = 10 * (i + 1), v = svg.data(p)
+                    XCTAssertEqual(v.0, Double(s), accuracy: xspan * 1e-4)
+                    XCTAssertEqual(v.1, value(line.series, s), accuracy: yspan * 1e-4, "\(line.series) at step \(s)")
+                }
+            }
+        }
+        XCTAssertEqual(Set(plots.flatMap { d in d.plot.series.map(\.name) }), Set(keys))
+        XCTAssertTrue(plots.flatMap(\.plot.series).filter { $0.name.hasSuffix("_const") || $0.name.hasSuffix("_uniform") || $0.name.hasSuffix("_chance") }
+            .allSatisfy(\.dashed), "references are dashed")
+        XCTAssertTrue(Report.diagnosticsPlots(MetricsTable.parse(lines.joined(separator: "\n"), file: "m").0).isEmpty, "no diagnostic rows, no figure")
+    }
+
     /// The committed report of the smoke run: its curve figures are exactly what metrics.jsonl gives.
     func testCommittedSmokeReportCurvesAreRegenerated() throws {
         let dir = repoRoot + "/notebooks-export/timecycle-r18-smoke/timecycle-r18-smoke_files"

@@ -109,4 +109,23 @@ final class TimeCycleProbeTests: XCTestCase {
         XCTAssertEqual(a.evaluations.map(\.errors), b.evaluations.map(\.errors))
         XCTAssertNotEqual(a.evaluations[0].errors, a.evaluations[1].errors, "the localizer trains")
     }
+
+    /// Uniform affinities have entropy log K and one-hot ones 0; Gaussian affinities (sigma 0.3
+    /// cells, so each peak's mass lies on the up to 4 cells around it) put every argmax within one cell of the theta
+    /// they were drawn from, and none within one cell of a theta moved 3 cells to the right.
+    func testAffinityEntropyAndArgmaxShareAgainstKnownAffinities() {
+        let g = 21, p = 7, k = g * g
+        let uniform = Tensor([Float](repeating: 1 / Float(k), count: 2 * k * p * p), shape: [2, k, p, p])
+        XCTAssertEqual(TimeCycleProbe.affinityEntropy(uniform), log(Double(k)), accuracy: 1e-4)
+        let th = Tensor([1.0 / 3, 0, 0.2, 0, 1.0 / 3, -0.1, 1.0 / 3, 0, -0.4, 0, 1.0 / 3, 0.3], shape: [2, 2, 3])
+        let sharp = TimeCycleProbe.gaussianAffinity(theta: th, baseGrid: g, patchGrid: p, sigma: 0.3)
+        // Peaks between cells share their mass among up to 4 cells: at most log 4 = 1.39 nats.
+        XCTAssertLessThan(TimeCycleProbe.affinityEntropy(sharp), log(4.0))
+        XCTAssertEqual(TimeCycleProbe.argmaxShare(sharp, truth: th), 1)
+        let moved = th + Tensor([0, 0, Float(3 * 2) / Float(g - 1), 0, 0, 0], shape: [1, 2, 3])
+        XCTAssertEqual(TimeCycleProbe.argmaxShare(sharp, truth: moved), 0)
+        // Within 1.5 cells of a truth moved by one cell: all again.
+        let near = th + Tensor([0, 0, Float(2) / Float(g - 1), 0, 0, 0], shape: [1, 2, 3])
+        XCTAssertEqual(TimeCycleProbe.argmaxShare(sharp, truth: near, radius: 1.5), 1)
+    }
 }
