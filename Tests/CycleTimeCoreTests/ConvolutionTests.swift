@@ -35,8 +35,10 @@ final class ConvolutionTests: XCTestCase {
         for wino in [true, false] {
         ConvolutionPolicy.current.winograd = wino
         for (bytes, keep, asConv, bp) in variants {
+            // The native paths (the 3-D convolutions too, which the default backend runs on oneDNN: OneDNNOpsTests).
             ConvolutionPolicy.current = ConvolutionPolicy.current.with {
                 $0.maxColumnBytes = bytes; $0.keepColumns = keep; $0.inputGradientAsConvolution = asConv; $0.batchParallel = bp
+                $0.backend = .native
             }
             for c in Self.cases {
                 let x = fx.t("\(c.name).x").requiringGrad(), w = fx.t("\(c.name).w").requiringGrad()
@@ -106,9 +108,30 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testGradcheckConv3d() {
-        gradcheck([randn([1, 2, 4, 4, 5], seed: 1), randn([4, 1, 2, 3, 2], seed: 2, scale: 0.5), randn([4], seed: 3)]) { t in
-            F.conv3d(t[0], weight: t[1], bias: t[2], stride: [1, 2, 1], padding: [1, 1, 0], dilation: [1, 1, 2], groups: 2)
+        for backend in [ConvolutionBackend.native, .auto] {
+            ConvolutionPolicy.withPolicy(.current.with { $0.backend = backend }) {
+                gradcheck([randn([1, 2, 4, 4, 5], seed: 1), randn([4, 1, 2, 3, 2], seed: 2, scale: 0.5), randn([4], seed: 3)]) { t in
+                    F.conv3d(t[0], weight: t[1], bias: t[2], stride: [1, 2, 1], padding: [1, 1, 0], dilation: [1, 1, 2], groups: 2)
+                }
+            }
         }
+    }
+
+    /// The default backend, `auto`, runs 3-D convolutions with a kernel larger than 1x1x1 on oneDNN
+    /// (measured 4.6x and 5.3x faster SlowOnly and SlowFast iterations) and the others natively.
+    func testAutoBackendSendsOnlyThreeDConvolutionsWithLargerKernelsToOneDNN() {
+        XCTAssertEqual(ConvolutionPolicy().backend, .auto)
+        func geometry(_ k: [Int]) -> ConvGeometry {
+            var g = ConvGeometry()
+            g.kt = k[0]; g.kh = k[1]; g.kw = k[2]
+            return g
+        }
+        XCTAssertTrue(ConvolutionBackend.auto.usesOneDNN(geometry([3, 1, 1]), volumetric: true))
+        XCTAssertTrue(ConvolutionBackend.auto.usesOneDNN(geometry([1, 3, 3]), volumetric: true))
+        XCTAssertFalse(ConvolutionBackend.auto.usesOneDNN(geometry([1, 1, 1]), volumetric: true))
+        XCTAssertFalse(ConvolutionBackend.auto.usesOneDNN(geometry([1, 3, 3]), volumetric: false))
+        XCTAssertFalse(ConvolutionBackend.native.usesOneDNN(geometry([3, 3, 3]), volumetric: true))
+        XCTAssertTrue(ConvolutionBackend.oneDNN.usesOneDNN(geometry([1, 1, 1]), volumetric: false))
     }
 
     func testPolicyDefaultsAreTheMeasuredBestAndWithPolicyRestoresThePreviousPolicy() {

@@ -28,7 +28,7 @@ final class BenchAVATests: XCTestCase {
     /// --precision and --conv-backend reach the child that times the case (3-D convolutions on oneDNN, bf16 autocast).
     func testPrecisionAndConvolutionBackendReachTheTimedCase() throws {
         let exe = try cycletimeExecutable()
-        for (flags, precision, backend) in [(["--conv-backend", "onednn"], "fp32", "oneDNN"), (["--precision", "bf16"], "bf16", "native")] {
+        for (flags, precision, backend) in [(["--conv-backend", "onednn"], "fp32", "oneDNN"), (["--precision", "bf16"], "bf16", "auto"), (["--conv-backend", "native"], "fp32", "native")] {
             if precision == "bf16" && !OneDNN.hasNativeBF16 { continue }
             let r = try runProcess(exe, ["bench", "ava", "--quick", "--json", "--cases", "slowonly"] + flags)
             XCTAssertEqual(r.status, 0, r.stderr)

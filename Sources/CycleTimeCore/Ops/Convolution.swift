@@ -46,7 +46,7 @@ extension F {
         precondition(g.ho > 0 && g.wo > 0, "conv2d: output would be empty for input \(x.shape) and weight \(weight.shape)")
         // Autocast bf16 and the oneDNN backend run on oneDNN; the native paths otherwise.
         if Autocast.isEnabled { return oneDNNConvolution(input, weight, bias, g, precision: .bf16) }
-        if ConvolutionPolicy.current.backend == .oneDNN { return oneDNNConvolution(input, weight, bias, g, precision: .fp32) }
+        if ConvolutionPolicy.current.backend.usesOneDNN(g, volumetric: false) { return oneDNNConvolution(input, weight, bias, g, precision: .fp32) }
         return convolution(input, weight, bias, g, outShape: [g.n, g.cout, g.ho, g.wo], name: "conv2d")
     }
 
@@ -71,7 +71,7 @@ extension F {
         g.computeOutput()
         precondition(g.to > 0 && g.ho > 0 && g.wo > 0, "conv3d: output would be empty for input \(x.shape) and weight \(weight.shape)")
         if Autocast.isEnabled { return oneDNNConvolution(x, weight, bias, g, precision: .bf16, volumetric: true) }
-        if ConvolutionPolicy.current.backend == .oneDNN { return oneDNNConvolution(x, weight, bias, g, precision: .fp32, volumetric: true) }
+        if ConvolutionPolicy.current.backend.usesOneDNN(g, volumetric: true) { return oneDNNConvolution(x, weight, bias, g, precision: .fp32, volumetric: true) }
         return convolution(x, weight, bias, g, outShape: [g.n, g.cout, g.to, g.ho, g.wo], name: "conv3d")
     }
 }

@@ -37,9 +37,10 @@ public struct ConvolutionPolicy: Sendable, Equatable {
     /// Tiles per block of the Winograd path (its transformed tiles stay in cache).
     public var winogradTileBlock: Int = 128
 
-    /// Which library runs 2-D float32 convolutions (forward and backward): our native paths
-    /// (the ones above) or oneDNN's. Inside `Autocast.bf16` 2-D convolutions always run on oneDNN.
-    public var backend: ConvolutionBackend = .native
+    /// Which library runs float32 convolutions (forward and backward): our native paths (the ones
+    /// above), oneDNN's, or `auto`, the measured choice per kind of convolution (see
+    /// `ConvolutionBackend.auto`). Inside `Autocast.bf16` convolutions always run on oneDNN.
+    public var backend: ConvolutionBackend = .auto
 
     /// The defaults.
     public init() {}
@@ -63,9 +64,23 @@ public struct ConvolutionPolicy: Sendable, Equatable {
     }
 }
 
-/// The library of 2-D float32 convolutions (`ConvolutionPolicy.backend`).
+/// The library of float32 convolutions (`ConvolutionPolicy.backend`).
 public enum ConvolutionBackend: String, Sendable, Equatable, CaseIterable {
+    /// The measured choice: oneDNN for 3-D convolutions whose kernel is larger than 1x1x1 (the
+    /// SlowOnly r18 iteration took 5.32 s native and 1.16 s on oneDNN, SlowFast 10.78 and 2.03 s,
+    /// `cycletime bench ava`), native for the others (2-D convolutions, where Winograd and im2col
+    /// hold their own, and pointwise ones, which are one GEMM).
+    case auto
     case native, oneDNN
+
+    /// Whether a float32 convolution of geometry `g` runs on oneDNN under this backend.
+    func usesOneDNN(_ g: ConvGeometry, volumetric: Bool) -> Bool {
+        switch self {
+        case .native: return false
+        case .oneDNN: return true
+        case .auto: return volumetric && g.kernelSize > 1
+        }
+    }
 }
 
 /// Geometry of one N-d convolution (or pooling) in 3 spatial dims.
