@@ -296,3 +296,32 @@ public final class GroupNorm: Module {
         return normalized.reshaped(x.shape) * weight.reshaped(affine) + bias.reshaped(affine)
     }
 }
+
+/// nn.LayerNorm: each sample normalized by the mean and (biased) variance of its trailing
+/// `normalizedShape` dimensions, then an elementwise affine transform of that shape.
+public final class LayerNorm: Module {
+    public let normalizedShape: [Int]
+    public let eps: Float
+    @Parameter public var weight: Tensor
+    @Parameter public var bias: Tensor
+
+    public init(_ normalizedShape: [Int], eps: Float = 1e-5) {
+        precondition(!normalizedShape.isEmpty && normalizedShape.allSatisfy { $0 >= 1 }, "LayerNorm: shape \(normalizedShape)")
+        self.normalizedShape = normalizedShape; self.eps = eps
+        weight = Tensor.ones(normalizedShape)
+        bias = Tensor.zeros(normalizedShape)
+        super.init()
+    }
+
+    public override func callAsFunction(_ x: Tensor) -> Tensor {
+        let k = normalizedShape.count
+        precondition(x.rank >= k && Array(x.shape.suffix(k)) == normalizedShape,
+                     "LayerNorm: input \(x.shape) does not end in \(normalizedShape)")
+        let inner = normalizedShape.reduce(1, *)
+        let g = x.reshaped([x.count / inner, inner])
+        let centred = g - g.mean(axis: 1, keepdim: true)
+        let normalized = centred / ((centred * centred).mean(axis: 1, keepdim: true) + Tensor(scalar: eps)).sqrt()
+        return normalized.reshaped(x.shape) * weight + bias
+    }
+}
+

@@ -138,4 +138,28 @@ final class LayersTests: XCTestCase {
         }
         gradcheck([randn([2, 4, 2, 2], seed: 10)]) { gn($0[0]) }
     }
+
+    /// LayerNorm over the trailing [3, 2] of [2, 4, 3, 2] against its definition (float64, per
+    /// element affine), and the gradients of input, weight and bias by finite differences.
+    func testLayerNormNormalizesTrailingDimensionsAndGradchecks() {
+        let ln = LayerNorm([3, 2])
+        ln.weight.assign(randn([3, 2], seed: 11) * Tensor(scalar: 0.3) + Tensor(scalar: 1))
+        ln.bias.assign(randn([3, 2], seed: 12) * Tensor(scalar: 0.3))
+        let x = randn([2, 4, 3, 2], seed: 13)
+        let y = ln(x)
+        XCTAssertEqual(y.shape, x.shape)
+        for r in 0..<8 {
+            let vals = (0..<6).map { Double(x.data[r * 6 + $0]) }
+            let mean = vals.reduce(0, +) / 6, variance = vals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 6
+            for i in 0..<6 {
+                let expected = (vals[i] - mean) / (variance + 1e-5).squareRoot() * Double(ln.weight.data[i]) + Double(ln.bias.data[i])
+                XCTAssertEqual(Double(y.data[r * 6 + i]), expected, accuracy: 1e-5)
+            }
+        }
+        gradcheck([randn([2, 3, 2], seed: 14), ln.weight.detach(), ln.bias.detach()]) { t in
+            let m = LayerNorm([3, 2])
+            m.weight = t[1]; m.bias = t[2]
+            return m(t[0])
+        }
+    }
 }
