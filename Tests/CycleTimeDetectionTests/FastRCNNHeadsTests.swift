@@ -31,4 +31,15 @@ final class FastRCNNHeadsTests: XCTestCase {
         XCTAssertEqual(pooled.sliced(axis: 0, start: 0, end: 1).array, expectSmall.array)
         XCTAssertEqual(pooled.sliced(axis: 0, start: 1, end: 2).array, expectLarge.array)
     }
+
+    /// No proposals: no detections (and no crash on the empty matrices).
+    func testNoProposalsGiveNoDetections() {
+        var g = RandomGenerator(seed: 2)
+        let heads = BoxRoIHeads(inChannels: 4, numClasses: 3, representationSize: 8, settings: BoxHeadSettings(), generator: &g)
+        let features = (0..<4).map { randn([1, 4, 16 >> $0, 16 >> $0], seed: UInt64($0), requiresGrad: false) }
+        let d = heads.detect(features, proposals: [Tensor.zeros([0, 4])], imageSizes: [(64, 64)])
+        XCTAssertEqual(d.count, 1)
+        XCTAssertEqual(d[0].boxes.shape, [0, 4])
+        XCTAssertEqual(d[0].scores, [])
+    }
 }
