@@ -47,21 +47,23 @@ public struct MultiScaleRoIAlign: Sendable, Equatable {
         }
         let levels = boxes.flatMap { levelIndices($0, kMin: kMin, kMax: kMax) }
         let c = features.first?.shape[1] ?? 0
-        let result = Tensor.zeros([total, c] + outputSize)
-        let perRoI = c * outputSize[0] * outputSize[1]
+        // Pooled per level, concatenated in level order, then put back in box order (differentiable
+        // w.r.t. the features).
+        var pooled: [Tensor] = [], order: [Int] = []
         for (level, f) in features.enumerated() {
             let members = levels.indices.filter { levels[$0] == level }
             if members.isEmpty { continue }
             var sub = [Float]()
             sub.reserveCapacity(members.count * 5)
             for m in members { sub += rois[(m * 5)..<(m * 5 + 5)] }
-            let pooled = F.roiAlign(f, rois: Tensor(sub, shape: [members.count, 5]), outputSize: outputSize,
-                                    spatialScale: scales[level], samplingRatio: samplingRatio, aligned: false)
-            for (j, m) in members.enumerated() {
-                (result.data + m * perRoI).update(from: pooled.data + j * perRoI, count: perRoI)
-            }
+            pooled.append(F.roiAlign(f, rois: Tensor(sub, shape: [members.count, 5]), outputSize: outputSize,
+                                     spatialScale: scales[level], samplingRatio: samplingRatio, aligned: false))
+            order += members
         }
-        return result
+        if pooled.isEmpty { return Tensor.zeros([total, c] + outputSize) }
+        var position = [Int](repeating: 0, count: total)
+        for (j, m) in order.enumerated() { position[m] = j }
+        return Tensor.cat(pooled, axis: 0).indexSelect(axis: 0, indices: position)
     }
 }
 

@@ -2,8 +2,8 @@ import Foundation
 import CycleTimeCore
 import CycleTimeNN
 
-// torchvision's region proposal network (models/detection/rpn.py, anchor_utils.py), eval mode:
-// anchors, the RPN head, decoding and filter_proposals. Keys: rpn.head.conv.0.0.*,
+// torchvision's region proposal network (models/detection/rpn.py, anchor_utils.py): anchors, the
+// RPN head, decoding and filter_proposals (its training losses: RCNNTraining.swift). Keys: rpn.head.conv.0.0.*,
 // rpn.head.cls_logits.*, rpn.head.bbox_pred.*.
 
 /// torchvision's AnchorGenerator: per feature level, base anchors round([-w, -h, w, h] / 2) for each
@@ -89,10 +89,13 @@ public final class RPNHead: Module {
     }
 }
 
-/// The RPN's eval-mode settings (torchvision's defaults for Faster R-CNN).
+/// The RPN's settings (torchvision's defaults for Faster R-CNN).
 public struct RPNSettings: Sendable, Equatable {
     public var preNMSTopN = 1000
     public var postNMSTopN = 1000
+    /// The same in training (torchvision's rpn_pre/post_nms_top_n_train).
+    public var preNMSTopNTrain = 2000
+    public var postNMSTopNTrain = 2000
     public var nmsThreshold: Float = 0.7
     public var scoreThreshold: Float = 0
     /// Proposals narrower or lower than this (pixels) are dropped (torchvision's fixed 1e-3).
@@ -122,7 +125,13 @@ public final class RegionProposalNetwork: Module {
     /// Proposals [K_i, 4] and their objectness probabilities per image of the batch `batchSize`
     /// (h, w) padded, `imageSizes` the resized images' own sizes.
     public func proposals(_ features: [Tensor], batchSize: (Int, Int), imageSizes: [(Int, Int)]) -> [(boxes: Tensor, scores: [Float])] {
-        let outs = head.outputs(features)
+        proposals(outputs: head.outputs(features), batchSize: batchSize, imageSizes: imageSizes, training: false)
+    }
+
+    /// The same from the head's outputs (values only: proposals carry no gradient, as torchvision
+    /// decodes detached deltas), with the training or the test top-n counts.
+    func proposals(outputs outs: [(objectness: Tensor, deltas: Tensor)], batchSize: (Int, Int), imageSizes: [(Int, Int)],
+                   training: Bool) -> [(boxes: Tensor, scores: [Float])] {
         let n = imageSizes.count
         // Per level: anchors, and per image the decoded boxes and logits in (y, x, anchor) order.
         var levelBoxes: [[Tensor]] = Array(repeating: [], count: n)
@@ -148,15 +157,17 @@ public final class RegionProposalNetwork: Module {
                 levelLogits[i].append(logits)
             }
         }
-        return (0..<n).map { i in filter(levelBoxes[i], logits: levelLogits[i], imageSize: imageSizes[i]) }
+        let pre = training ? settings.preNMSTopNTrain : settings.preNMSTopN
+        let post = training ? settings.postNMSTopNTrain : settings.postNMSTopN
+        return (0..<n).map { i in filter(levelBoxes[i], logits: levelLogits[i], imageSize: imageSizes[i], preNMSTopN: pre, postNMSTopN: post) }
     }
 
     /// filter_proposals for one image: the top preNMSTopN logits of each level, sigmoid, clip, drop
     /// small boxes and low scores, NMS per level, the first postNMSTopN.
-    func filter(_ boxes: [Tensor], logits: [[Float]], imageSize: (Int, Int)) -> (boxes: Tensor, scores: [Float]) {
+    func filter(_ boxes: [Tensor], logits: [[Float]], imageSize: (Int, Int), preNMSTopN: Int, postNMSTopN: Int) -> (boxes: Tensor, scores: [Float]) {
         var picked: [Tensor] = [], scores: [Float] = [], levels: [Int] = []
         for (level, (b, l)) in zip(boxes, logits).enumerated() {
-            let top = Array(Boxes.stableDescendingOrder(l).prefix(min(settings.preNMSTopN, l.count)))
+            let top = Array(Boxes.stableDescendingOrder(l).prefix(min(preNMSTopN, l.count)))
             picked.append(b.indexSelect(axis: 0, indices: top))
             scores += top.map { 1 / (1 + Foundation.exp(-l[$0])) }
             levels += Array(repeating: level, count: top.count)
@@ -166,7 +177,7 @@ public final class RegionProposalNetwork: Module {
         all = all.indexSelect(axis: 0, indices: keep)
         scores = keep.map { scores[$0] }; levels = keep.map { levels[$0] }
         keep = Array(Boxes.batchedNMS(all, scores: Tensor(scores, shape: [scores.count]), classes: levels,
-                                      iouThreshold: settings.nmsThreshold).prefix(settings.postNMSTopN))
+                                      iouThreshold: settings.nmsThreshold).prefix(postNMSTopN))
         return (all.indexSelect(axis: 0, indices: keep), keep.map { scores[$0] })
     }
 }

@@ -32,6 +32,16 @@ final class FastRCNNHeadsTests: XCTestCase {
         XCTAssertEqual(pooled.sliced(axis: 0, start: 1, end: 2).array, expectLarge.array)
     }
 
+    /// Pooling is differentiable w.r.t. every level's features (boxes given in an order that mixes
+    /// the levels): finite differences.
+    func testPoolingGradientsReachEveryLevel() {
+        let features = [randn([1, 2, 32, 32], seed: 3), randn([1, 2, 16, 16], seed: 4)]
+        let boxes = Tensor([0, 0, 120, 110, 2, 3, 20, 30, 4, 2, 124, 126], shape: [3, 4])
+        XCTAssertEqual(MultiScaleRoIAlign().levelIndices(boxes, kMin: 2, kMax: 3), [1, 0, 1])
+        let weights = randn([3, 2, 7, 7], seed: 5, requiresGrad: false)
+        gradcheck(features) { f in (MultiScaleRoIAlign()(f, boxes: [boxes], imageSizes: [(128, 128)]) * weights).sum() }
+    }
+
     /// No proposals: no detections (and no crash on the empty matrices).
     func testNoProposalsGiveNoDetections() {
         var g = RandomGenerator(seed: 2)

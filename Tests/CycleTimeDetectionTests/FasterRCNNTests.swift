@@ -79,25 +79,9 @@ final class FasterRCNNTests: XCTestCase {
     /// NMS or top-k boundary would change a count or leave a box unpaired.
     func testDetectionsMatchTorchvision() throws {
         let fx = try Fixtures.load("detector")
-        var config = FasterRCNNConfig()
-        config.numClasses = 2
-        config.transform.minSize = 256
-        config.transform.maxSize = 400
-        config.rpn.postNMSTopN = 300
-        var g = RandomGenerator(seed: 0)
-        let model = FasterRCNN(config: config, initialize: false, generator: &g)
-        var sd: [String: Tensor] = [:]
-        for (k, (key, t)) in model.namedStateEntries().enumerated() {
-            let (o, s) = detectorOffsetScale(key: key, shape: t.shape)
-            sd[key] = hashTensor(k: k, shape: t.shape, offset: o, scale: s)
-        }
-        try model.loadStateDict(sd)
+        let model = try Self.formulaModel(Self.parityConfig())
         model.eval()
-
-        let frame = try Image.read(try detectorTestFrame()).tensor()
-        let crop = frame.sliced(axis: 1, start: 40, end: 200).sliced(axis: 2, start: 80, end: 320)
-        let flipped = crop.indexSelect(axis: 1, indices: Array((0..<160).reversed()))
-        let results = model.detect([frame, flipped])
+        let results = model.detect(try Self.parityImages())
         for (i, r) in results.enumerated() {
             for suffix in ["", "_f64"] {
                 let what = "image \(i) vs torchvision" + (suffix.isEmpty ? " float32" : " float64")
@@ -106,8 +90,8 @@ final class FasterRCNNTests: XCTestCase {
                 XCTAssertEqual(r.detections.boxes.shape, refBoxes.shape, what + " detections")
                 XCTAssertEqual(r.detections.labels, fx.t("labels_\(i)\(suffix)").array.map { Int($0) }, what + " labels")
                 guard r.proposals.shape == refProposals.shape, r.detections.boxes.shape == refBoxes.shape else { continue }
-                let p = paired(r.proposals, r.proposalScores, refProposals, fx.t("rpn_scores_\(i)\(suffix)").array)
-                let d = paired(r.detections.boxes, r.detections.scores, refBoxes, fx.t("scores_\(i)\(suffix)").array)
+                let p = Self.paired(r.proposals, r.proposalScores, refProposals, fx.t("rpn_scores_\(i)\(suffix)").array)
+                let d = Self.paired(r.detections.boxes, r.detections.scores, refBoxes, fx.t("scores_\(i)\(suffix)").array)
                 print("\(what): \(refProposals.shape[0]) proposals (max box diff \(p.box) px, score diff \(p.score), \(p.moved) at another index), "
                       + "\(refBoxes.shape[0]) detections (max box diff \(d.box) px, score diff \(d.score), \(d.moved) at another index)")
                 XCTAssertLessThanOrEqual(p.box, 2.5e-3, what + " proposals")
@@ -118,10 +102,44 @@ final class FasterRCNNTests: XCTestCase {
         }
     }
 
+    /// The fixture script's SETTINGS and TRAIN_SETTINGS: 2 classes, min_size 256, max_size 400,
+    /// 300 proposals after NMS (test and train), 1000 before in training (test: the default 1000).
+    static func parityConfig() -> FasterRCNNConfig {
+        var config = FasterRCNNConfig()
+        config.numClasses = 2
+        config.transform.minSize = 256
+        config.transform.maxSize = 400
+        config.rpn.postNMSTopN = 300
+        config.rpn.preNMSTopNTrain = 1000
+        config.rpn.postNMSTopNTrain = 300
+        return config
+    }
+
+    /// A detector whose every state-dict entry comes from the fixture script's hash formula.
+    static func formulaModel(_ config: FasterRCNNConfig) throws -> FasterRCNN {
+        var g = RandomGenerator(seed: 0)
+        let model = FasterRCNN(config: config, initialize: false, generator: &g)
+        var sd: [String: Tensor] = [:]
+        for (k, (key, t)) in model.namedStateEntries().enumerated() {
+            let (o, s) = detectorOffsetScale(key: key, shape: t.shape)
+            sd[key] = hashTensor(k: k, shape: t.shape, offset: o, scale: s)
+        }
+        try model.loadStateDict(sd)
+        return model
+    }
+
+    /// The fixture script's two images: the JHMDB frame and its 240x160 crop (rows 40..199,
+    /// columns 80..319) flipped vertically. Skips without ../shared/data.
+    static func parityImages() throws -> [Tensor] {
+        let frame = try Image.read(try detectorTestFrame()).tensor()
+        let crop = frame.sliced(axis: 1, start: 40, end: 200).sliced(axis: 2, start: 80, end: 320)
+        return [frame, crop.indexSelect(axis: 1, indices: Array((0..<160).reversed()))]
+    }
+
     /// Pairs each box with the nearest unpaired reference box: the largest coordinate and score
     /// differences of the pairs (infinity when a box has no reference within 1 px), and how many
     /// boxes sit at another index than their partner.
-    func paired(_ a: Tensor, _ scores: [Float], _ ref: Tensor, _ refScores: [Float]) -> (box: Float, score: Float, moved: Int) {
+    static func paired(_ a: Tensor, _ scores: [Float], _ ref: Tensor, _ refScores: [Float]) -> (box: Float, score: Float, moved: Int) {
         let n = a.shape[0]
         var used = [Bool](repeating: false, count: n), box: Float = 0, score: Float = 0, moved = 0
         for i in 0..<n {
