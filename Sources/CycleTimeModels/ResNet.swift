@@ -21,11 +21,14 @@ public struct ResNetConfig: Sendable, Equatable {
     public var numClasses: Int
     /// torchvision's zero_init_residual: the last BN of each block starts with weight 0.
     public var zeroInitResidual: Bool
+    /// torchvision's FrozenBatchNorm2d instead of BatchNorm2d everywhere (the norm_layer torchvision's
+    /// detection models give a pretrained body): fixed statistics, no num_batches_tracked keys.
+    public var frozenBatchNorm: Bool
 
     public init(depth: Int = 18, lastStage: String = "fc", strides: [Int] = [1, 2, 2, 2], paddingMode: PadMode = .zeros,
-                numClasses: Int = 1000, zeroInitResidual: Bool = false) {
+                numClasses: Int = 1000, zeroInitResidual: Bool = false, frozenBatchNorm: Bool = false) {
         self.depth = depth; self.lastStage = lastStage; self.strides = strides; self.paddingMode = paddingMode
-        self.numClasses = numClasses; self.zeroInitResidual = zeroInitResidual
+        self.numClasses = numClasses; self.zeroInitResidual = zeroInitResidual; self.frozenBatchNorm = frozenBatchNorm
     }
 
     /// A torchvision model name ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152").
@@ -196,6 +199,9 @@ public final class ResNet: Module {
                 bn.weight?.fill(1)
                 bn.bias?.fill(0)
             }
+        }
+        if config.frozenBatchNorm {
+            for m in modules() { (m as? BatchNormBase)?.freezeStatistics() }
         }
         if config.zeroInitResidual {
             for m in modules() {

@@ -134,6 +134,22 @@ public class BatchNormBase: Module {
         super.init()
     }
 
+    /// torchvision's FrozenBatchNorm2d when set (`freezeStatistics()`): always the running
+    /// statistics, y = x * scale + shift with scale = weight / sqrt(running_var + eps) and
+    /// shift = bias - running_mean * scale, whatever the mode; weight and bias get no gradients.
+    public private(set) var frozenStatistics = false
+
+    /// Turns this layer into torchvision's FrozenBatchNorm2d: its state-dict keys become weight,
+    /// bias, running_mean, running_var (no num_batches_tracked), its statistics and affine
+    /// parameters stay fixed. Needs running statistics and the affine parameters.
+    public func freezeStatistics() {
+        precondition(affine && trackRunningStats, "freezeStatistics: needs affine parameters and running statistics")
+        frozenStatistics = true
+        numBatchesTracked = nil
+        weight?.requiresGrad = false
+        bias?.requiresGrad = false
+    }
+
     /// Resets running statistics (mean 0, var 1, count 0), as `reset_running_stats()`.
     public func resetRunningStats() {
         runningMean?.fill(0); runningVar?.fill(1); numBatchesTracked?.fill(0)
@@ -142,6 +158,12 @@ public class BatchNormBase: Module {
     public override func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.rank == inputRank, "\(type(of: self)): expected a \(inputRank)-D input, got shape \(x.shape)")
         precondition(x.shape[1] == numFeatures, "\(type(of: self)): expected \(numFeatures) channels, got shape \(x.shape)")
+        if frozenStatistics, let w = weight, let b = bias, let rm = runningMean, let rv = runningVar {
+            let scale = w.detach() / (rv + Tensor(scalar: eps)).sqrt()
+            let shift = b.detach() - rm * scale
+            let affine = [1, numFeatures] + Array(repeating: 1, count: inputRank - 2)
+            return x * scale.reshaped(affine) + shift.reshaped(affine)
+        }
         var factor: Float = momentum ?? 0
         if training && trackRunningStats, let n = numBatchesTracked {
             n.data[0] += 1

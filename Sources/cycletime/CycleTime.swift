@@ -8,7 +8,7 @@ struct CycleTimeCommand: ParsableCommand {
         commandName: "cycletime",
         abstract: "Self-supervised video representation learning on the CPU.",
         subcommands: [TrainCommand.self, Bench.self, VideoCommand.self, FeaturesCommand.self, PropagateCommand.self,
-                      EvalCommand.self, AVACommand.self, ReportCommand.self])
+                      EvalCommand.self, AVACommand.self, DetectCommand.self, ReportCommand.self])
 
     /// A mistyped command name (`cycletime trian --config x`) is named as such, before the parser
     /// would blame the first option it does not know.

@@ -145,6 +145,23 @@ final class LossTests: XCTestCase {
         // Hand value: uniform logits over C classes give log C.
         assertClose(F.crossEntropy(Tensor.zeros([3, 4]), Tensor([0, 1, 3], shape: [3])).item(), logf(4))
     }
+
+    /// Hand values of PyTorch's formula (0.5 d^2 / beta inside beta, |d| - beta / 2 outside; beta 0
+    /// is L1) for each reduction, and gradients by finite differences away from the kinks.
+    func testSmoothL1HandValuesAndGradients() {
+        let x = Tensor([0.05, -0.5, 2, -3], shape: [4]), t = Tensor([0, 0, 1, 0], shape: [4])
+        // d = 0.05, -0.5, 1, -3 with beta 0.1: 0.0125, 0.45, 0.95, 2.95.
+        assertClose(F.smoothL1Loss(x, t, beta: 0.1, reduction: .none), Tensor([0.0125, 0.45, 0.95, 2.95], shape: [4]))
+        assertClose(F.smoothL1Loss(x, t, beta: 0.1, reduction: .sum).item(), 4.3625)
+        assertClose(F.smoothL1Loss(x, t, beta: 0.1).item(), 4.3625 / 4)
+        assertClose(F.smoothL1Loss(x, t, beta: 0, reduction: .sum).item(), 4.55)
+        for red in reductions {
+            // Differences 0.05, -0.5, 1, -3, 0.3, -0.03: at least 0.05 from the kinks at +-1/9.
+            let a = Tensor([0.05, -0.5, 2, -3, 0.3, -0.03], shape: [2, 3], requiresGrad: true)
+            let b = Tensor([0, 0, 1, 0, 0, 0], shape: [2, 3], requiresGrad: true)
+            gradcheck([a, b]) { F.smoothL1Loss($0[0], $0[1], beta: 1.0 / 9, reduction: red) }
+        }
+    }
 }
 
 extension LossTests {

@@ -146,7 +146,7 @@ final class AVADetectorTests: XCTestCase {
                 let (o, sc): (Double, Double) = key.hasSuffix("running_mean") ? (0, 1e-4) : key.hasSuffix("running_var") ? (1, 4e-4)
                     : shape.count == 5 ? (0, (2.0 / Double(shape[1...].reduce(1, *))).squareRoot() / 577.0)
                     : key.hasSuffix("weight") ? (1, 3e-4) : (0, 1e-4)
-                sd[key] = hashed(k: 50000 + i, shape: shape, offset: o, scale: sc)
+                sd[key] = hashTensor(k: 50000 + i, shape: shape, offset: o, scale: sc)
             }
             sd["roi_head.bbox_head.fc_cls.weight"] = Tensor.zeros([81, 512])
             let path = temporaryDirectory("mmaction2-" + model) + "/mmaction2.safetensors"
@@ -158,7 +158,7 @@ final class AVADetectorTests: XCTestCase {
             try det.loadEncoder(from: path)
             det.eval()
             let fx = try Fixtures.load("mmaction2_" + model)
-            let out = noGrad { det.backbone(hashed(k: xk, shape: [1, 3, frames, 32, 32], offset: 0, scale: 1e-3)) }
+            let out = noGrad { det.backbone(hashTensor(k: xk, shape: [1, 3, frames, 32, 32], offset: 0, scale: 1e-3)) }
             let tol = 20 * fx.t("f32_err").data[0]
             assertClose(out, fx.t("out"), rtol: 0, atol: tol, model)
             // A key missing is an error naming it.

@@ -4,15 +4,6 @@ import CycleTimeModels
 import CycleTimeNN
 import TestSupport
 
-/// The hash formula of scripts/fixtures/common.py: element i of entry k is offset + q * scale with
-/// q = ((i * 2654435761 + k * 40503 + 12345) mod 2^32) mod 2001 - 1000.
-func hashed(k: Int, shape: [Int], offset: Double, scale: Double) -> Tensor {
-    let t = Tensor(uninitialized: shape)
-    let kk = UInt64(k) &* 40503 &+ 12345
-    for i in 0..<t.count { t.data[i] = Float(offset + Double(Int(((UInt64(i) &* 2654435761 &+ kk) & 0xFFFF_FFFF) % 2001) - 1000) * scale) }
-    return t
-}
-
 /// torchvision resnet18's state dict with the fixture scripts' hash weights.
 func hashedResNet18StateDict() -> [String: Tensor] {
     var g = RandomGenerator(seed: 0)
@@ -22,7 +13,7 @@ func hashedResNet18StateDict() -> [String: Tensor] {
         let s = t.shape
         let (o, sc): (Double, Double) = key.hasSuffix("running_mean") ? (0, 1e-4) : key.hasSuffix("running_var") ? (1, 4e-4)
             : s.count == 4 ? (0, (2.0 / Double(s[1] * s[2] * s[3])).squareRoot() / 577.0) : key.hasSuffix("weight") ? (1, 3e-4) : (0, 1e-4)
-        sd[key] = hashed(k: k, shape: s, offset: o, scale: sc)
+        sd[key] = hashTensor(k: k, shape: s, offset: o, scale: sc)
     }
     return sd
 }
@@ -42,12 +33,12 @@ final class ResNet3dTests: XCTestCase {
         XCTAssertEqual(w.conv1.weight.shape, [256, 128, 3, 3, 3])
         assertClose(Tensor(Array(w.conv1.weight.array.prefix(2 * 128 * 27)), shape: [2, 128, 3, 3, 3]), fx.t("layer3.0.conv1.weight[:2]"))
         m.eval()
-        let x = hashed(k: 9001, shape: [1, 3, 4, 32, 32], offset: 0, scale: 1e-3).requiringGrad()
+        let x = hashTensor(k: 9001, shape: [1, 3, 4, 32, 32], offset: 0, scale: 1e-3).requiringGrad()
         let out = m(x)
         XCTAssertEqual(out.shape, [1, 512, 4, 2, 2])
         func scaleOf(_ t: Tensor) -> Float { t.array.map(abs).max() ?? 0 }
         assertClose(out, fx.t("out"), rtol: 1e-3, atol: 1e-4 * scaleOf(fx.t("out")), "out")
-        out.backward(hashed(k: 9002, shape: out.shape, offset: 0, scale: 1e-3))
+        out.backward(hashTensor(k: 9002, shape: out.shape, offset: 0, scale: 1e-3))
         assertClose(x.grad!, fx.t("dx"), rtol: 3e-3, atol: 1e-4 * scaleOf(fx.t("dx")), "dx")
         let params = Dictionary(uniqueKeysWithValues: m.namedParameters())
         for n in ["conv1.weight", "bn1.weight", "layer3.0.bn1.weight", "layer4.1.bn2.bias"] {

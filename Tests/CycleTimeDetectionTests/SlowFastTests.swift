@@ -21,17 +21,17 @@ final class SlowFastTests: XCTestCase {
             let s = t.shape
             let (o, sc): (Double, Double) = key.hasSuffix("running_mean") ? (0, 1e-4) : key.hasSuffix("running_var") ? (1, 4e-4)
                 : s.count == 5 ? (0, (2.0 / Double(s[1...].reduce(1, *))).squareRoot() / 577.0) : key.hasSuffix("weight") ? (1, 3e-4) : (0, 1e-4)
-            sd[key] = hashed(k: 20000 + i, shape: s, offset: o, scale: sc)
+            sd[key] = hashTensor(k: 20000 + i, shape: s, offset: o, scale: sc)
         }
         for (k, v) in fx where k.hasPrefix("bias.") { sd[String(k.dropFirst(5))] = v }
         _ = try m.loadStateDict(sd, strict: false)
         m.train()
-        let x = hashed(k: 9101, shape: [1, 3, 8, 32, 32], offset: 0, scale: 1e-3).requiringGrad()
+        let x = hashTensor(k: 9101, shape: [1, 3, 8, 32, 32], offset: 0, scale: 1e-3).requiringGrad()
         let out = m(x)
         XCTAssertEqual(out.shape, [1, 576, 1, 2, 2])
         func scaleOf(_ t: Tensor) -> Float { t.array.map(abs).max() ?? 0 }
         assertClose(out, fx.t("out"), rtol: 1e-4, atol: 1e-4 * scaleOf(fx.t("out")), "out")
-        out.backward(hashed(k: 9102, shape: out.shape, offset: 0, scale: 1e-3))
+        out.backward(hashTensor(k: 9102, shape: out.shape, offset: 0, scale: 1e-3))
         assertClose(x.grad!, fx.t("dx"), rtol: 1e-4, atol: 1e-4 * scaleOf(fx.t("dx")), "dx")
         let params = Dictionary(uniqueKeysWithValues: m.namedParameters())
         let names = ["slow_path.conv1.weight", "slow_path.layer1.0.downsample.0.weight", "slow_path.conv1_lateral.conv.weight",

@@ -7,22 +7,8 @@ import TestSupport
 /// state_dict order) is offset_k + q * scale_k with
 /// q = ((i * 2654435761 + k * 40503 + 12345) mod 2^32) mod 2001 - 1000, in Double, then Float.
 func hashWeights(k: Int, key: String, shape: [Int]) -> Tensor {
-    let offset: Double, scale: Double
-    if key.hasSuffix("num_batches_tracked") { (offset, scale) = (1000, 1) }
-    else if key.hasSuffix("running_mean") { (offset, scale) = (0, 1e-4) }
-    else if key.hasSuffix("running_var") { (offset, scale) = (1, 4e-4) }
-    else if shape.count == 4 { (offset, scale) = (0, (2.0 / Double(shape[1] * shape[2] * shape[3])).squareRoot() / 577.0) }
-    else if key.hasPrefix("fc.") { (offset, scale) = key.hasSuffix("weight") ? (0, (1.0 / Double(shape[1])).squareRoot() / 577.0) : (0, 1e-5) }
-    else if key.hasSuffix("weight") { (offset, scale) = (1, 3e-4) }
-    else { (offset, scale) = (0, 1e-4) }
-    let t = Tensor(uninitialized: shape)
-    let kk = UInt64(k) &* 40503 &+ 12345
-    for i in 0..<t.count {
-        let h = (UInt64(i) &* 2654435761 &+ kk) & 0xFFFF_FFFF
-        let q = Int(h % 2001) - 1000
-        t.data[i] = Float(offset + Double(q) * scale)
-    }
-    return t
+    let (offset, scale) = resnetOffsetScale(key: key, shape: shape)
+    return hashTensor(k: k, shape: shape, offset: offset, scale: scale)
 }
 
 final class ResNetTests: XCTestCase {
@@ -77,6 +63,16 @@ final class ResNetTests: XCTestCase {
         let b = ResNet(config: ResNetConfig(depth: 50, lastStage: "layer3", strides: [1, 2, 1, 2]), initialize: false, generator: &g)
         XCTAssertEqual((b.layer3![0] as! Bottleneck).conv2.stride, [1, 1])
         XCTAssertEqual((b.layer3![0] as! Bottleneck).downsample!.namedParameters().map { $0.0 }, ["0.weight", "1.weight", "1.bias"])
+    }
+
+    /// frozenBatchNorm: torchvision's FrozenBatchNorm2d keys (the BatchNorm2d keys without
+    /// num_batches_tracked, same order) and no batch-norm parameter left trainable.
+    func testFrozenBatchNormKeys() {
+        var g = RandomGenerator(seed: 2)
+        let plain = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4"), initialize: false, generator: &g)
+        let frozen = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4", frozenBatchNorm: true), initialize: false, generator: &g)
+        XCTAssertEqual(frozen.stateDictKeys(), plain.stateDictKeys().filter { !$0.hasSuffix("num_batches_tracked") })
+        XCTAssertTrue(frozen.namedParameters().filter { $0.1.requiresGrad }.allSatisfy { $0.0.contains("conv") || $0.0.contains("downsample.0") })
     }
 
     func testConfigFromName() {

@@ -66,6 +66,29 @@ final class LayersTests: XCTestCase {
         }
     }
 
+    /// torchvision's FrozenBatchNorm2d: keys weight, bias, running_mean, running_var; the running
+    /// statistics in training mode too (and they do not move); no gradient to weight and bias.
+    func testFrozenBatchNormUsesRunningStatisticsInBothModes() {
+        let bn = BatchNorm2d(2)
+        bn.weight?.assign(Tensor([1.5, 0.5], shape: [2])); bn.bias?.assign(Tensor([0.1, -0.2], shape: [2]))
+        bn.runningMean?.assign(Tensor([0.3, -1], shape: [2])); bn.runningVar?.assign(Tensor([2, 0.25], shape: [2]))
+        bn.freezeStatistics()
+        XCTAssertEqual(bn.stateDictKeys(), ["weight", "bias", "running_mean", "running_var"])
+        XCTAssertTrue(bn.trainableParameters().isEmpty)
+        let x = randn([3, 2, 2, 2], seed: 6, requiresGrad: false)
+        var expected = [Float](repeating: 0, count: x.count)
+        for i in 0..<x.count {
+            let c = (i / 4) % 2
+            let scale = [1.5, 0.5][c] / ([Float(2), 0.25][c] + 1e-5).squareRoot()
+            expected[i] = x.data[i] * scale + ([Float(0.1), -0.2][c] - [Float(0.3), -1][c] * scale)
+        }
+        for mode in [true, false] {
+            bn.train(mode)
+            assertClose(bn(x), Tensor(expected, shape: x.shape), rtol: 1e-6, atol: 1e-6)
+        }
+        XCTAssertEqual(bn.runningMean?.array, [0.3, -1])
+    }
+
     /// A Sequential of conv, bn, relu, maxpool, reflect conv, leaky relu, avg pool, adaptive pool,
     /// flatten and linear: forward values and every parameter gradient match PyTorch.
     func testSequentialNetworkForwardAndGradients() throws {

@@ -6,32 +6,11 @@ import CycleTimeNN
 import CycleTimeModels
 import TestSupport
 
-/// The integer-hash values of scripts/fixtures/timecycle.py (and resnet.py): element i of entry k
-/// is offset + q * scale with q = ((i * 2654435761 + k * 40503 + 12345) mod 2^32) mod 2001 - 1000.
-func hashTensor(k: Int, shape: [Int], offset: Double, scale: Double) -> Tensor {
-    let t = Tensor(uninitialized: shape)
-    let kk = UInt64(k) &* 40503 &+ 12345
-    for i in 0..<t.count {
-        let h = (UInt64(i) &* 2654435761 &+ kk) & 0xFFFF_FFFF
-        t.data[i] = Float(offset + Double(Int(h % 2001) - 1000) * scale)
-    }
-    return t
-}
-
-func resnetOffsetScale(_ key: String, _ shape: [Int]) -> (Double, Double) {
-    if key.hasSuffix("num_batches_tracked") { return (1000, 1) }
-    if key.hasSuffix("running_mean") { return (0, 1e-4) }
-    if key.hasSuffix("running_var") { return (1, 4e-4) }
-    if shape.count == 4 { return (0, (2.0 / Double(shape[1] * shape[2] * shape[3])).squareRoot() / 577.0) }
-    if key.hasSuffix("weight") { return (1, 3e-4) }
-    return (0, 1e-4)
-}
-
 /// Fills every state-dict entry k of a ResNet with the hash formula (resnet.py's fill_hash).
 func loadHashWeights(_ encoder: ResNet) throws {
     var sd: [String: Tensor] = [:]
     for (k, (key, t)) in encoder.namedStateEntries().enumerated() {
-        let (o, s) = resnetOffsetScale(key, t.shape)
+        let (o, s) = resnetOffsetScale(key: key, shape: t.shape)
         sd[key] = hashTensor(k: k, shape: t.shape, offset: o, scale: s)
     }
     try encoder.loadStateDict(sd)

@@ -40,6 +40,13 @@ public func writeTinyConfig(_ dir: String, output: String, steps: Int = 6, extra
 /// The JHMDB clip of the tiny AVA run.
 public let tinyAVAClip = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 
+/// Frame 20 of that clip (a lossless 320x240 RGB PNG, one person): the detector's parity input
+/// (scripts/fixtures/detector.py reads the same file) and the image of the detect tests. Skips when
+/// ../shared/data is absent.
+public func detectorTestFrame() throws -> String {
+    try requireSharedData("jhmdb-mini/Frames/catch/\(tinyAVAClip)/00020.png")
+}
+
 /// A tiny AVA run on the JHMDB clip (frame folders, 10 fps numbering): 4 keyframes, 2 classes.
 public func writeTinyAVARun(_ dir: String, extra: String = "") throws -> String {
     let frames = try requireSharedData("jhmdb-mini") + "/Frames/catch"

@@ -1,6 +1,6 @@
 import Foundation
 
-// Losses (mse, binary cross entropy with logits, cross entropy) with their reductions, and the
+// Losses (mse, smooth L1, binary cross entropy with logits, cross entropy) with their reductions, and the
 // two layers that have no file of their own: F.linear and F.dropout.
 
 /// Applies a reduction to per-element losses `l` (a fresh tensor): `l` itself for `.none`, else a
@@ -113,6 +113,38 @@ extension F {
             Parallel.chunks(n) { r in for i in r { po[i] = 2 * pd[i] * rg[i] } }
             return [ni ? unbroadcast(gd, to: si) : nil,
                     nt ? unbroadcast(mapKernel(gd, NegOp()), to: st) : nil]
+        }
+    }
+
+    /// F.smooth_l1_loss (same shapes): with d = input - target, 0.5 d^2 / beta where |d| < beta,
+    /// |d| - 0.5 beta elsewhere; beta 0 is the L1 loss. Gradients flow to input and target.
+    public static func smoothL1Loss(_ input: Tensor, _ target: Tensor, beta: Float = 1, reduction: Reduction = .mean) -> Tensor {
+        precondition(input.shape == target.shape, "smoothL1Loss: target size \(target.shape) must be the same as input size \(input.shape)")
+        precondition(beta >= 0, "smoothL1Loss: beta must be >= 0, got \(beta)")
+        let n = input.count
+        let l = Tensor(uninitialized: input.shape)
+        let px = SendablePointer(input.data), pt = SendablePointer(target.data), pl = SendablePointer(l.data)
+        Parallel.chunks(n, costPerItem: 4) { r in
+            for i in r {
+                let d = px[i] - pt[i], a = Swift.abs(d)
+                pl[i] = a < beta ? 0.5 * d * d / beta : a - 0.5 * beta
+            }
+        }
+        let out = reduceLoss(l, reduction)
+        let ni = input.requiresGrad, nt = target.requiresGrad
+        return out.recording("smoothL1Loss", [input, target]) { g in
+            let px = SendablePointer(input.data), pt = SendablePointer(target.data)
+            let rg = ReducedGrad(g, reduction, count: n)
+            let gx = Tensor(uninitialized: input.shape)
+            let pg = SendablePointer(gx.data)
+            Parallel.chunks(n, costPerItem: 4) { r in
+                for i in r {
+                    let d = px[i] - pt[i]
+                    let dd: Float = Swift.abs(d) < beta ? d / beta : (d > 0 ? 1 : (d < 0 ? -1 : 0))
+                    pg[i] = rg[i] * dd
+                }
+            }
+            return [ni ? gx : nil, nt ? mapKernel(gx, NegOp()) : nil]
         }
     }
 
