@@ -181,6 +181,8 @@ final class AVACommandTests: XCTestCase {
         let cases: [(String, String, [String], String)] = [
             ("unknown field", cfg("model:\n  backbon: 2d\n").replacingOccurrences(of: "model:\n  backbone: 2d\n  depth: 18\n", with: ""), ["train"], "unknown field 'model.backbon'"),
             ("bad backbone", cfg().replacingOccurrences(of: "backbone: 2d", with: "backbone: 4d"), ["train"], "field 'model.backbone' '4d' is not 2d, slowonly or slowfast"),
+            ("bad head", cfg().replacingOccurrences(of: "backbone: 2d", with: "backbone: 2d\n  head: acr"), ["train"], "field 'model.head' 'acr' is not linear, acrn or acar"),
+            ("pose softmax", cfg().replacingOccurrences(of: "backbone: 2d", with: "backbone: 2d\n  loss: ava_pose_softmax"), ["train"], "field 'model.loss': ava_pose_softmax"),
             ("slowfast clip", cfg().replacingOccurrences(of: "backbone: 2d", with: "backbone: slowfast"), ["train"], "field 'data.clip_length' must be a multiple of model.alpha"),
             ("malformed csv", cfg(gt: dir + "/short.csv"), ["train"], "short.csv:1: expected 7 or 8 comma-separated fields"),
             ("missing video", cfg(gt: dir + "/novideo.csv"), ["train"], "no video file for video id 'nowhere'"),
