@@ -152,7 +152,7 @@ final class AVATrainingTests: XCTestCase {
     func testEveryAVAExperimentConfigLoadsAndValidates() throws {
         let dir = repoRoot + "/experiments"
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("ava-") && $0.hasSuffix(".yaml") }.sorted()
-        XCTAssertEqual(names, ["ava-r18-2d-acrn-mini.yaml", "ava-r18-2d-mini.yaml", "ava-r18-slowfast-mini.yaml", "ava-r18-slowonly-mini.yaml"])
+        XCTAssertEqual(names, ["ava-r18-2d-acar-mini.yaml", "ava-r18-2d-acrn-mini.yaml", "ava-r18-2d-mini.yaml", "ava-r18-slowfast-mini.yaml", "ava-r18-slowonly-mini.yaml"])
         for n in names {
             let text = try String(contentsOfFile: dir + "/" + n, encoding: .utf8)
             XCTAssertTrue(text.hasPrefix("# "), "\(n) starts with a comment saying what it is for")
