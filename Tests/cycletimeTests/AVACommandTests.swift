@@ -270,6 +270,36 @@ final class AVACommandTests: XCTestCase {
         return rows
     }
 
+    /// A motion dataset under `dir`: frame folders of `train` and `test` videos (`writeMotionVideos`,
+    /// the training ones also written to `video`, then finished), train.csv, test.csv,
+    /// proposals.json (the ground-truth boxes at score 0.95) and the label map `labels` in labels.txt.
+    static func writeMotionDataset(_ dir: String, train: Int, test: Int, seeds: (UInt64, UInt64), relational: Bool = false,
+                                   labels: String, video: VideoWriter? = nil) throws {
+        let trainRows = try writeMotionVideos(root: dir + "/frames", names: (0..<train).map { "train\($0)" }, seed: seeds.0, video: video, relational: relational)
+        try video?.finish()
+        let testRows = try writeMotionVideos(root: dir + "/frames", names: (0..<test).map { "test\($0)" }, seed: seeds.1, video: nil, relational: relational)
+        try (trainRows.joined(separator: "\n") + "\n").write(toFile: dir + "/train.csv", atomically: true, encoding: .utf8)
+        try (testRows.joined(separator: "\n") + "\n").write(toFile: dir + "/test.csv", atomically: true, encoding: .utf8)
+        var props: [(String, Int, [AVABox], Double)] = []
+        for csv in [dir + "/train.csv", dir + "/test.csv"] {
+            for (k, boxes) in try AVACSV.read(csv).groupedBoxes() { props.append((k.videoID, k.timestamp, boxes.map(\.box), 0.95)) }
+        }
+        try proposalJSON(props).write(toFile: dir + "/proposals.json", atomically: true, encoding: .utf8)
+        try labels.write(toFile: dir + "/labels.txt", atomically: true, encoding: .utf8)
+    }
+
+    /// The AVA config of a motion run on `writeMotionDataset`'s files: 2d backbone to layer3 at
+    /// stride 8, Adam 1e-3, batch 4, 64-pixel frames; `model` adds lines to the model section.
+    static func motionConfig(_ dir: String, output: String, steps: Int, checkpointEvery: Int, model: String) -> String {
+        config(output: output, annotations: dir + "/train.csv", labelmap: dir + "/labels.txt", proposals: dir + "/proposals.json",
+               frames: dir + "/frames", fps: 10, clip: (4, 2), size: 64, backbone: "2d", steps: steps, batch: 4,
+               extra: "test:\n  annotations: \(dir)/test.csv\n")
+            .replacingOccurrences(of: "  depth: 18\n", with: "  depth: 18\n  last_stage: layer3\n  strides: [1, 2, 1, 1]\n" + model)
+            .replacingOccurrences(of: "optimizer:\n  lr: 0.01\n", with: "optimizer:\n  name: adam\n  lr: 0.001\n")
+            .replacingOccurrences(of: "train_jitter_scales: [64, 80]", with: "train_jitter_scales: [64, 72]")
+            .replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: \(checkpointEvery)")
+    }
+
     /// Learnable actions: on a generated AVA-format dataset (real image patches moving
     /// horizontally, vertically or not at all over real backgrounds), a detector whose 2D encoder
     /// comes from a CycleTime TimeCycle checkpoint (trained here for a few steps on the same frames,
@@ -277,19 +307,9 @@ final class AVACommandTests: XCTestCase {
     func testDetectorFromPretrainedEncoderLearnsMotion() throws {
         let exe = try cycletimeExecutable()
         let dir = temporaryDirectory("motion")
-        let writer = try VideoWriter(path: dir + "/pretrain.mp4", width: 64, height: 64, fps: 10)
-        let trainRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<36).map { "train\($0)" }, seed: 11, video: writer)
-        try writer.finish()
-        let testRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<20).map { "test\($0)" }, seed: 12, video: nil)
-        try (trainRows.joined(separator: "\n") + "\n").write(toFile: dir + "/train.csv", atomically: true, encoding: .utf8)
-        try (testRows.joined(separator: "\n") + "\n").write(toFile: dir + "/test.csv", atomically: true, encoding: .utf8)
-        var props: [(String, Int, [AVABox], Double)] = []
-        for csv in [dir + "/train.csv", dir + "/test.csv"] {
-            for (k, boxes) in try AVACSV.read(csv).groupedBoxes() { props.append((k.videoID, k.timestamp, boxes.map(\.box), 0.95)) }
-        }
-        try Self.proposalJSON(props).write(toFile: dir + "/proposals.json", atomically: true, encoding: .utf8)
+        try Self.writeMotionDataset(dir, train: 36, test: 20, seeds: (11, 12), labels: "1: stand still\n2: move sideways\n3: move up and down\n",
+                                    video: try VideoWriter(path: dir + "/pretrain.mp4", width: 64, height: 64, fps: 10))
         let labels = dir + "/labels.txt"
-        try "1: stand still\n2: move sideways\n3: move up and down\n".write(toFile: labels, atomically: true, encoding: .utf8)
 
         // A few TimeCycle steps on the generated video give the CycleTime encoder checkpoint.
         let pre = dir + "/timecycle.yaml"
@@ -318,13 +338,7 @@ final class AVACommandTests: XCTestCase {
         let encoder = dir + "/timecycle/checkpoints/latest.safetensors"
 
         let cfg = dir + "/ava.yaml"
-        try Self.config(output: dir + "/run", annotations: dir + "/train.csv", labelmap: labels, proposals: dir + "/proposals.json",
-                        frames: dir + "/frames", fps: 10, clip: (4, 2), size: 64, backbone: "2d", steps: 50, batch: 4,
-                        extra: "test:\n  annotations: \(dir)/test.csv\n")
-            .replacingOccurrences(of: "  depth: 18\n", with: "  depth: 18\n  checkpoint: \(encoder)\n  last_stage: layer3\n  strides: [1, 2, 1, 1]\n")
-            .replacingOccurrences(of: "optimizer:\n  lr: 0.01\n", with: "optimizer:\n  name: adam\n  lr: 0.001\n")
-            .replacingOccurrences(of: "train_jitter_scales: [64, 80]", with: "train_jitter_scales: [64, 72]")
-            .replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 25")
+        try Self.motionConfig(dir, output: dir + "/run", steps: 50, checkpointEvery: 25, model: "  checkpoint: \(encoder)\n")
             .write(toFile: cfg, atomically: true, encoding: .utf8)
         _ = try run(exe, ["ava", "train", "--config", cfg])
         _ = try run(exe, ["ava", "test", "--config", cfg, "--out", dir + "/results.csv"])
@@ -347,7 +361,7 @@ final class AVACommandTests: XCTestCase {
         XCTAssertGreaterThan(mAP, chance + 0.25, "frame-mAP \(mAP) vs chance \(chance)")
     }
 
-    /// Relation heads on relational motion (#19 acceptance 2; opt-in, about a minute: set
+    /// Relation heads on relational motion (#19 acceptance 2; opt-in, about 3 minutes: set
     /// CYCLETIME_MEASURE_RELATIONS=1): the two actors of a keyframe both "move as the other" or
     /// both "move unlike the other", so a per-actor feature alone cannot tell. The linear, ACRN and
     /// ACAR heads train on the same generated videos with the same seed, backbone (2d, random
@@ -360,27 +374,12 @@ final class AVACommandTests: XCTestCase {
         }
         let exe = try cycletimeExecutable()
         let dir = temporaryDirectory("relations")
-        let trainRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<48).map { "train\($0)" }, seed: 21, video: nil, relational: true)
-        let testRows = try Self.writeMotionVideos(root: dir + "/frames", names: (0..<24).map { "test\($0)" }, seed: 22, video: nil, relational: true)
-        try (trainRows.joined(separator: "\n") + "\n").write(toFile: dir + "/train.csv", atomically: true, encoding: .utf8)
-        try (testRows.joined(separator: "\n") + "\n").write(toFile: dir + "/test.csv", atomically: true, encoding: .utf8)
-        var props: [(String, Int, [AVABox], Double)] = []
-        for csv in [dir + "/train.csv", dir + "/test.csv"] {
-            for (k, boxes) in try AVACSV.read(csv).groupedBoxes() { props.append((k.videoID, k.timestamp, boxes.map(\.box), 0.95)) }
-        }
-        try Self.proposalJSON(props).write(toFile: dir + "/proposals.json", atomically: true, encoding: .utf8)
+        try Self.writeMotionDataset(dir, train: 48, test: 24, seeds: (21, 22), relational: true, labels: "1: move as the other\n2: move unlike the other\n")
         let labels = dir + "/labels.txt"
-        try "1: move as the other\n2: move unlike the other\n".write(toFile: labels, atomically: true, encoding: .utf8)
         var figures: [String: Double] = [:]
         for (head, extra) in [("linear", ""), ("acrn", "  acrn_channels: 128\n"), ("acar", "  acar_reduce_dim: 128\n  acar_hidden_dim: 64\n")] {
             let cfg = dir + "/\(head).yaml"
-            try Self.config(output: dir + "/\(head)-run", annotations: dir + "/train.csv", labelmap: labels, proposals: dir + "/proposals.json",
-                            frames: dir + "/frames", fps: 10, clip: (4, 2), size: 64, backbone: "2d", steps: 60, batch: 4,
-                            extra: "test:\n  annotations: \(dir)/test.csv\n")
-                .replacingOccurrences(of: "  depth: 18\n", with: "  depth: 18\n  last_stage: layer3\n  strides: [1, 2, 1, 1]\n  head: \(head)\n" + extra)
-                .replacingOccurrences(of: "optimizer:\n  lr: 0.01\n", with: "optimizer:\n  name: adam\n  lr: 0.001\n")
-                .replacingOccurrences(of: "train_jitter_scales: [64, 80]", with: "train_jitter_scales: [64, 72]")
-                .replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 30")
+            try Self.motionConfig(dir, output: dir + "/\(head)-run", steps: 60, checkpointEvery: 30, model: "  head: \(head)\n" + extra)
                 .write(toFile: cfg, atomically: true, encoding: .utf8)
             _ = try run(exe, ["ava", "train", "--config", cfg])
             _ = try run(exe, ["ava", "test", "--config", cfg, "--out", dir + "/\(head).csv"])
