@@ -473,6 +473,29 @@ final class AVACommandTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("data.fps"), bad.stderr)
     }
 
+    /// `ava train` with ACAR's head and the pose-softmax loss: Ctrl-C finishes the step, writes a
+    /// checkpoint and exits 130; --resume completes the run; `ava test` and `ava eval` score it.
+    func testACARRunInterruptedByCtrlCResumesAndTests() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("ava-acar-sigint")
+        let cfg = try writeTinyAVARun(dir)
+        try (1...16).map { "\($0): action \($0)" }.joined(separator: "\n").write(toFile: dir + "/ava-labels.txt", atomically: true, encoding: .utf8)
+        let set = ["model.head=acar", "model.acar_reduce_dim=16", "model.acar_hidden_dim=8", "model.roi_size=3", "model.loss=ava_pose_softmax",
+                   "data.labelmap=\(dir)/ava-labels.txt"].flatMap { ["--set", $0] }
+        let metrics = dir + "/run/metrics.jsonl"
+        let r = try runProcessInterrupted(exe, ["ava", "train", "--config", cfg, "--set", "train.steps=400"] + set, metrics: metrics)
+        XCTAssertEqual(r.status, 130, r.stderr)
+        XCTAssertTrue(r.stderr.contains("interrupted at step"), r.stderr)
+        let steps = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").count
+        XCTAssertTrue(steps >= 2 && steps < 400, "\(steps)")
+        let resumed = try run(exe, ["ava", "train", "--config", cfg, "--resume", "--set", "train.steps=\(steps + 2)"] + set)
+        XCTAssertTrue(resumed.stderr.contains("resuming at step \(steps)"), resumed.stderr)
+        XCTAssertEqual(try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").count, steps + 2)
+        _ = try run(exe, ["ava", "test", "--config", cfg, "--out", dir + "/results.csv"] + set)
+        let m = try evalMAP(exe, gt: dir + "/gt.csv", detections: dir + "/results.csv", labelmap: dir + "/ava-labels.txt")
+        XCTAssertTrue(m > 0 && m <= 1, "\(m)")
+    }
+
     func testResultsFileInAMissingFolderFailsBeforeAnyWork() throws {
         let exe = try cycletimeExecutable()
         let dir = temporaryDirectory("ava-out")
