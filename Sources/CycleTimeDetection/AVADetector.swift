@@ -52,7 +52,8 @@ public struct AVADetectorConfig: Sendable, Equatable {
     public var classes = 80
     /// Concatenate a whole-frame context feature to every RoI feature.
     public var context = false
-    /// The RoI head: `linear` (BBoxHeadAVA) or `acrn` (ACRNHead before it; not with `context`).
+    /// The RoI head: `linear` (BBoxHeadAVA), `acrn` (ACRNHead before it) or `acar` (ACAR-Net's
+    /// head instead of it); the relation heads not with `context`.
     public var head: AVAHeadKind = .linear
     /// ACRN: output channels (0: the backbone's), spatial stride and (1, 3, 3) convolutions.
     public var acrnChannels = 0
