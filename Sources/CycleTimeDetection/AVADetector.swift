@@ -19,6 +19,22 @@ public enum AVAHeadKind: String, Sendable, CaseIterable {
     case linear
     /// The actor-centric relation head (`ACRNHead`), then BBoxHeadAVA.
     case acrn
+    /// ACAR-Net's head (`ACARHead`: actor-context features and HR2O relation reasoning) in place
+    /// of BBoxHeadAVA.
+    case acar
+}
+
+/// ACAR-Net's head options (the released code's `ACARHead` arguments and defaults).
+public struct ACAROptions: Sendable, Equatable {
+    public var reduceDim = 1024
+    public var hiddenDim = 512
+    public var depth = 2
+    public var kernelSize = 3
+    public var mlp1x1 = false
+    /// `max2x2` (a 3x3 stride-2 max pool before HR2O) or `none`.
+    public var downsample = true
+    public var bias = false
+    public init() {}
 }
 
 /// The detector's architecture.
@@ -36,12 +52,15 @@ public struct AVADetectorConfig: Sendable, Equatable {
     public var classes = 80
     /// Concatenate a whole-frame context feature to every RoI feature.
     public var context = false
-    /// The RoI head: `linear` (BBoxHeadAVA) or `acrn` (ACRNHead before it; not with `context`).
+    /// The RoI head: `linear` (BBoxHeadAVA), `acrn` (ACRNHead before it) or `acar` (ACAR-Net's
+    /// head instead of it); the relation heads not with `context`.
     public var head: AVAHeadKind = .linear
     /// ACRN: output channels (0: the backbone's), spatial stride and (1, 3, 3) convolutions.
     public var acrnChannels = 0
     public var acrnStride = 1
     public var acrnConvs = 1
+    /// ACAR: its options; `roiSize` is its roi_spatial, `dropout` its dropout before fc2.
+    public var acar = ACAROptions()
     public var dropout: Float = 0.5
     public var roiSize = 8
     /// SlowFast: frame-rate ratio of the fast pathway, its channel reduction 1/beta, lateral BN + ReLU.
@@ -61,11 +80,15 @@ public struct AVADetectorError: Error, CustomStringConvertible, LocalizedError, 
 /// mmaction2-style two-stage AVA action detector: a video backbone producing a stride-16 feature
 /// map [N, C, T', h, w], then the RoI head (`AVARoIHead`) on the time-averaged feature at the
 /// person boxes. Key names: `backbone.*` (the 2D backbone's encoder under `backbone.encoder.*`),
-/// `roi_head.fc_cls.*`.
+/// `roi_head.fc_cls.*`; with `model.head acar`, ACAR-Net's head replaces the RoI head
+/// (`acar_head.*`, the released code's names after it).
 public final class AVADetector: Module {
     public let config: AVADetectorConfig
     public let backbone: Module
-    public let roi_head: AVARoIHead
+    /// The RoI head (linear, or ACRN then linear); nil with ACAR's head.
+    public let roi_head: AVARoIHead?
+    /// ACAR-Net's head (`model.head acar`), which classifies by itself.
+    public let acar_head: ACARHead?
     public let outputStride: Int
     public let featureChannels: Int
 
@@ -110,10 +133,23 @@ public final class AVADetector: Module {
         guard config.acrnChannels >= 0, config.acrnStride >= 1, config.acrnConvs >= 1 else {
             throw AVADetectorError("model.acrn_channels >= 0, model.acrn_stride >= 1 and model.acrn_convs >= 1")
         }
-        let acrn = config.head == .acrn ? (channels: config.acrnChannels > 0 ? config.acrnChannels : featureChannels, stride: config.acrnStride,
-                                           convs: config.acrnConvs) : nil
-        roi_head = AVARoIHead(inChannels: featureChannels * (config.context ? 2 : 1), classes: config.classes, dropout: config.dropout,
-                              roiSize: config.roiSize, featureStride: outputStride, acrn: acrn, generator: &generator)
+        if config.head == .acar {
+            if config.context { throw AVADetectorError("model.head acar relates each actor to the whole frame already: set model.context false") }
+            let a = config.acar
+            guard a.reduceDim >= 1, a.hiddenDim >= 1, a.depth >= 0, a.kernelSize >= 1, a.kernelSize % 2 == 1 else {
+                throw AVADetectorError("model.acar_reduce_dim >= 1, model.acar_hidden_dim >= 1, model.acar_depth >= 0 and an odd model.acar_kernel_size")
+            }
+            roi_head = nil
+            acar_head = ACARHead(width: featureChannels, outputs: config.classes + 1, roiSpatial: config.roiSize, reduceDim: a.reduceDim,
+                                 hiddenDim: a.hiddenDim, depth: a.depth, kernelSize: a.kernelSize, mlp1x1: a.mlp1x1, downsample: a.downsample,
+                                 dropout: config.dropout, bias: a.bias, generator: &generator)
+        } else {
+            let acrn = config.head == .acrn ? (channels: config.acrnChannels > 0 ? config.acrnChannels : featureChannels, stride: config.acrnStride,
+                                               convs: config.acrnConvs) : nil
+            roi_head = AVARoIHead(inChannels: featureChannels * (config.context ? 2 : 1), classes: config.classes, dropout: config.dropout,
+                                  roiSize: config.roiSize, featureStride: outputStride, acrn: acrn, generator: &generator)
+            acar_head = nil
+        }
         super.init()
     }
 
@@ -123,6 +159,10 @@ public final class AVADetector: Module {
         let h = clips.shape[3], w = clips.shape[4]
         let feat = backbone(clips)
         let f = feat.rank == 5 ? feat.mean(axis: 2) : feat
+        guard let roi_head else {
+            guard let acar_head else { preconditionFailure("AVADetector: neither a RoI head nor ACAR's head") }
+            return acar_head(features: f, boxes: boxes)
+        }
         var pooled = roi_head.pooled(f, rois: AVARoIHead.rois(boxes, imageHeight: h, imageWidth: w))
         if config.context {
             let whole = boxes.map { list in list.map { _ in AVABox(0, 0, 1, 1) } }

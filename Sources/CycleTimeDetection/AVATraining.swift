@@ -92,6 +92,19 @@ public struct AVAModelConfig: Codable, Equatable, Sendable {
     public var acrnChannels: Int = 0
     public var acrnStride: Int = 1
     public var acrnConvs: Int = 1
+    /// ACAR-Net's head (model.head acar), its ACARHead arguments: reduce_dim, hidden_dim, depth
+    /// (HR2O layers), kernel_size, mlp_1x1, downsample (max2x2 or none), bias; its roi_spatial is
+    /// model.roi_size and its dropout model.dropout (ACAR-Net's configs: 7 and 0).
+    public var acarReduceDim: Int = 1024
+    public var acarHiddenDim: Int = 512
+    public var acarDepth: Int = 2
+    public var acarKernelSize: Int = 3
+    public var acarMlp1x1: Bool = false
+    public var acarDownsample: String = "max2x2"
+    public var acarBias: Bool = false
+    /// sigmoid (binary cross-entropy with logits, mmaction2) or ava_pose_softmax (ACAR-Net: a
+    /// softmax over AVA's pose classes, ids 1-14, a sigmoid over the others; test scores alike).
+    public var loss: String = "sigmoid"
     public var dropout: Float = 0.5
     public var roiSize: Int = 8
     /// SlowFast only: the fast pathway's frame-rate ratio (the clip is the fast-rate clip, so
@@ -143,6 +156,7 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
             "model.depth": 0...1000, "model.strides": 0...64, "model.temporal_kernels": 0...64, "model.dropout": V.fraction,
             "model.roi_size": V.queue, "model.alpha": V.queue, "model.beta_inv": V.queue,
             "model.acrn_channels": V.channels, "model.acrn_stride": V.queue, "model.acrn_convs": V.queue,
+            "model.acar_reduce_dim": V.channels, "model.acar_hidden_dim": V.channels, "model.acar_depth": V.queue, "model.acar_kernel_size": V.queue,
         ].merging(SharedConfigFields.numberBounds) { $1 }
     }()
 
@@ -169,8 +183,16 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         }
         if data.testShortSide < 16 { throw fail("data.test_short_side", "must be >= 16") }
         if AVABackboneKind(rawValue: model.backbone) == nil { throw fail("model.backbone", "'\(model.backbone)' is not 2d, slowonly or slowfast") }
-        if AVAHeadKind(rawValue: model.head) == nil { throw fail("model.head", "'\(model.head)' is not linear or acrn") }
-        if model.head == "acrn" && model.context { throw fail("model.context", "must be false with model.head acrn (ACRN relates each actor to the whole frame)") }
+        if AVAHeadKind(rawValue: model.head) == nil { throw fail("model.head", "'\(model.head)' is not linear, acrn or acar") }
+        if model.head != "linear" && model.context { throw fail("model.context", "must be false with model.head \(model.head) (the relation head relates each actor to the whole frame)") }
+        if model.acarReduceDim < 1 { throw fail("model.acar_reduce_dim", "must be >= 1") }
+        if model.acarHiddenDim < 1 { throw fail("model.acar_hidden_dim", "must be >= 1") }
+        if model.acarKernelSize < 1 || model.acarKernelSize % 2 == 0 { throw fail("model.acar_kernel_size", "must be odd (1, 3, 5, ...)") }
+        if !["max2x2", "none"].contains(model.acarDownsample) { throw fail("model.acar_downsample", "'\(model.acarDownsample)' is not max2x2 or none") }
+        if AVALossKind(rawValue: model.loss) == nil { throw fail("model.loss", "'\(model.loss)' is not sigmoid or ava_pose_softmax") }
+        if model.loss == AVALossKind.avaPoseSoftmax.rawValue && model.focal {
+            throw fail("model.focal", "weights the sigmoid loss: it must be false with model.loss ava_pose_softmax")
+        }
         if model.acrnStride < 1 { throw fail("model.acrn_stride", "must be >= 1") }
         if model.acrnConvs < 1 { throw fail("model.acrn_convs", "must be >= 1") }
         if !(model.dropout < 1) { throw fail("model.dropout", "must be in [0, 1)") }
@@ -204,8 +226,17 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         c.alpha = model.alpha; c.betaInv = model.betaInv; c.lateralNorm = model.lateralNorm
         c.head = AVAHeadKind(rawValue: model.head) ?? .linear
         c.acrnChannels = model.acrnChannels; c.acrnStride = model.acrnStride; c.acrnConvs = model.acrnConvs
+        c.acar.reduceDim = model.acarReduceDim; c.acar.hiddenDim = model.acarHiddenDim; c.acar.depth = model.acarDepth
+        c.acar.kernelSize = model.acarKernelSize; c.acar.mlp1x1 = model.acarMlp1x1; c.acar.downsample = model.acarDownsample == "max2x2"
+        c.acar.bias = model.acarBias
         return c
     }
+}
+
+/// The classification loss of an AVA run (`model.loss`).
+public enum AVALossKind: String, Sendable, CaseIterable {
+    case sigmoid
+    case avaPoseSoftmax = "ava_pose_softmax"
 }
 
 /// The files of an AVA config, read and checked: label map, classes, frame store.
@@ -215,6 +246,8 @@ public struct AVAInputs {
     public let labelMap: AVALabelMap
     public let classes: AVAClassIndex
     public let store: AVAFrameStore
+    /// How logits become scores (loss and test), from model.loss, model.focal and the classes.
+    public let scoring: AVAScoring
 
     public init(config: AVAConfig, file: String) throws {
         self.config = config; self.file = file
@@ -228,6 +261,15 @@ public struct AVAInputs {
         }
         labelMap = full.restricted(to: ids)
         classes = AVAClassIndex(ids: ids)
+        if config.model.loss == AVALossKind.avaPoseSoftmax.rawValue {
+            let pose = classes.poseSlots
+            guard ids.count >= 14, pose.count >= 2 else {
+                throw ConfigError(file, "field 'model.loss': ava_pose_softmax is a softmax over AVA's pose classes (ids 1-14 of its label map), but the \(ids.count) trained classes of \(config.data.labelmap) have \(ids.count < 14 ? "fewer than 14 classes" : "\(pose.count) pose class\(pose.count == 1 ? "" : "es")")")
+            }
+            scoring = .poseSoftmax(poseSlots: pose)
+        } else {
+            scoring = .sigmoid(focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil)
+        }
         let source = try AVAFrameSource.resolve(config.data.frames, kind: config.data.framesKind)
         store = AVAFrameStore(source: source, fps: config.data.fps, decodeShortSide: config.clipOptions.decodeShortSide,
                               cacheBytes: config.data.cacheMb << 20)
@@ -302,6 +344,12 @@ public struct AVAInputs {
         do { det = try AVADetector(config: config.detectorConfig(classes: classes.ids.count), generator: &g) } catch let e as AVADetectorError {
             throw ConfigError(file, "field \(e.description)")
         }
+        if det.acar_head != nil {
+            // ACAR's conv2 is a 3x3 convolution without padding: the feature map must be 3x3 or larger.
+            for (field, side) in [("data.train_crop", config.data.trainCrop), ("data.test_short_side", config.data.testShortSide)] where side / det.outputStride < 3 {
+                throw ConfigError(file, "field '\(field)' (\(side)) gives a \(side / det.outputStride)-cell feature map at stride \(det.outputStride); model.head acar needs at least 3 (\(3 * det.outputStride) pixels)")
+            }
+        }
         if loadEncoder && !config.model.checkpoint.isEmpty { try det.loadEncoder(from: config.model.checkpoint) }
         return det
     }
@@ -312,25 +360,26 @@ public final class AVATask: TrainingTask {
     public let detector: AVADetector
     public let source: AVADataset
     public let classes: AVAClassIndex
-    public let focal: (alpha: Float, gamma: Float)?
+    public let scoring: AVAScoring
     public let frozenBatchNorm: Bool
     public var model: Module { detector }
     public var objectiveName: String { "ava" }
 
-    public init(detector: AVADetector, source: AVADataset, classes: AVAClassIndex, focal: (alpha: Float, gamma: Float)?, frozenBatchNorm: Bool) {
-        self.detector = detector; self.source = source; self.classes = classes; self.focal = focal; self.frozenBatchNorm = frozenBatchNorm
+    public init(detector: AVADetector, source: AVADataset, classes: AVAClassIndex, scoring: AVAScoring, frozenBatchNorm: Bool) {
+        self.detector = detector; self.source = source; self.classes = classes; self.scoring = scoring; self.frozenBatchNorm = frozenBatchNorm
         if frozenBatchNorm { detector.freezeBatchNorm() }
     }
 
-    /// The loss (dropout drawn from the step's generator) and the number of regions.
+    /// The loss (every dropout of the detector drawn from the step's generator, one seed each in
+    /// module order) and the number of regions.
     public func losses(_ b: AVABatch, generator: inout RandomGenerator) -> [(String, Tensor)] {
         if frozenBatchNorm { detector.freezeBatchNorm() }
-        detector.roi_head.dropout.generator = RandomGenerator(seed: generator.next())
+        for d in detector.modules().compactMap({ $0 as? Dropout }) { d.generator = RandomGenerator(seed: generator.next()) }
         let logits = detector.logits(b.clips, boxes: b.boxes)
         let targets = classes.targets(b.actions.flatMap { $0 })
         let regions = Tensor(scalar: Float(b.regionCount))
         // A batch without a positive region (every label outside the classes) still makes a step.
-        let loss = AVARoIHead.loss(logits, targets: targets, focal: focal) ?? logits.sum() * 0
+        let loss = scoring.loss(logits, targets: targets) ?? logits.sum() * 0
         return [("loss", loss), ("regions", regions)]
     }
 
@@ -347,8 +396,7 @@ public func makeAVATrainer(configPath: String, overrides: [String] = [], report:
         throw ConfigError(configPath, "field 'train.batch_size' (\(config.train.batchSize)) is larger than the \(data.count) training keyframes")
     }
     let det = try inputs.makeDetector(loadEncoder: true)
-    let task = AVATask(detector: det, source: data, classes: inputs.classes,
-                       focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil, frozenBatchNorm: config.model.frozenBn)
+    let task = AVATask(detector: det, source: data, classes: inputs.classes, scoring: inputs.scoring, frozenBatchNorm: config.model.frozenBn)
     let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
     return try Trainer(settings: config.loopSettings, configFile: configPath, configText: try ConfigLoader.encode(config),
                        task: task, run: run, mpi: mpi)
@@ -401,7 +449,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     var detections: [AVADetection] = []
     let counter = CountProgress(total: data.count, unit: "keyframe", line: ProgressLine(write: progress))
     while let b = loader.next() {
-        let p = noGrad { det.logits(b.clips, boxes: b.boxes).sigmoid() }
+        let p = noGrad { inputs.scoring.probabilities(det.logits(b.clips, boxes: b.boxes)) }
         var offset = 0
         for (i, key) in b.keys.enumerated() {
             let n = b.boxes[i].count

@@ -118,6 +118,50 @@ public final class AVARoIHead: Module {
     }
 }
 
+/// How the classifier's outputs become class scores, in the loss and at test time.
+public enum AVAScoring: Sendable {
+    /// A sigmoid per class and binary cross-entropy with logits (mmaction2, PySlowFast), focal
+    /// when `focal` is set (`AVARoIHead.loss`).
+    case sigmoid(focal: (alpha: Float, gamma: Float)?)
+    /// ACAR-Net's `ava_pose_softmax`: a softmax over the pose slots (an actor has one pose), a
+    /// sigmoid over the other slots, binary cross-entropy on these probabilities (PyTorch's
+    /// F.binary_cross_entropy: logs clamped at -100, mean over every region and class).
+    case poseSoftmax(poseSlots: [Int])
+
+    /// Scores [K, outputs] in [0, 1] of logits [K, outputs] (slot 0 stays a sigmoid; it is unused).
+    public func probabilities(_ logits: Tensor) -> Tensor {
+        guard case .poseSoftmax(let pose) = self, !pose.isEmpty else { return logits.sigmoid() }
+        let n = logits.shape[1], poseSet = Set(pose)
+        let others = (0..<n).filter { !poseSet.contains($0) }
+        let order = others + pose
+        var inverse = [Int](repeating: 0, count: n)
+        for (i, s) in order.enumerated() { inverse[s] = i }
+        let parts = Tensor.cat([logits.indexSelect(axis: 1, indices: others).sigmoid(), logits.indexSelect(axis: 1, indices: pose).softmax(axis: 1)], axis: 1)
+        return parts.indexSelect(axis: 1, indices: inverse)
+    }
+
+    /// The loss over the regions with at least one positive label and slots 1... (slot 0
+    /// ignored), as `AVARoIHead.loss`; nil when no region has a positive label.
+    public func loss(_ logits: Tensor, targets: Tensor) -> Tensor? {
+        switch self {
+        case .sigmoid(let focal): return AVARoIHead.loss(logits, targets: targets, focal: focal)
+        case .poseSoftmax:
+            precondition(logits.shape == targets.shape && logits.rank == 2, "AVAScoring.loss: logits \(logits.shape) vs targets \(targets.shape)")
+            let k = logits.shape[0], n = logits.shape[1]
+            let positive = (0..<k).filter { r in (1..<n).contains { targets.data[r * n + $0] > 0 } }
+            if positive.isEmpty { return nil }
+            let p = probabilities(logits.indexSelect(axis: 0, indices: positive)).sliced(axis: 1, start: 1, end: n)
+            return F.binaryCrossEntropy(p, targets.indexSelect(axis: 0, indices: positive).sliced(axis: 1, start: 1, end: n))
+        }
+    }
+}
+
+extension AVAClassIndex {
+    /// AVA's pose classes (the PERSON_MOVEMENT actions, ids 1-14 of the 80-class label map; 13 of
+    /// them in the 60-class list, ACAR-Net's first 13 outputs): the slots of those trained.
+    public var poseSlots: [Int] { ids.enumerated().filter { (1...14).contains($0.element) }.map { $0.offset + 1 } }
+}
+
 /// One detection row of the AVA results CSV.
 public struct AVADetection: Sendable, Equatable {
     public var key: AVAKey

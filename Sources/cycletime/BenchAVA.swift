@@ -10,16 +10,19 @@ import Foundation
 /// 4x16: 4 frames), SlowOnly (4 frames) and SlowFast (32x2: fast 32 frames, slow 4), batch 2,
 /// 256x256, 2 boxes per clip, mmaction2's RoI head and BCE loss over 80 classes. Each case runs in
 /// its own process (peak memory is the case's own), next to the PyTorch implementation of the
-/// same network (scripts/bench/torch_ava.py) when python3 has torch.
+/// same network (scripts/bench/torch_ava.py) when python3 has torch. The relation heads on the 2D
+/// backbone: `2d-acrn` (mmaction2's ACRNHead, 512 channels, then BBoxHeadAVA's pooling and
+/// classifier) and `2d-acar` (ACAR-Net's ACARHead: reduce 1024, hidden 512, two HR2O layers, roi 7,
+/// dropout 0 before fc2), the same BCE loss.
 struct BenchAVA: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ava",
-        abstract: "AVA training iteration time and peak memory: 2D / SlowOnly / SlowFast ResNet-18 backbones, batch 2, 256x256, vs PyTorch.")
+        abstract: "AVA training iteration time and peak memory: 2D / SlowOnly / SlowFast ResNet-18 backbones and the ACRN / ACAR relation heads, batch 2, 256x256, vs PyTorch.")
 
-    static let known = ["2d", "slowonly", "slowfast"]
+    static let known = ["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar"]
     static let classes = 80
 
-    @Option(parsing: .upToNextOption, help: "Cases: 2d (4 frames), slowonly (4 frames), slowfast (32 frames, slow 4).")
+    @Option(parsing: .upToNextOption, help: "Cases: 2d (4 frames), slowonly (4 frames), slowfast (32 frames, slow 4), 2d-acrn, 2d-acar (the 2d backbone with a relation head).")
     var cases: [String] = BenchAVA.known
     @Option(help: "Timed iterations per case (after one warm-up iteration).") var steps = 3
     @Option(help: "Clips per batch.") var batch = 2
@@ -40,6 +43,9 @@ struct BenchAVA: ParsableCommand {
         try checkOption("--steps", steps, 1...100_000)
         try checkOption("--batch", batch, 1...256)
         guard size >= 32, size <= 4096, size % 16 == 0 else { throw ValidationError("--size must be a multiple of 16 of at least 32, got \(size)") }
+        if size < 48 && (cases.contains("2d-acar") || child == "2d-acar") {
+            throw ValidationError("--size must be at least 48 with the 2d-acar case (ACAR's unpadded 3x3 convolution needs a 3x3 feature map at stride 16), got \(size)")
+        }
     }
 
     static func frames(_ c: String) -> Int { c == "slowfast" ? 32 : 4 }
@@ -100,7 +106,7 @@ struct BenchAVA: ParsableCommand {
         let backbone: Module
         let channels: Int
         switch c {
-        case "2d":
+        case "2d", "2d-acrn", "2d-acar":
             backbone = FrameAveragedBackbone(encoder: ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4", strides: [1, 2, 2, 1]), generator: &g))
             channels = 512
         case "slowonly":
@@ -110,7 +116,17 @@ struct BenchAVA: ParsableCommand {
             let m = SlowFastBackbone(config: SlowFastConfig(depth: 18), generator: &g)
             backbone = m; channels = m.outChannels
         }
-        let head = AVARoIHead(inChannels: channels, classes: Self.classes, generator: &g)
+        let head: Module
+        let logits: (Tensor, [[AVABox]], Tensor) -> Tensor
+        if c == "2d-acar" {
+            let acar = ACARHead(width: channels, outputs: Self.classes + 1, roiSpatial: 7, reduceDim: 1024, hiddenDim: 512, depth: 2, generator: &g)
+            head = acar
+            logits = { f, boxes, _ in acar(features: f.rank == 5 ? f.mean(axis: 2) : f, boxes: boxes) }
+        } else {
+            let roi = AVARoIHead(inChannels: channels, classes: Self.classes, acrn: c == "2d-acrn" ? (channels, 1, 1) : nil, generator: &g)
+            head = roi
+            logits = { f, _, rois in roi.logits(f, rois: rois) }
+        }
         let x = Tensor.randn([batch, 3, Self.frames(c), size, size], generator: &g)
         let boxes = (0..<batch).map { _ in [AVABox(0.1, 0.2, 0.6, 0.9), AVABox(0.4, 0.1, 0.95, 0.8)] }
         let rois = AVARoIHead.rois(boxes, imageHeight: size, imageWidth: size)
@@ -127,7 +143,7 @@ struct BenchAVA: ParsableCommand {
             opt.zeroGrad()
             let t0 = wallSeconds()
             guard let loss = try ConvolutionPolicy.withPolicy(.current.with { $0.backend = convBackend }, {
-                try Autocast.run(precision) { AVARoIHead.loss(head.logits(backbone(x), rois: rois), targets: targets) }
+                try Autocast.run(precision) { AVARoIHead.loss(logits(backbone(x), boxes, rois), targets: targets) }
             }) else {
                 throw ValidationError("no region with a positive label")
             }

@@ -26,7 +26,7 @@ final class AVADetectorTests: XCTestCase {
                 d.eval()
                 let l = d.logits(clips, boxes: boxes)
                 XCTAssertEqual(l.shape, [3, 4], "\(kind)")
-                XCTAssertEqual(d.roi_head.fc_cls.weight.shape, [4, 128 * (context ? 2 : 1)])
+                XCTAssertEqual(d.roi_head!.fc_cls.weight.shape, [4, 128 * (context ? 2 : 1)])
                 XCTAssertEqual(d.outputStride, 8)
                 var g2 = RandomGenerator(seed: 3)
                 let d2 = try AVADetector(config: tinyConfig(kind, context: context), generator: &g2)
@@ -114,7 +114,7 @@ final class AVADetectorTests: XCTestCase {
         l.sum().backward()
         assertClose(d.stateDict()["backbone.bn1.running_mean"]!, before, rtol: 0, atol: 0)
         XCTAssertNil(d.stateDict()["backbone.bn1.weight"]!.grad)
-        XCTAssertNotNil(d.roi_head.fc_cls.weight.grad)
+        XCTAssertNotNil(d.roi_head!.fc_cls.weight.grad)
         XCTAssertNotNil(d.namedParameters().first { $0.0 == "backbone.conv1.weight" }!.1.grad)
     }
 
@@ -180,12 +180,38 @@ final class AVADetectorTests: XCTestCase {
         let keys = det.stateDictKeys()
         XCTAssertTrue(keys.contains("roi_head.shared_head.conv1.conv.weight"))
         XCTAssertTrue(keys.contains("roi_head.shared_head.convs.0.bn.running_var"))
-        XCTAssertEqual(det.roi_head.fc_cls.weight.shape, [4, 32])
+        XCTAssertEqual(det.roi_head!.fc_cls.weight.shape, [4, 32])
         let clips = randn([2, 3, 2, 32, 32], seed: 4, requiresGrad: false)
         let logits = det.logits(clips, boxes: [[AVABox(0.1, 0.1, 0.6, 0.9), AVABox(0.4, 0.2, 0.9, 0.8)], [AVABox(0, 0, 0.5, 0.5)]])
         XCTAssertEqual(logits.shape, [3, 4])
         logits.sum().backward()
-        XCTAssertNotNil(det.roi_head.shared_head?.conv1.conv.weight.grad)
+        XCTAssertNotNil(det.roi_head!.shared_head?.conv1.conv.weight.grad)
+        c.context = true
+        XCTAssertThrowsError(try AVADetector(config: c, generator: &g)) { XCTAssertTrue("\($0)".contains("model.context"), "\($0)") }
+    }
+
+    /// model.head acar: ACAR-Net's head replaces the RoI head (its keys under `acar_head.`, the
+    /// released code's names), gives logits [K, classes + 1] with every actor of a clip related to
+    /// the others, trains (gradients reach the HR2O layers and the backbone); its three dropouts
+    /// (before fc2, one per HR2O layer) are modules the trainer reseeds; refused with the context feature.
+    func testACARHeadDetector() throws {
+        var c = tinyConfig(.twoD)
+        c.head = .acar; c.acar.reduceDim = 16; c.acar.hiddenDim = 8; c.roiSize = 3; c.dropout = 0.2
+        var g = RandomGenerator(seed: 3)
+        let det = try AVADetector(config: c, generator: &g)
+        XCTAssertNil(det.roi_head)
+        let keys = det.stateDictKeys()
+        XCTAssertTrue(keys.contains("acar_head.conv_reduce.weight"))
+        XCTAssertTrue(keys.contains("acar_head.hr2o.1.conv_q.weight"))
+        XCTAssertFalse(keys.contains { $0.hasPrefix("roi_head.") })
+        XCTAssertEqual(det.acar_head?.fc2.weight.shape, [4, 16])
+        XCTAssertEqual(det.modules().compactMap { $0 as? Dropout }.map(\.p), [0.2, 0.2, 0.2])
+        let clips = randn([2, 3, 2, 64, 64], seed: 4, requiresGrad: false)
+        let logits = det.logits(clips, boxes: [[AVABox(0.1, 0.1, 0.6, 0.9), AVABox(0.4, 0.2, 0.9, 0.8)], [AVABox(0, 0, 0.5, 0.5)]])
+        XCTAssertEqual(logits.shape, [3, 4])
+        logits.sum().backward()
+        XCTAssertNotNil(det.acar_head?.hr2o.modules().compactMap { $0 as? Conv2d }.first?.weight.grad)
+        XCTAssertNotNil(det.namedParameters().first { $0.0.hasPrefix("backbone.") }?.1.grad)
         c.context = true
         XCTAssertThrowsError(try AVADetector(config: c, generator: &g)) { XCTAssertTrue("\($0)".contains("model.context"), "\($0)") }
     }

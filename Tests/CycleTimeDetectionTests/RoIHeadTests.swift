@@ -94,4 +94,36 @@ final class RoIHeadTests: XCTestCase {
         close(x.grad!, fx.t("d.x"), "d.x")
         close(feat.grad!, fx.t("d.feat"), "d.feat")
     }
+
+    /// ACAR-Net's ava_pose_softmax with the 14 pose classes of AVA's label map (ids 1-14) first:
+    /// loss, its gradient and the test-time scores against scripts/fixtures/acar.py (written from
+    /// the released losses.py), within float32 rounding; the gradient against central differences;
+    /// with the classes in another order (pose slots not first, not contiguous) the same loss and
+    /// the scores permuted alike; rows without a positive label do not count.
+    func testPoseSoftmaxLossMatchesACARNet() throws {
+        let fx = try Fixtures.load("acar")
+        let classes = AVAClassIndex(ids: Array(1...17))
+        XCTAssertEqual(classes.poseSlots, Array(1...14))
+        let scoring = AVAScoring.poseSoftmax(poseSlots: classes.poseSlots)
+        let logits = fx.t("loss.logits").clone().requiringGrad(), targets = fx.t("loss.targets")
+        let loss = try XCTUnwrap(scoring.loss(logits, targets: targets))
+        assertClose(loss.reshaped([1]), fx.t("loss.value").reshaped([1]), rtol: 1e-5, atol: 0)
+        loss.backward()
+        assertCloseRelativeToLargest(logits.grad!, fx.t("loss.dlogits"), relative: 1e-5, "d logits")
+        let probs = scoring.probabilities(fx.t("loss.logits"))
+        assertClose(probs, fx.t("loss.probs"), rtol: 1e-5, atol: 1e-7)
+        for r in 0..<probs.shape[0] { XCTAssertEqual((1...14).map { probs.data[r * 18 + $0] }.reduce(0, +), 1, accuracy: 1e-5, "pose scores of box \(r) are a softmax") }
+        gradcheck([fx.t("loss.logits").clone().requiringGrad()], eps: 1e-2, rtol: 1e-2, atol: 1e-4) { scoring.loss($0[0], targets: targets)! }
+
+        // The same classes listed in another order: slot s of the permuted run is slot perm[s] here.
+        let ids = [15, 3, 16, 1, 2, 17] + Array(4...14)
+        let permuted = AVAClassIndex(ids: ids)
+        let perm = [0] + ids
+        XCTAssertEqual(permuted.poseSlots, [2, 4, 5] + Array(7...17))
+        let pScoring = AVAScoring.poseSoftmax(poseSlots: permuted.poseSlots)
+        let pl = try XCTUnwrap(pScoring.loss(fx.t("loss.logits").indexSelect(axis: 1, indices: perm), targets: targets.indexSelect(axis: 1, indices: perm)))
+        assertClose(pl.reshaped([1]), fx.t("loss.value").reshaped([1]), rtol: 1e-5, atol: 0)
+        assertClose(pScoring.probabilities(fx.t("loss.logits").indexSelect(axis: 1, indices: perm)), fx.t("loss.probs").indexSelect(axis: 1, indices: perm), rtol: 1e-5, atol: 1e-7)
+        XCTAssertNil(scoring.loss(logits, targets: Tensor.zeros(logits.shape)))
+    }
 }

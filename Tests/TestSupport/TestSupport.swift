@@ -182,6 +182,19 @@ public func runProcess(_ executable: String, _ arguments: [String], environment:
                          stderr: String(decoding: errData, as: UTF8.self))
 }
 
+/// Runs a training command and presses Ctrl-C (SIGINT) once `metrics` holds `lines` lines (or
+/// after two minutes).
+public func runProcessInterrupted(_ executable: String, _ arguments: [String], metrics: String, lines: Int = 2) throws -> ProcessResult {
+    try runProcess(executable, arguments) { p in
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let t = try? String(contentsOfFile: metrics, encoding: .utf8), t.split(separator: "\n").count >= lines { break }
+            usleep(20_000)
+        }
+        p.interrupt()
+    }
+}
+
 /// A fresh, empty folder for one test's files, under this test process's own temporary root
 /// (`$TMPDIR/cycletime-tests-PID`). The root is removed when the test bundle finishes, so repeated
 /// runs do not fill the disk; set `CYCLETIME_KEEP_TEST_FILES=1` to keep it for inspection.

@@ -5,15 +5,15 @@ import XCTest
 
 /// `cycletime bench ava` (Sources/cycletime/BenchAVA.swift), run as the executable.
 final class BenchAVATests: XCTestCase {
-    /// The tiny run: every case in its own child process, figures in the JSON.
+    /// The tiny run: every case (the relation heads too) in its own child process, figures in the JSON.
     func testQuickRunReportsEveryCase() throws {
         let exe = try cycletimeExecutable()
         let r = try runProcess(exe, ["bench", "ava", "--quick", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
         let cases = try XCTUnwrap(obj["cases"] as? [String: [String: Any]])
-        XCTAssertEqual(Set(cases.keys), ["2d", "slowonly", "slowfast"])
-        for (name, channels, frames) in [("2d", 512, 4), ("slowonly", 512, 4), ("slowfast", 576, 32)] {
+        XCTAssertEqual(Set(cases.keys), ["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar"])
+        for (name, channels, frames) in [("2d", 512, 4), ("slowonly", 512, 4), ("slowfast", 576, 32), ("2d-acrn", 512, 4), ("2d-acar", 512, 4)] {
             let c = try XCTUnwrap(cases[name])
             XCTAssertEqual(c["output_channels"] as? Int, channels, name)
             XCTAssertEqual(c["frames"] as? Int, frames, name)
@@ -51,5 +51,8 @@ final class BenchAVATests: XCTestCase {
         let s = try runProcess(exe, ["bench", "ava", "--size", "100"])
         XCTAssertNotEqual(s.status, 0)
         XCTAssertTrue(s.stderr.contains("--size"), s.stderr)
+        let acar = try runProcess(exe, ["bench", "ava", "--cases", "2d-acar", "--size", "32"])
+        XCTAssertEqual(acar.status, 64)
+        XCTAssertTrue(acar.stderr.contains("--size must be at least 48 with the 2d-acar case"), acar.stderr)
     }
 }

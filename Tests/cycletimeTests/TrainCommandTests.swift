@@ -49,14 +49,7 @@ final class TrainCommandTests: XCTestCase {
         let dir = temporaryDirectory("sigint")
         let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 40)
         let metrics = dir + "/run/metrics.jsonl"
-        let r = try runProcess(exe, ["train", "--config", cfg]) { p in
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                if let t = try? String(contentsOfFile: metrics, encoding: .utf8), t.split(separator: "\n").count >= 2 { break }
-                usleep(50_000)
-            }
-            p.interrupt()
-        }
+        let r = try runProcessInterrupted(exe, ["train", "--config", cfg], metrics: metrics)
         XCTAssertEqual(r.status, 130, r.stderr)
         XCTAssertTrue(r.stderr.contains("interrupted at step"), r.stderr)
         let steps = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").count

@@ -6,8 +6,13 @@ logits over slots 1...), 2 boxes per clip. Backbones, the same networks as the S
   2d        torchvision resnet18 (layer4 stride 1) per frame, features averaged over time (T 4)
   slowonly  the SlowOnly ResNet-18 of scripts/fixtures/ava.py (T 4)
   slowfast  the SlowFast ResNet-18 of scripts/fixtures/slowfast.py, alpha 8 (fast T 32, slow 4)
+Relation heads on the 2d backbone (RoIAlign as above before them where they use it):
+  2d-acrn   mmaction2's ACRNHead (512 channels, stride 1, one (1, 3, 3) conv) then BBoxHeadAVA's
+            pooling and classifier: the module of scripts/fixtures/acrn.py
+  2d-acar   ACAR-Net's ACARHead (reduce 1024, hidden 512, two HR2O layers, roi 7, torchvision's
+            roi_align in feature coordinates): the module of scripts/fixtures/acar.py
 
-Usage: torch_ava.py --case 2d|slowonly|slowfast [--threads 2] [--batch 2] [--size 256] [--steps 3]
+Usage: torch_ava.py --case 2d|slowonly|slowfast|2d-acrn|2d-acar [--threads 2] [--batch 2] [--size 256] [--steps 3]
 Prints one JSON object: median seconds per iteration over the timed steps (after one warm-up) and
 the process's peak resident memory. Needs torch and torchvision."""
 import argparse
@@ -24,9 +29,11 @@ from torchvision.ops import roi_align
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fixtures.ava import SlowOnly18  # noqa: E402
 from fixtures.slowfast import SlowFast18  # noqa: E402
+from fixtures.acrn import ACRN  # noqa: E402
+from fixtures.acar import ACAR  # noqa: E402
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--case", choices=["2d", "slowonly", "slowfast"], required=True)
+ap.add_argument("--case", choices=["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar"], required=True)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--batch", type=int, default=2)
 ap.add_argument("--size", type=int, default=256)
@@ -52,10 +59,16 @@ class FrameAveraged(torch.nn.Module):
 
 
 frames = 32 if args.case == "slowfast" else 4
-backbone = {"2d": FrameAveraged, "slowonly": SlowOnly18, "slowfast": lambda: SlowFast18(alpha=8)}[args.case]()
+backbone = {"2d": FrameAveraged, "slowonly": SlowOnly18, "slowfast": lambda: SlowFast18(alpha=8),
+            "2d-acrn": FrameAveraged, "2d-acar": FrameAveraged}[args.case]()
 channels = 576 if args.case == "slowfast" else 512
 fc = torch.nn.Linear(channels, args.classes + 1)
 dropout = torch.nn.Dropout(0.5)
+if args.case == "2d-acrn":
+    fc = ACRN(c=channels, out=channels, stride=1, convs=1, classes=args.classes)
+elif args.case == "2d-acar":
+    fc = ACAR(width=channels, reduce=1024, hidden=512, roi=7, depth=2, out=args.classes + 1,
+              align=lambda f, r, size: roi_align(f, r, output_size=(size, size)))
 model = torch.nn.ModuleList([backbone, fc]).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
@@ -65,6 +78,8 @@ boxes = []
 for i in range(b):
     boxes += [[i, 0.1 * s, 0.2 * s, 0.6 * s, 0.9 * s], [i, 0.4 * s, 0.1 * s, 0.95 * s, 0.8 * s]]
 rois = torch.tensor(boxes, dtype=torch.float32)
+normalized = rois.clone()
+normalized[:, 1:] /= s
 targets = (torch.rand(rois.shape[0], args.classes) < 0.05).float()
 targets[:, 0] = 1  # every region has a positive label
 
@@ -73,8 +88,14 @@ for i in range(args.steps + 1):
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     f = backbone(x).mean(dim=2)
-    r = roi_align(f, rois, output_size=(8, 8), spatial_scale=1 / 16, sampling_ratio=0, aligned=True)
-    logits = fc(dropout(r.amax(dim=(2, 3))))
+    if args.case == "2d-acar":
+        logits = fc(f, normalized)
+    else:
+        r = roi_align(f, rois, output_size=(8, 8), spatial_scale=1 / 16, sampling_ratio=0, aligned=True)
+        if args.case == "2d-acrn":
+            logits = fc(dropout(r), f, rois[:, 0].long())  # ACRN's fixture module has no dropout; BBoxHeadAVA's on its input
+        else:
+            logits = fc(dropout(r.amax(dim=(2, 3))))
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], targets)
     loss.backward()
     opt.step()

@@ -229,6 +229,40 @@ extension F {
         }
     }
 
+    /// F.binary_cross_entropy on probabilities (not logits), exactly as PyTorch: each log is
+    /// clamped at -100, so p = 0 or 1 gives a finite loss,
+    ///
+    ///     loss = -(t * max(log p, -100) + (1 - t) * max(log(1 - p), -100))
+    ///
+    /// and the gradient is PyTorch's, (p - t) / max(p (1 - p), 1e-12) (finite at 0 and 1). The
+    /// gradient flows to the probabilities only (the target is a constant).
+    public static func binaryCrossEntropy(_ probabilities: Tensor, _ target: Tensor, reduction: Reduction = .mean) -> Tensor {
+        precondition(probabilities.shape == target.shape,
+                     "binaryCrossEntropy: target size \(target.shape) must be the same as input size \(probabilities.shape)")
+        let shape = probabilities.shape, n = probabilities.count
+        let l = Tensor(uninitialized: shape)
+        let pp = SendablePointer(probabilities.data), pt = SendablePointer(target.data), pl = SendablePointer(l.data)
+        Parallel.chunks(n, costPerItem: 20) { r in
+            for i in r {
+                let p = pp[i], t = pt[i]
+                pl[i] = -(t * Swift.max(Foundation.log(p), -100) + (1 - t) * Swift.max(Foundation.log(1 - p), -100))
+            }
+        }
+        return reduceLoss(l, reduction).recording("binaryCrossEntropy", [probabilities]) { g in
+            let pp = SendablePointer(probabilities.data), pt = SendablePointer(target.data)
+            let rg = ReducedGrad(g, reduction, count: n)
+            let gx = Tensor(uninitialized: shape)
+            let pg = SendablePointer(gx.data)
+            Parallel.chunks(n, costPerItem: 10) { r in
+                for i in r {
+                    let p = pp[i], t = pt[i]
+                    pg[i] = rg[i] * (p - t) / Swift.max(p * (1 - p), 1e-12)
+                }
+            }
+            return [gx]
+        }
+    }
+
     /// F.cross_entropy from logits [N, C] or [N, C, d...] and class indices [N] / [N, d...] (as
     /// Float), exactly as PyTorch: entries equal to `ignoreIndex` contribute nothing; with label
     /// smoothing ε, loss = (1 - ε) * nll + ε / C * sum_c(-log p_c); `.mean` divides both parts
