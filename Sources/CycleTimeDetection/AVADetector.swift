@@ -172,6 +172,16 @@ public final class AVADetector: Module {
         return roi_head.classify(pooled)
     }
 
+    /// The RoI features [K, C] of normalized boxes per clip, as the RoI head pools them (time
+    /// average, RoIAlign, spatial max; no context, dropout or classifier): what a long-term feature
+    /// bank stores. nil for ACAR's head, which pools no per-box feature.
+    public func roiFeatures(_ clips: Tensor, boxes: [[AVABox]]) -> Tensor? {
+        guard let roi_head else { return nil }
+        let feat = backbone(clips)
+        let f = feat.rank == 5 ? feat.mean(axis: 2) : feat
+        return roi_head.pooled(f, rois: AVARoIHead.rois(boxes, imageHeight: clips.shape[3], imageWidth: clips.shape[4]))
+    }
+
     /// Batch-norm layers of the backbone.
     public var batchNorms: [BatchNormBase] { backbone.modules().compactMap { $0 as? BatchNormBase } }
 

@@ -319,22 +319,51 @@ public struct AVAInputs {
     /// Test keyframes (those of the test annotations) with their proposals, or with their
     /// ground-truth boxes (`boxes: .groundTruth`, the oracle-box upper bound); skip reports go to `report`.
     public func testDataset(boxes: AVATestBoxes = .proposals, report: (String) -> Void) throws -> AVADataset {
-        let csv = try AVACSV.read(testAnnotations)
+        try keyframeDataset(annotations: testAnnotations, proposals: testProposals, proposalsField: "test.proposals' (or data.proposals)",
+                            excluded: testExcluded, boxes: boxes, report: report)
+    }
+
+    /// The keyframes of `annotations` as test-mode clips (full frame, no augmentation) with the
+    /// proposals of `proposals` (or their ground-truth boxes), excluded ones dropped.
+    func keyframeDataset(annotations: String, proposals path: String, proposalsField: String, excluded: String, boxes: AVATestBoxes,
+                         report: (String) -> Void) throws -> AVADataset {
+        let csv = try AVACSV.read(annotations)
         let proposals: AVAProposals
         switch boxes {
         case .proposals:
-            guard !testProposals.isEmpty else { throw ConfigError(file, "field 'test.proposals' (or data.proposals) must name the person proposals used at test time") }
-            proposals = try AVAProposals.read(testProposals)
+            guard !path.isEmpty else { throw ConfigError(file, "field '\(proposalsField) must name the person proposals of \(annotations)") }
+            proposals = try AVAProposals.read(path)
         case .groundTruth:
             proposals = AVAProposals.groundTruth(csv)
         }
-        let excluded = testExcluded.isEmpty ? [] : try readAVAExcluded(testExcluded)
-        let r = AVAEntries.testing(keys: csv.keys, proposals: proposals, excluded: excluded, threshold: config.test.proposalThreshold)
+        let excludedKeys = excluded.isEmpty ? [] : try readAVAExcluded(excluded)
+        let r = AVAEntries.testing(keys: csv.keys, proposals: proposals, excluded: excludedKeys, threshold: config.test.proposalThreshold)
         let missing = AVAEntries.missingReport(r.missingProposals, proposals: proposals.path)
         if !missing.isEmpty { report(missing) }
-        if r.entries.isEmpty { throw AVAError(proposals.path, "no test keyframe of \(testAnnotations) has a proposal") }
-        let entries = try keyframesInVideos(r.entries, annotations: testAnnotations, report: report)
+        if r.entries.isEmpty { throw AVAError(proposals.path, "no keyframe of \(annotations) has a proposal") }
+        let entries = try keyframesInVideos(r.entries, annotations: annotations, report: report)
         return AVADataset(entries: entries, store: store, options: config.clipOptions, training: false)
+    }
+
+    /// The trained detector of `checkpoint` (default: the run's latest) in evaluation mode, and the
+    /// checkpoint's path; a missing file, another objective's checkpoint or one that does not fit
+    /// the configured detector is one error naming the file.
+    public func trainedDetector(checkpoint: String?) throws -> (AVADetector, String) {
+        let ckpt = checkpoint ?? config.outputDir + "/checkpoints/latest.safetensors"
+        guard FileManager.default.fileExists(atPath: ckpt) else {
+            throw TrainingError("\(ckpt): no such checkpoint (train first with 'cycletime ava train', or pass --checkpoint)")
+        }
+        let det = try makeDetector(loadEncoder: false)
+        let file: CheckpointFile
+        do { file = try CheckpointFile(ckpt) } catch { throw TrainingError("\(error)") }
+        if let o = file.metadata["objective"], o != "ava" { throw TrainingError("\(ckpt): a checkpoint of objective '\(o)', not an AVA detector") }
+        do {
+            try det.loadStateDict(file.modelState, strict: true)
+        } catch {
+            throw TrainingError("\(ckpt): the checkpoint does not fit the configured detector: \(error)")
+        }
+        det.eval()
+        return (det, ckpt)
     }
 
     /// The detector, initialized from the seed (and the encoder weights when `loadEncoder`).
@@ -427,21 +456,8 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     try config.validate(file: configPath)
     try AtomicFile.checkWritable(out)
     let inputs = try AVAInputs(config: config, file: configPath)
-    let ckpt = checkpoint ?? config.outputDir + "/checkpoints/latest.safetensors"
-    guard FileManager.default.fileExists(atPath: ckpt) else {
-        throw TrainingError("\(ckpt): no such checkpoint (train first with 'cycletime ava train', or pass --checkpoint)")
-    }
+    let (det, ckpt) = try inputs.trainedDetector(checkpoint: checkpoint)
     let data = try inputs.testDataset(boxes: boxes, report: report)
-    let det = try inputs.makeDetector(loadEncoder: false)
-    let file: CheckpointFile
-    do { file = try CheckpointFile(ckpt) } catch { throw TrainingError("\(error)") }
-    if let o = file.metadata["objective"], o != "ava" { throw TrainingError("\(ckpt): a checkpoint of objective '\(o)', not an AVA detector") }
-    do {
-        try det.loadStateDict(file.modelState, strict: true)
-    } catch {
-        throw TrainingError("\(ckpt): the checkpoint does not fit the configured detector: \(error)")
-    }
-    det.eval()
     let loader = PrefetchLoader(source: data, batchSize: 1, workers: config.data.workers, queueDepth: config.data.prefetch,
                                 seed: UInt64(config.seed), epochs: 1, shuffle: false)
     loader.warn = { report($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CycleTimeDetection
 
 extension AVATestBoxes: ExpressibleByArgument {}
+extension AVABankSplit: ExpressibleByArgument {}
 import CycleTimeTraining
 import CycleTimePretraining
 import Foundation
@@ -11,7 +12,7 @@ struct AVACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ava",
         abstract: "AVA spatio-temporal action detection.",
-        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self, AVACheckCommand.self])
+        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self, AVACheckCommand.self, AVABankCommand.self])
 }
 
 /// `cycletime ava train --config C [--resume] [--set k=v ...]`: trains the detector with the trainer
@@ -87,6 +88,34 @@ struct AVATestCommand: ParsableCommand {
         print("wrote \(s.rows) detections for \(s.keyframes) keyframes to \(out) (checkpoint \(s.checkpoint))")
         let on = boxes == .groundTruth ? "ground-truth boxes" : "proposals"
         if let m = s.mAP { print("frame-mAP@0.5IOU: \(String(format: "%.8f", m))  (official protocol, test annotations, \(on))") }
+    }
+}
+
+/// `cycletime ava bank --config C [--checkpoint K] --split train|test --out BANK`: the long-term
+/// feature bank of a split (a safetensors file per video; an interrupted build resumes).
+struct AVABankCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bank",
+        abstract: "Build the long-term feature bank of a split: every keyframe's proposal RoI features, a file per video.",
+        discussion: """
+            The trained detector (linear head or ACRN) runs on every keyframe of the split (train: \
+            data.annotations with data.proposals; test: test.annotations with test.proposals) as \
+            'ava test' does, and each proposal's RoI feature is stored under its video and second in \
+            BANK/<video>.safetensors, written when the video is done. Run again to resume: videos \
+            already in BANK are kept.
+            """)
+
+    @Option(help: "The run config (YAML).") var config: String
+    @Option(help: "Detector checkpoint (default: output_dir/checkpoints/latest.safetensors).") var checkpoint: String?
+    @Option(help: "Keyframes to run over: train or test.") var split: AVABankSplit = .train
+    @Option(help: "The bank folder.") var out: String
+    @Option(name: .customLong("set"), help: "Override a config field (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        let err: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+        let s = try runAVABank(configPath: config, overrides: overrides, checkpoint: checkpoint, out: out, split: split,
+                               report: { err("warning: " + $0 + "\n") }, progress: err)
+        print("wrote \(s.written.count) video file(s) (\(s.features) features of \(s.channels) channels from \(s.keyframes) keyframes) to \(out), kept \(s.skipped.count) (checkpoint \(s.checkpoint))")
     }
 }
 
