@@ -283,6 +283,10 @@ public struct AVABatch: @unchecked Sendable {
     public var actions: [[[Int]]]
     public var keys: [AVAKey]
     public var regionCount: Int { boxes.reduce(0) { $0 + $1.count } }
+    /// (video, second) of every box, clip after clip (a feature bank's keys).
+    public var boxKeys: [(video: String, timestamp: Int)] {
+        zip(keys, boxes).flatMap { k, list in list.map { _ in (video: k.videoID, timestamp: k.timestamp) } }
+    }
 }
 
 /// AVA keyframes as clips for the prefetching loader: training samples (scale jitter, random crop,

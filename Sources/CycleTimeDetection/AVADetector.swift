@@ -37,6 +37,18 @@ public struct ACAROptions: Sendable, Equatable {
     public init() {}
 }
 
+/// The long-term feature bank's operator (mmaction2's fbo_cfg) and window size.
+public struct FeatureBankOptions: Sendable, Equatable {
+    public var kind: FeatureBankOperatorKind = .nonLocal
+    /// Long-term features per RoI: window seconds x features per second.
+    public var longTerm = 300
+    public var latent = 512
+    public var layers = 2
+    public var dropout: Float = 0.2
+    public var preActivate = true
+    public init() {}
+}
+
 /// The detector's architecture.
 public struct AVADetectorConfig: Sendable, Equatable {
     public var backbone: AVABackboneKind = .slowonly
@@ -61,6 +73,8 @@ public struct AVADetectorConfig: Sendable, Equatable {
     public var acrnConvs = 1
     /// ACAR: its options; `roiSize` is its roi_spatial, `dropout` its dropout before fc2.
     public var acar = ACAROptions()
+    /// The long-term feature bank operator before the classifier (nil: none; linear head only).
+    public var bank: FeatureBankOptions?
     public var dropout: Float = 0.5
     public var roiSize = 8
     /// SlowFast: frame-rate ratio of the fast pathway, its channel reduction 1/beta, lateral BN + ReLU.
@@ -89,6 +103,8 @@ public final class AVADetector: Module {
     public let roi_head: AVARoIHead?
     /// ACAR-Net's head (`model.head acar`), which classifies by itself.
     public let acar_head: ACARHead?
+    /// The long-term feature bank operator (`model.bank`), between the RoI pooling and the classifier.
+    public let bank_head: FBOHead?
     public let outputStride: Int
     public let featureChannels: Int
 
@@ -146,15 +162,32 @@ public final class AVADetector: Module {
         } else {
             let acrn = config.head == .acrn ? (channels: config.acrnChannels > 0 ? config.acrnChannels : featureChannels, stride: config.acrnStride,
                                                convs: config.acrnConvs) : nil
-            roi_head = AVARoIHead(inChannels: featureChannels * (config.context ? 2 : 1), classes: config.classes, dropout: config.dropout,
+            var inChannels = featureChannels * (config.context ? 2 : 1)
+            if let b = config.bank {
+                guard config.head == .linear && !config.context else {
+                    throw AVADetectorError("model.bank works with model.head linear and model.context false")
+                }
+                inChannels = FBOHead.outChannels(kind: b.kind, stChannels: featureChannels, ltChannels: featureChannels, latentChannels: b.latent)
+            }
+            roi_head = AVARoIHead(inChannels: inChannels, classes: config.classes, dropout: config.dropout,
                                   roiSize: config.roiSize, featureStride: outputStride, acrn: acrn, generator: &generator)
             acar_head = nil
+        }
+        if let b = config.bank {
+            guard b.longTerm >= 1, b.latent >= 1, b.layers >= 1, b.dropout >= 0 && b.dropout < 1 else {
+                throw AVADetectorError("model.bank_window, model.bank_per_second, model.bank_latent and model.bank_layers >= 1, model.bank_dropout in [0, 1)")
+            }
+            bank_head = FBOHead(kind: b.kind, stChannels: featureChannels, ltChannels: featureChannels, latentChannels: b.latent, longTerm: b.longTerm,
+                                layers: b.layers, stDropout: b.dropout, ltDropout: b.dropout, preActivate: b.preActivate, generator: &generator)
+        } else {
+            bank_head = nil
         }
         super.init()
     }
 
-    /// Logits [K, classes + 1] for `clips` [N, 3, T, H, W] and normalized boxes per clip (K boxes in all).
-    public func logits(_ clips: Tensor, boxes: [[AVABox]]) -> Tensor {
+    /// Logits [K, classes + 1] for `clips` [N, 3, T, H, W] and normalized boxes per clip (K boxes in all);
+    /// with a feature bank, `longTerm` holds each box's window [K, C, W * K', 1, 1] (`FeatureBank.windows`).
+    public func logits(_ clips: Tensor, boxes: [[AVABox]], longTerm: Tensor? = nil) -> Tensor {
         precondition(clips.rank == 5 && boxes.count == clips.shape[0], "AVADetector: clips [N, 3, T, H, W] with N box lists, got \(clips.shape) and \(boxes.count)")
         let h = clips.shape[3], w = clips.shape[4]
         let feat = backbone(clips)
@@ -168,6 +201,10 @@ public final class AVADetector: Module {
             let whole = boxes.map { list in list.map { _ in AVABox(0, 0, 1, 1) } }
             let ctx = roi_head.pooled(f, rois: AVARoIHead.rois(whole, imageHeight: h, imageWidth: w))
             pooled = Tensor.cat([pooled, ctx], axis: 1)
+        }
+        if let bank_head {
+            guard let longTerm else { preconditionFailure("AVADetector: model.bank needs the boxes' long-term features") }
+            pooled = bank_head(shortTerm: pooled, longTerm: longTerm)
         }
         return roi_head.classify(pooled)
     }

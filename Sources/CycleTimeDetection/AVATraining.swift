@@ -105,6 +105,19 @@ public struct AVAModelConfig: Codable, Equatable, Sendable {
     /// sigmoid (binary cross-entropy with logits, mmaction2) or ava_pose_softmax (ACAR-Net: a
     /// softmax over AVA's pose classes, ids 1-14, a sigmoid over the others; test scores alike).
     public var loss: String = "sigmoid"
+    /// Long-term feature bank (Wu et al., CVPR 2019; mmaction2's LFB and FBOHead): none, non_local,
+    /// avg or max, reading the files of `cycletime ava bank` in bank_path; each RoI gets the window of
+    /// bank_window seconds around its keyframe, bank_per_second features per second (mmaction2: 60
+    /// and 5); non_local's latent width, layers, dropout and pre-activation as mmaction2's fbo_cfg.
+    /// Linear head, no context.
+    public var bank: String = "none"
+    public var bankPath: String = ""
+    public var bankWindow: Int = 60
+    public var bankPerSecond: Int = 5
+    public var bankLatent: Int = 512
+    public var bankLayers: Int = 2
+    public var bankDropout: Float = 0.2
+    public var bankPreActivate: Bool = true
     public var dropout: Float = 0.5
     public var roiSize: Int = 8
     /// SlowFast only: the fast pathway's frame-rate ratio (the clip is the fast-rate clip, so
@@ -157,6 +170,8 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
             "model.roi_size": V.queue, "model.alpha": V.queue, "model.beta_inv": V.queue,
             "model.acrn_channels": V.channels, "model.acrn_stride": V.queue, "model.acrn_convs": V.queue,
             "model.acar_reduce_dim": V.channels, "model.acar_hidden_dim": V.channels, "model.acar_depth": V.queue, "model.acar_kernel_size": V.queue,
+            "model.bank_window": V.queue, "model.bank_per_second": V.queue, "model.bank_latent": V.channels, "model.bank_layers": V.queue,
+            "model.bank_dropout": V.fraction,
         ].merging(SharedConfigFields.numberBounds) { $1 }
     }()
 
@@ -192,6 +207,19 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         if AVALossKind(rawValue: model.loss) == nil { throw fail("model.loss", "'\(model.loss)' is not sigmoid or ava_pose_softmax") }
         if model.loss == AVALossKind.avaPoseSoftmax.rawValue && model.focal {
             throw fail("model.focal", "weights the sigmoid loss: it must be false with model.loss ava_pose_softmax")
+        }
+        if model.bank != "none" {
+            if FeatureBankOperatorKind(rawValue: model.bank) == nil { throw fail("model.bank", "'\(model.bank)' is not none, non_local, avg or max") }
+            if model.head != "linear" || model.context { throw fail("model.bank", "works with model.head linear and model.context false") }
+            var isDir: ObjCBool = false
+            if model.bankPath.isEmpty || !FileManager.default.fileExists(atPath: model.bankPath, isDirectory: &isDir) || !isDir.boolValue {
+                throw fail("model.bank_path", "'\(model.bankPath)' is not a folder of bank files (build it with 'cycletime ava bank')")
+            }
+            if model.bankWindow < 1 { throw fail("model.bank_window", "must be >= 1") }
+            if model.bankPerSecond < 1 { throw fail("model.bank_per_second", "must be >= 1") }
+            if model.bankLatent < 1 { throw fail("model.bank_latent", "must be >= 1") }
+            if model.bankLayers < 1 { throw fail("model.bank_layers", "must be >= 1") }
+            if !(model.bankDropout < 1) { throw fail("model.bank_dropout", "must be in [0, 1)") }
         }
         if model.acrnStride < 1 { throw fail("model.acrn_stride", "must be >= 1") }
         if model.acrnConvs < 1 { throw fail("model.acrn_convs", "must be >= 1") }
@@ -229,6 +257,12 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         c.acar.reduceDim = model.acarReduceDim; c.acar.hiddenDim = model.acarHiddenDim; c.acar.depth = model.acarDepth
         c.acar.kernelSize = model.acarKernelSize; c.acar.mlp1x1 = model.acarMlp1x1; c.acar.downsample = model.acarDownsample == "max2x2"
         c.acar.bias = model.acarBias
+        if let kind = FeatureBankOperatorKind(rawValue: model.bank) {
+            var b = FeatureBankOptions()
+            b.kind = kind; b.longTerm = model.bankWindow * model.bankPerSecond; b.latent = model.bankLatent
+            b.layers = model.bankLayers; b.dropout = model.bankDropout; b.preActivate = model.bankPreActivate
+            c.bank = b
+        }
         return c
     }
 }
@@ -345,6 +379,17 @@ public struct AVAInputs {
         return AVADataset(entries: entries, store: store, options: config.clipOptions, training: false)
     }
 
+    /// The long-term feature bank of `model.bank` for `detector` (nil without one); every video of
+    /// `entries` must have its file (one error naming the first that lacks it).
+    public func featureBank(for detector: AVADetector, entries: [AVAEntry]) throws -> FeatureBank? {
+        guard detector.bank_head != nil else { return nil }
+        let store = FeatureBankStore(root: config.model.bankPath)
+        if let missing = Set(entries.map(\.key.videoID)).sorted().first(where: { !store.contains($0) }) {
+            throw ConfigError(file, "field 'model.bank_path': no bank file for video '\(missing)' (\(store.path(missing))); build it with 'cycletime ava bank'")
+        }
+        return FeatureBank(store: store, channels: detector.featureChannels, windowSize: config.model.bankWindow, maxPerSecond: config.model.bankPerSecond)
+    }
+
     /// The trained detector of `checkpoint` (default: the run's latest) in evaluation mode, and the
     /// checkpoint's path; a missing file, another objective's checkpoint or one that does not fit
     /// the configured detector is one error naming the file.
@@ -394,17 +439,23 @@ public final class AVATask: TrainingTask {
     public var model: Module { detector }
     public var objectiveName: String { "ava" }
 
-    public init(detector: AVADetector, source: AVADataset, classes: AVAClassIndex, scoring: AVAScoring, frozenBatchNorm: Bool) {
+    /// The long-term feature bank (`model.bank`), read for every box of a batch.
+    public let bank: FeatureBank?
+
+    public init(detector: AVADetector, source: AVADataset, classes: AVAClassIndex, scoring: AVAScoring, frozenBatchNorm: Bool,
+                bank: FeatureBank? = nil) {
         self.detector = detector; self.source = source; self.classes = classes; self.scoring = scoring; self.frozenBatchNorm = frozenBatchNorm
+        self.bank = bank
         if frozenBatchNorm { detector.freezeBatchNorm() }
     }
 
     /// The loss (every dropout of the detector drawn from the step's generator, one seed each in
-    /// module order) and the number of regions.
-    public func losses(_ b: AVABatch, generator: inout RandomGenerator) -> [(String, Tensor)] {
+    /// module order; then the bank windows' draws) and the number of regions.
+    public func losses(_ b: AVABatch, generator: inout RandomGenerator) throws -> [(String, Tensor)] {
         if frozenBatchNorm { detector.freezeBatchNorm() }
         for d in detector.modules().compactMap({ $0 as? Dropout }) { d.generator = RandomGenerator(seed: generator.next()) }
-        let logits = detector.logits(b.clips, boxes: b.boxes)
+        let longTerm = try bank?.windows(b.boxKeys, generator: &generator)
+        let logits = detector.logits(b.clips, boxes: b.boxes, longTerm: longTerm)
         let targets = classes.targets(b.actions.flatMap { $0 })
         let regions = Tensor(scalar: Float(b.regionCount))
         // A batch without a positive region (every label outside the classes) still makes a step.
@@ -425,7 +476,8 @@ public func makeAVATrainer(configPath: String, overrides: [String] = [], report:
         throw ConfigError(configPath, "field 'train.batch_size' (\(config.train.batchSize)) is larger than the \(data.count) training keyframes")
     }
     let det = try inputs.makeDetector(loadEncoder: true)
-    let task = AVATask(detector: det, source: data, classes: inputs.classes, scoring: inputs.scoring, frozenBatchNorm: config.model.frozenBn)
+    let task = AVATask(detector: det, source: data, classes: inputs.classes, scoring: inputs.scoring, frozenBatchNorm: config.model.frozenBn,
+                       bank: try inputs.featureBank(for: det, entries: data.entries))
     let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
     return try Trainer(settings: config.loopSettings, configFile: configPath, configText: try ConfigLoader.encode(config),
                        task: task, run: run, mpi: mpi)
@@ -458,6 +510,7 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     let inputs = try AVAInputs(config: config, file: configPath)
     let (det, ckpt) = try inputs.trainedDetector(checkpoint: checkpoint)
     let data = try inputs.testDataset(boxes: boxes, report: report)
+    let bank = try inputs.featureBank(for: det, entries: data.entries)
     let loader = PrefetchLoader(source: data, batchSize: 1, workers: config.data.workers, queueDepth: config.data.prefetch,
                                 seed: UInt64(config.seed), epochs: 1, shuffle: false)
     loader.warn = { report($0.hasPrefix("warning: ") ? String($0.dropFirst(9)) : $0) }
@@ -465,7 +518,11 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
     var detections: [AVADetection] = []
     let counter = CountProgress(total: data.count, unit: "keyframe", line: ProgressLine(write: progress))
     while let b = loader.next() {
-        let p = noGrad { inputs.scoring.probabilities(det.logits(b.clips, boxes: b.boxes)) }
+        // The bank's draws at test time: a generator seeded from the run's seed and the keyframe, so a
+        // keyframe's scores do not depend on the order or company it is tested in.
+        var g = RandomGenerator(seed: UInt64(config.seed) ^ keyframeSeed(b.keys))
+        let longTerm = try bank?.windows(b.boxKeys, generator: &g)
+        let p = noGrad { inputs.scoring.probabilities(det.logits(b.clips, boxes: b.boxes, longTerm: longTerm)) }
         var offset = 0
         for (i, key) in b.keys.enumerated() {
             let n = b.boxes[i].count
@@ -487,4 +544,11 @@ public func runAVATest(configPath: String, overrides: [String] = [], checkpoint:
         mAP = evaluateAVA(groundTruth: gt.rows, detections: dets, labelMap: inputs.labelMap, excluded: ex, protocol: .official).mAP
     }
     return AVATestSummary(keyframes: counter.done, rows: rows, checkpoint: ckpt, mAP: mAP)
+}
+
+/// A seed from keyframe keys (FNV-1a over their text): the same keys give the same seed on every run.
+func keyframeSeed(_ keys: [AVAKey]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for k in keys { for b in k.description.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 } }
+    return h
 }

@@ -146,7 +146,18 @@ public final class FBOHead: Module {
     /// x [N, C, T, H, W] (RoI features), lt [N, C_lt, num_lt, 1, 1] -> [N, C + C', 1, 1, 1].
     public func callAsFunction(_ x: Tensor, longTerm lt: Tensor) -> Tensor {
         let t = temporalMax ? x.max(axis: 2, keepdim: true) : x.mean(axes: [2], keepdim: true)
-        let st = spatialMax ? t.max(axis: 3, keepdim: true).max(axis: 4, keepdim: true) : t.mean(axes: [3, 4], keepdim: true)
+        return combine(spatialMax ? t.max(axis: 3, keepdim: true).max(axis: 4, keepdim: true) : t.mean(axes: [3, 4], keepdim: true), lt)
+    }
+
+    /// Pooled short-term features st [K, C] (the RoI head's pooling: time average, spatial max) and
+    /// lt [K, C_lt, num_lt, 1, 1] -> [K, C + C'].
+    public func callAsFunction(shortTerm st: Tensor, longTerm lt: Tensor) -> Tensor {
+        let k = st.shape[0]
+        let out = combine(st.reshaped([k, st.shape[1], 1, 1, 1]), lt)
+        return out.reshaped([k, out.shape[1]])
+    }
+
+    func combine(_ st: Tensor, _ lt: Tensor) -> Tensor {
         let out: Tensor
         switch kind {
         case .nonLocal:

@@ -16,7 +16,7 @@ public protocol TrainingTask: AnyObject {
     var objectiveName: String { get }
     /// The loss terms of a batch; the first is the total that is minimized ("loss"). Randomness
     /// (e.g. dropout) must come from `generator`.
-    func losses(_ batch: Source.Sample, generator: inout RandomGenerator) -> [(String, Tensor)]
+    func losses(_ batch: Source.Sample, generator: inout RandomGenerator) throws -> [(String, Tensor)]
     /// Number of clips in a batch.
     func clipCount(_ batch: Source.Sample) -> Int
     /// Metadata the task adds to every checkpoint (e.g. its encoder spec); none by default.
@@ -160,7 +160,7 @@ public func trainingStep<T: TrainingTask>(_ task: T, batch: T.Source.Sample, opt
     }
     optimizer.zeroGrad()
     let values = try Autocast.run(precision) { () -> [(String, Double)] in
-        let terms = task.losses(batch, generator: &generator)
+        let terms = try task.losses(batch, generator: &generator)
         let values = terms.map { ($0.0, Double($0.1.item())) }
         tm.forward = lap()
         terms[0].1.backward()

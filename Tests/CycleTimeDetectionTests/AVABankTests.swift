@@ -58,4 +58,46 @@ final class AVABankTests: XCTestCase {
             XCTAssertFalse("\(e)".contains("\n"), "\(e)")
         }
     }
+
+    /// Training with the bank (`model.bank: non_local`, a 4-second window, 1 feature per second):
+    /// the detector's classifier sees [RoI feature, FBO-NL output]; stopping after 2 steps and
+    /// resuming gives exactly the weights of an uninterrupted 4-step run (the windows' draws come from
+    /// the step's generator); `ava test` reads the bank too; a video without a bank file, a bad
+    /// operator name or a missing folder is one line naming the field.
+    func testTrainingWithTheBankResumesExactlyAndTestsAndMissingFilesAreNamed() throws {
+        let dir = temporaryDirectory("ava-bank-train")
+        let cfg = try writeTinyAVARun(dir)
+        XCTAssertEqual(try makeAVATrainer(configPath: cfg, overrides: ["train.steps=2"]) { _ in }.train(resume: false), .finished(step: 2))
+        let bank = dir + "/bank"
+        _ = try runAVABank(configPath: cfg, overrides: ["train.steps=2"], checkpoint: nil, out: bank, split: .train, report: { _ in }, progress: { _ in })
+        let set = ["model.bank=non_local", "model.bank_path=\(bank)", "model.bank_window=4", "model.bank_per_second=1", "model.bank_latent=8"]
+        let full = try makeAVATrainer(configPath: cfg, overrides: set + ["output_dir=\(dir)/full"]) { _ in }
+        let head = try XCTUnwrap(full.task.detector.bank_head)
+        XCTAssertEqual(full.task.detector.roi_head?.fc_cls.weight.shape[1], full.task.detector.featureChannels + 8)
+        XCTAssertTrue(full.task.detector.namedParameters().contains { $0.0 == "bank_head.fbo.non_local_layer_2.out_conv.conv.weight" })
+        XCTAssertNotNil(head.fbo)
+        XCTAssertEqual(try full.train(resume: false), .finished(step: 4))
+        let first = try makeAVATrainer(configPath: cfg, overrides: set + ["output_dir=\(dir)/split"]) { _ in }
+        XCTAssertEqual(try first.train(resume: false, stopAfter: 2), .interrupted(step: 2))
+        let second = try makeAVATrainer(configPath: cfg, overrides: set + ["output_dir=\(dir)/split"]) { _ in }
+        XCTAssertEqual(try second.train(resume: true), .finished(step: 4))
+        let wa = full.task.detector.stateDict(), wb = second.task.detector.stateDict()
+        for (k, v) in wa { assertClose(try XCTUnwrap(wb[k]), v, rtol: 0, atol: 0, k) }
+        let t = try runAVATest(configPath: cfg, overrides: set + ["output_dir=\(dir)/full"], checkpoint: nil, out: dir + "/results.csv",
+                               report: { _ in }, progress: { _ in })
+        XCTAssertEqual(t.keyframes, 4)
+        XCTAssertGreaterThan(t.rows, 0)
+
+        try FileManager.default.createDirectory(atPath: dir + "/empty-bank", withIntermediateDirectories: true)
+        for (extra, field, text) in [(["model.bank_path=\(dir)/empty-bank"], "model.bank_path", "no bank file for video '\(tinyAVAClip)'"),
+                                     (["model.bank=lstm"], "model.bank", "is not none, non_local, avg or max"),
+                                     (["model.bank_path=\(dir)/nowhere"], "model.bank_path", "is not a folder"),
+                                     (["model.context=true"], "model.bank", "linear")] {
+            XCTAssertThrowsError(try makeAVATrainer(configPath: cfg, overrides: set + extra + ["output_dir=\(dir)/bad"]) { _ in }) { e in
+                XCTAssertTrue("\(e)".contains("field '\(field)'") && "\(e)".contains(text), "\(e)")
+                XCTAssertFalse("\(e)".contains("\n"), "\(e)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad"))
+    }
 }
