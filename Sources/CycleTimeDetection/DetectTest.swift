@@ -1,5 +1,6 @@
 import Foundation
 import CycleTimeCore
+import CycleTimeData
 import CycleTimeNN
 import CycleTimeModels
 import CycleTimeTraining
@@ -23,6 +24,16 @@ public struct DetectorSettingsConfig: Codable, Equatable, Sendable {
     /// torchvision's box_nms_thresh and box_detections_per_img.
     public var nmsThreshold: Double = 0.5
     public var detectionsPerImage: Int = 100
+    /// `detect train` without a checkpoint: a person detector (background + person) with a
+    /// ResNet body of this depth, BatchNorm2d, from the seed (torchvision's weights=None).
+    public var depth: Int = 50
+    /// torchvision's trainable_backbone_layers when training (0...5).
+    public var trainableBackboneLayers: Int = 5
+    /// Without a checkpoint: the box head's width (torchvision's TwoMLPHead: 1024).
+    public var representationSize: Int = 1024
+    /// torchvision's rpn_batch_size_per_image and box_batch_size_per_image (the samplers' sizes).
+    public var rpnBatchSizePerImage: Int = 256
+    public var boxBatchSizePerImage: Int = 512
     public init() {}
 }
 
@@ -45,13 +56,33 @@ public struct DetectConfig: RunConfiguration, Equatable, Sendable {
     public var data = AVADataConfig()
     public var detector = DetectorSettingsConfig()
     public var test = DetectTestConfig()
+    /// `detect train`: SGD as torchvision's detection references (momentum 0.9, weight decay 1e-4).
+    public var optimizer: OptimizerConfig = {
+        var o = OptimizerConfig()
+        o.name = "sgd"; o.lr = 0.02; o.momentum = 0.9; o.weightDecay = 1e-4
+        return o
+    }()
+    public var schedule = ScheduleConfig()
+    public var train: LoopConfig = {
+        var l = LoopConfig()
+        l.batchSize = 2
+        return l
+    }()
+    public var distributed = DistributedConfig()
     public init() {}
+
+    /// What the generic trainer reads of this config.
+    public var loopSettings: LoopSettings {
+        LoopSettings(seed: seed, outputDir: outputDir, optimizer: optimizer, schedule: schedule, train: train,
+                     distributed: distributed, workers: data.workers, prefetch: data.prefetch)
+    }
 
     public static let numberBounds: [String: ClosedRange<Double>] = {
         typealias V = ConfigValidator
         return AVAConfig.numberBounds.merging([
             "detector.min_size": V.imageSide, "detector.max_size": V.imageSide, "detector.person_label": 0...100_000,
-            "detector.score_threshold": V.fraction, "detector.nms_threshold": V.fraction, "detector.detections_per_image": 0...100_000,
+            "detector.score_threshold": V.fraction, "detector.depth": 0...1000, "detector.trainable_backbone_layers": 0...5,
+            "detector.representation_size": V.channels, "detector.rpn_batch_size_per_image": 0...100_000, "detector.box_batch_size_per_image": 0...100_000, "detector.nms_threshold": V.fraction, "detector.detections_per_image": 0...100_000,
         ]) { $1 }
     }()
 
@@ -61,6 +92,14 @@ public struct DetectConfig: RunConfiguration, Equatable, Sendable {
         try v.checkNumbers(self, bounds: Self.numberBounds)
         if data.annotations.isEmpty && test.annotations.isEmpty { throw v.fail("data.annotations", "must name the annotation CSV") }
         try data.validateFrames(v)
+        try SharedConfigFields.validate(v, outputDir: outputDir, workers: data.workers, prefetch: data.prefetch, mean: data.mean, std: data.std,
+                                        optimizer: optimizer, schedule: schedule, train: train, distributed: distributed)
+        if ![18, 34, 50, 101, 152].contains(detector.depth) { throw v.fail("detector.depth", "\(detector.depth) is not 18, 34, 50, 101 or 152") }
+        for (k, n) in [("representation_size", detector.representationSize), ("rpn_batch_size_per_image", detector.rpnBatchSizePerImage),
+                       ("box_batch_size_per_image", detector.boxBatchSizePerImage)] where n < 1 {
+            throw v.fail("detector." + k, "must be >= 1")
+        }
+        if !(0...5).contains(detector.trainableBackboneLayers) { throw v.fail("detector.trainable_backbone_layers", "must be in 0...5") }
         if detector.minSize < 16 { throw v.fail("detector.min_size", "must be >= 16") }
         if detector.maxSize < detector.minSize { throw v.fail("detector.max_size", "must be >= detector.min_size (\(detector.minSize))") }
         if detector.personLabel < 1 { throw v.fail("detector.person_label", "must be >= 1 (0 is the background)") }
@@ -159,4 +198,114 @@ public func runDetectTest(configPath: String, overrides: [String] = [], checkpoi
     let scoredGT = gt.filter { found[$0.key] != nil }
     return DetectTestSummary(keyframes: inside.count, boxes: found.values.reduce(0) { $0 + $1.count }, checkpoint: weights,
                              personAP: evaluatePersonAP(groundTruth: scoredGT, detections: found))
+}
+
+// MARK: detect train
+
+/// A batch of keyframe images (RGB [3, h, w] in [0, 1]) with their person boxes in pixels.
+public struct DetectSample: @unchecked Sendable {
+    public var images: [Tensor]
+    public var targets: [DetectionTarget]
+    public var keys: [AVAKey]
+}
+
+/// The keyframes of a split with their person boxes, one image each; training flips half of them
+/// horizontally (data.flip), boxes alike. Sample i with seed s is always the same.
+public struct DetectDataset: ClipSource {
+    public let keys: [AVAKey]
+    public let boxes: [AVAKey: [AVABox]]
+    public let store: AVAFrameStore
+    public let sampler: AVAClipSampler
+    public let flip: Bool
+    public let label: Int
+
+    public var count: Int { keys.count }
+    public func name(_ index: Int) -> String { keys[index].description }
+
+    public func sample(_ index: Int, seed: UInt64) throws -> DetectSample {
+        let key = keys[index]
+        var rng = RandomGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &* 0xBF58_476D_1CE4_E5B9 &+ 11)
+        let f = try store.frames(key.videoID, [sampler.keyframe(key.timestamp)])[0]
+        let mirror = flip && rng.nextDouble() < 0.5
+        var rgb = f.rgb
+        if mirror {
+            for y in 0..<f.height {
+                for x in 0..<f.width { for c in 0..<3 { rgb[(y * f.width + x) * 3 + c] = f.rgb[(y * f.width + f.width - 1 - x) * 3 + c] } }
+            }
+        }
+        let w = Double(f.width), h = Double(f.height)
+        let list = (boxes[key] ?? []).map { b in mirror ? AVABox(1 - b.x2, b.y1, 1 - b.x1, b.y2) : b }
+        let pixels = list.flatMap { [Float($0.x1 * w), Float($0.y1 * h), Float($0.x2 * w), Float($0.y2 * h)] }
+        let target = DetectionTarget(boxes: Tensor(pixels, shape: [list.count, 4]), labels: list.map { _ in label })
+        return DetectSample(images: [Image(width: f.width, height: f.height, channels: 3, pixels: rgb).tensor()], targets: [target], keys: [key])
+    }
+
+    public func collate(_ samples: [DetectSample]) -> DetectSample {
+        DetectSample(images: samples.flatMap(\.images), targets: samples.flatMap(\.targets), keys: samples.flatMap(\.keys))
+    }
+}
+
+/// Faster R-CNN fine-tuned on person boxes by `Trainer`: torchvision's four losses, the samplers'
+/// choices drawn from the step's generator.
+public final class DetectTask: TrainingTask {
+    public let detector: FasterRCNN
+    public let source: DetectDataset
+    public var model: Module { detector }
+    public let settings: RCNNTrainingSettings
+    public var objectiveName: String { "detect" }
+
+    public init(detector: FasterRCNN, source: DetectDataset, settings: RCNNTrainingSettings) {
+        self.detector = detector; self.source = source; self.settings = settings
+    }
+
+    public func losses(_ b: DetectSample, generator: inout RandomGenerator) -> [(String, Tensor)] {
+        let l = detector.losses(b.images, targets: b.targets, settings: settings, generator: &generator)
+        return [("loss", l.total), ("loss_classifier", l.classifier), ("loss_box_reg", l.boxReg),
+                ("loss_objectness", l.objectness), ("loss_rpn_box_reg", l.rpnBoxReg)]
+    }
+
+    public func clipCount(_ b: DetectSample) -> Int { b.images.count }
+}
+
+/// `cycletime detect train`: loads and checks a detect config, reads the training split's person
+/// boxes (data.annotations, data.excluded) and builds the detector (detector.checkpoint, a
+/// torchvision state dict, or a background + person detector from the seed) and the trainer.
+public func makeDetectTrainer(configPath: String, overrides: [String] = [], report: (String) -> Void) throws -> Trainer<DetectTask> {
+    let config = try ConfigLoader.load(DetectConfig.self, path: configPath, overrides: overrides)
+    try config.validate(file: configPath)
+    if config.data.annotations.isEmpty { throw ConfigError(configPath, "field 'data.annotations' must name the training annotation CSV") }
+    let csv = try AVACSV.read(config.data.annotations)
+    let excluded = config.data.excluded.isEmpty ? [] : try readAVAExcluded(config.data.excluded)
+    let gt = try personGroundTruth(csv, excluded: excluded)
+    let store = try config.data.frameStore()
+    let keys = try store.keyframesInVideos(gt.keys.sorted(), sampler: config.sampler, annotations: config.data.annotations, report: report)
+    if keys.count < config.train.batchSize {
+        throw ConfigError(configPath, "field 'train.batch_size' (\(config.train.batchSize)) is larger than the \(keys.count) training keyframes")
+    }
+    var model: FasterRCNN
+    if config.detector.checkpoint.isEmpty {
+        var c = FasterRCNNConfig()
+        c.depth = config.detector.depth
+        c.numClasses = 2
+        c.frozenBatchNorm = false
+        c.trainableBackboneLayers = config.detector.trainableBackboneLayers
+        c.representationSize = config.detector.representationSize
+        c.transform = config.transform
+        c.boxes = config.boxSettings
+        var g = RandomGenerator(seed: UInt64(config.seed))
+        model = FasterRCNN(config: c, generator: &g)
+    } else {
+        model = try FasterRCNN.load(config.detector.checkpoint, transform: config.transform, boxes: config.boxSettings,
+                                    trainableBackboneLayers: config.detector.trainableBackboneLayers)
+    }
+    if config.detector.personLabel >= model.config.numClasses {
+        throw ConfigError(configPath, "field 'detector.person_label' (\(config.detector.personLabel)) is not a class of the detector (labels 1...\(model.config.numClasses - 1))")
+    }
+    let data = DetectDataset(keys: keys, boxes: gt, store: store, sampler: config.sampler, flip: config.data.flip, label: config.detector.personLabel)
+    var training = RCNNTrainingSettings()
+    training.rpnSampler.batchSizePerImage = config.detector.rpnBatchSizePerImage
+    training.boxSampler.batchSizePerImage = config.detector.boxBatchSizePerImage
+    let (mpi, run) = try RunSetup.open(config.loopSettings, configFile: configPath)
+    return try Trainer(settings: config.loopSettings, configFile: configPath, configText: try ConfigLoader.encode(config),
+                       task: DetectTask(detector: model.train(), source: data, settings: training), run: run, mpi: mpi)
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CycleTimeDetection
+import CycleTimeTraining
 import Foundation
 
 /// `cycletime detect`: the Faster R-CNN (torchvision layout) person detector's commands.
@@ -7,7 +8,7 @@ struct DetectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "detect",
         abstract: "Object / person detection with a Faster R-CNN in torchvision's layout.",
-        subcommands: [DetectImageCommand.self, DetectTestCommand.self])
+        subcommands: [DetectImageCommand.self, DetectTrainCommand.self, DetectTestCommand.self])
 }
 
 /// `cycletime detect image IMG --detector W --out D.json`: one image's detections.
@@ -84,5 +85,29 @@ struct DetectTestCommand: ParsableCommand {
         if let a = s.personAP {
             print("person AP@0.5: \(String(format: "%.4f", a.ap))  (VOC all-point; \(a.groundTruth) ground-truth boxes, \(a.detections) detections, \(a.truePositives) true positives)")
         }
+    }
+}
+
+/// `cycletime detect train --config C [--resume] [--set k=v ...]`: fine-tunes the person detector on
+/// the split's person boxes with the trainer of `cycletime train`.
+struct DetectTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Fine-tune a Faster R-CNN person detector on the person boxes of an AVA-format split.",
+        discussion: """
+            Trains torchvision's four Faster R-CNN losses on the keyframes of data.annotations \
+            (excluded ones dropped; each distinct box of a keyframe is one person, label \
+            detector.person_label), from detector.checkpoint (a torchvision state dict) or, without \
+            one, a background + person detector with a ResNet-detector.depth body from the seed. The \
+            run directory (output_dir) receives config.yaml, metrics.jsonl (loss and its four terms), \
+            train.log and checkpoints/; 'cycletime detect test --checkpoint \
+            output_dir/checkpoints/latest.safetensors' writes its proposals. Ctrl-C writes a \
+            checkpoint and exits with status 130; --resume continues the run exactly.
+            """)
+
+    @OptionGroup var args: TrainArguments
+
+    func run() throws {
+        try args.run(DetectConfig.self, unit: "images") { try makeDetectTrainer(configPath: $0, overrides: $1, report: $2) }
     }
 }

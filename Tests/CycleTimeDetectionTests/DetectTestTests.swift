@@ -97,7 +97,28 @@ final class DetectTestTests: XCTestCase {
         try ResNet(config: ResNetConfig(depth: 18), generator: &g).save(to: classifier)
         expect(good, checkpoint: classifier, [classifier, "roi_heads.box_predictor.cls_score.weight"])
         let label = dir + "/label.yaml"
-        try (try String(contentsOfFile: good, encoding: .utf8) + "\n  person_label: 2\n").write(toFile: label, atomically: true, encoding: .utf8)
+        try (try String(contentsOfFile: good, encoding: .utf8).replacingOccurrences(of: "  depth: 18", with: "  depth: 18\n  person_label: 2")).write(toFile: label, atomically: true, encoding: .utf8)
         expect(label, [label, "detector.person_label"])
+    }
+
+    /// `detect train` from the seed: 2 steps with a checkpoint after each; a run stopped after one
+    /// and resumed ends with the weights of the uninterrupted one, bit for bit; the checkpoint
+    /// loads as a detector for `detect test`.
+    func testTrainTwoStepsAndResumeExactly() throws {
+        let a = temporaryDirectory("detect-train-a"), b = temporaryDirectory("detect-train-b")
+        let set: [String] = []
+        let full = try makeDetectTrainer(configPath: try writeTinyDetectRun(a, detector: ""), overrides: set) { _ in }
+        XCTAssertEqual(try full.train(resume: false), .finished(step: 2))
+        let cfgB = try writeTinyDetectRun(b, detector: "")
+        XCTAssertEqual(try makeDetectTrainer(configPath: cfgB, overrides: set) { _ in }.train(resume: false, stopAfter: 1), .interrupted(step: 1))
+        let second = try makeDetectTrainer(configPath: cfgB, overrides: set) { _ in }
+        XCTAssertEqual(try second.train(resume: true), .finished(step: 2))
+        let wa = full.task.detector.stateDict(), wb = second.task.detector.stateDict()
+        XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+        for (k, v) in wa { assertClose(try XCTUnwrap(wb[k]), v, rtol: 0, atol: 0, k) }
+        let metrics = try String(contentsOfFile: a + "/run/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("loss_objectness") && metrics.contains("loss_box_reg"), metrics)
+        let s = try Self.run(cfgB, out: b + "/p.json", checkpoint: b + "/run/checkpoints/latest.safetensors")
+        XCTAssertEqual(s.keyframes, 3)
     }
 }
