@@ -388,3 +388,25 @@ extension AVALabelMap {
         AVALabelMap(ids.map { Entry(id: $0, name: name(of: $0) ?? String($0)) })
     }
 }
+
+extension AVAFrameStore {
+    /// The keyframes of `keys` inside their video: every video must be readable (errors name the
+    /// video and the folder); keyframes outside their video (a shorter or cut video) are reported
+    /// in one line and dropped, since their frames would otherwise be the first or last frame
+    /// repeated with no word. An error when none is left.
+    public func keyframesInVideos(_ keys: [AVAKey], sampler: AVAClipSampler, annotations: String, report: (String) -> Void) throws -> [AVAKey] {
+        var counts: [String: Int] = [:]
+        for v in Set(keys.map(\.videoID)).sorted() { counts[v] = try frameCount(v) }
+        var kept: [AVAKey] = [], outside: [String] = []
+        for key in keys {
+            let k = sampler.keyframe(key.timestamp), n = counts[key.videoID] ?? 0
+            if k >= 1 && k <= n { kept.append(key) } else { outside.append("\(key) (frame \(k) of \(n))") }
+        }
+        if !outside.isEmpty {
+            report("\(annotations): \(outside.count) keyframe\(outside.count == 1 ? "" : "s") outside \(outside.count == 1 ? "its" : "their") video (skipped): "
+                   + outside.prefix(5).joined(separator: ", ") + (outside.count > 5 ? "; ..." : ""))
+        }
+        if kept.isEmpty { throw AVAError(annotations, "no keyframe lies inside its video (frames counted at \(sampler.fps) per second from second \(sampler.windowStart))") }
+        return kept
+    }
+}

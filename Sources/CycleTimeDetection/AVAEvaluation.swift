@@ -259,3 +259,31 @@ public func evaluateAVA(groundTruth: [AVARow], detections: [AVARow], labelMap: A
     return AVAEvalResult(classes: classes, mAP: aps.isEmpty ? nil : aps.reduce(0, +) / Double(aps.count),
                          evaluatedFrames: evaluated, excludedFrames: excludedFrames.count, framesWithoutGroundTruth: withoutGT)
 }
+
+/// Person AP of detected boxes against ground-truth boxes, PASCAL VOC style.
+public struct PersonAP: Sendable, Equatable {
+    /// All-point interpolated average precision (VOC 2010+; 0 when there is no detection).
+    public var ap: Double
+    public var groundTruth: Int
+    public var detections: Int
+    public var truePositives: Int
+}
+
+/// VOC all-point AP at `iouThreshold` of `detections` against `groundTruth` (boxes per keyframe):
+/// within a keyframe, detections in descending score order each take their best-IoU ground-truth
+/// box (first on ties), a true positive when the IoU reaches the threshold and the box is not yet
+/// taken; then precision/recall over all detections by descending score (`vocAveragePrecision`).
+/// Detections at keyframes without ground truth are false positives. nil without ground truth.
+public func evaluatePersonAP(groundTruth: [AVAKey: [AVABox]], detections: [AVAKey: [ScoredBox]], iouThreshold: Double = 0.5) -> PersonAP? {
+    let numGT = groundTruth.values.reduce(0) { $0 + $1.count }
+    guard numGT > 0 else { return nil }
+    var scored: [(score: Double, tp: Bool)] = []
+    for key in detections.keys.sorted() {
+        let dets = (detections[key] ?? []).enumerated()
+            .sorted { $0.element.score != $1.element.score ? $0.element.score > $1.element.score : $0.offset < $1.offset }.map(\.element)
+        let tp = matchDetections(dets.map(\.box), to: groundTruth[key] ?? [], iouThreshold: iouThreshold)
+        scored += zip(dets, tp).map { ($0.score, $1) }
+    }
+    return PersonAP(ap: vocAveragePrecision(scored, numGT: numGT), groundTruth: numGT, detections: scored.count,
+                    truePositives: scored.filter(\.tp).count)
+}

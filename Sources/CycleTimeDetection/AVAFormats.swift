@@ -1,4 +1,5 @@
 import Foundation
+import CycleTimeCore
 
 /// A bad AVA input file: the message names the file, the line (1-based) when known, and the field.
 public struct AVAError: Error, CustomStringConvertible, LocalizedError, Sendable {
@@ -363,6 +364,36 @@ public struct AVAProposals: Sendable {
         let box = try parseBox(f[2..<6], file: path, line: l.number)
         guard let s = Double(f[7]), s.isFinite else { throw AVAError(path, line: l.number, "score '\(f[7])' is not a number") }
         return (AVAKey(f[0], t), ScoredBox(box, score: s))
+    }
+
+    /// The proposal file's text: the JSON object (`"video_id,timestamp"` -> [[x1, y1, x2, y2, score], ...],
+    /// keyframes in order, an empty list for a keyframe without boxes) or, with `csv`, the
+    /// LFB/PySlowFast CSV (video_id, timestamp, x1, y1, x2, y2, empty action, score; a keyframe
+    /// without boxes has no row). Numbers with 6 decimals; `read` reads both back.
+    public func text(csv: Bool) -> String {
+        func f(_ v: Double) -> String { String(format: "%.6f", v) }
+        let keys = boxes.keys.sorted()
+        if csv {
+            return keys.map { k in
+                (boxes[k] ?? []).map { b in
+                    "\(k.videoID),\(String(format: "%04d", k.timestamp)),\(f(b.box.x1)),\(f(b.box.y1)),\(f(b.box.x2)),\(f(b.box.y2)),,\(f(b.score))\n"
+                }.joined()
+            }.joined()
+        }
+        func quoted(_ s: String) -> String {
+            let data = (try? JSONSerialization.data(withJSONObject: [s], options: [])) ?? Data()
+            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+        }
+        let entries = keys.map { k in
+            let list = (boxes[k] ?? []).map { b in "[\(f(b.box.x1)), \(f(b.box.y1)), \(f(b.box.x2)), \(f(b.box.y2)), \(f(b.score))]" }
+            return "  \(quoted(k.description)): [\(list.joined(separator: ", "))]"
+        }
+        return "{\n" + entries.joined(separator: ",\n") + "\n}\n"
+    }
+
+    /// Writes the proposals atomically: the LFB/PySlowFast CSV when `path` ends in .csv, JSON otherwise.
+    public func write(to path: String) throws {
+        try AtomicFile.write(text(csv: (path as NSString).pathExtension.lowercased() == "csv"), to: path)
     }
 
     /// The ground-truth boxes of an annotation CSV as proposals (score 1, each box once per

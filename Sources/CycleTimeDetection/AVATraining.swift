@@ -52,6 +52,21 @@ public struct AVADataConfig: Codable, Equatable, Sendable {
     public init() {}
 }
 
+extension AVADataConfig {
+    /// The frame source fields (frames, frames_kind, fps) make sense; errors name the field.
+    public func validateFrames(_ v: ConfigValidator) throws {
+        if frames.isEmpty { throw v.fail("data.frames", "must name a videos folder or a frame-folder root") }
+        if !["auto", "videos", "frame_folders"].contains(framesKind) { throw v.fail("data.frames_kind", "'\(framesKind)' is not auto, videos or frame_folders") }
+        if fps < 1 { throw v.fail("data.fps", "must be >= 1") }
+    }
+
+    /// The store of the frames (videos decoded at fps, short side decode_short_side; 0: native).
+    public func frameStore() throws -> AVAFrameStore {
+        let source = try AVAFrameSource.resolve(frames, kind: framesKind)
+        return AVAFrameStore(source: source, fps: fps, decodeShortSide: decodeShortSide > 0 ? decodeShortSide : nil, cacheBytes: cacheMb << 20)
+    }
+}
+
 /// `cycletime ava test`: the keyframes to detect on and the results file.
 public struct AVATestConfig: Codable, Equatable, Sendable {
     /// Annotation CSV whose keyframes are tested (and scored after the run); "": data.annotations.
@@ -184,14 +199,12 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
                                         optimizer: optimizer, schedule: schedule, train: train, distributed: distributed)
         if data.annotations.isEmpty { throw fail("data.annotations", "must name the annotation CSV") }
         if data.labelmap.isEmpty { throw fail("data.labelmap", "must name the label map") }
-        if data.frames.isEmpty { throw fail("data.frames", "must name a videos folder or a frame-folder root") }
-        if !["auto", "videos", "frame_folders"].contains(data.framesKind) { throw fail("data.frames_kind", "'\(data.framesKind)' is not auto, videos or frame_folders") }
+        try data.validateFrames(v)
         if data.clipLength < 1 { throw fail("data.clip_length", "must be >= 1") }
         if data.frameInterval < 1 { throw fail("data.frame_interval", "must be >= 1") }
         if model.backbone == "slowfast" && (model.alpha < 1 || data.clipLength % model.alpha != 0) {
             throw fail("data.clip_length", "must be a multiple of model.alpha (\(model.alpha)) for the slowfast backbone (the clip is the fast pathway's)")
         }
-        if data.fps < 1 { throw fail("data.fps", "must be >= 1") }
         if data.trainCrop < 16 { throw fail("data.train_crop", "must be >= 16") }
         if data.trainJitterScales.count != 2 || data.trainJitterScales[0] > data.trainJitterScales[1] || data.trainJitterScales[0] < data.trainCrop {
             throw fail("data.train_jitter_scales", "must be [low, high] with train_crop <= low <= high")
@@ -304,29 +317,15 @@ public struct AVAInputs {
         } else {
             scoring = .sigmoid(focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil)
         }
-        let source = try AVAFrameSource.resolve(config.data.frames, kind: config.data.framesKind)
-        store = AVAFrameStore(source: source, fps: config.data.fps, decodeShortSide: config.clipOptions.decodeShortSide,
-                              cacheBytes: config.data.cacheMb << 20)
+        store = try config.data.frameStore()
     }
 
     /// Every video of `entries` must be readable before a run starts (errors name the video and the
     /// folder). Keyframes outside their video (a shorter or cut video) are reported in one line and
     /// skipped: their clips would otherwise be the first or last frame repeated, with no word.
     func keyframesInVideos(_ entries: [AVAEntry], annotations: String, report: (String) -> Void) throws -> [AVAEntry] {
-        var counts: [String: Int] = [:]
-        for v in Set(entries.map(\.key.videoID)).sorted() { counts[v] = try store.frameCount(v) }
-        let sampler = config.clipOptions.sampler
-        var kept: [AVAEntry] = [], outside: [String] = []
-        for e in entries {
-            let k = sampler.keyframe(e.key.timestamp), n = counts[e.key.videoID] ?? 0
-            if k >= 1 && k <= n { kept.append(e) } else { outside.append("\(e.key) (frame \(k) of \(n))") }
-        }
-        if !outside.isEmpty {
-            report("\(annotations): \(outside.count) keyframe\(outside.count == 1 ? "" : "s") outside \(outside.count == 1 ? "its" : "their") video (skipped): "
-                   + outside.prefix(5).joined(separator: ", ") + (outside.count > 5 ? "; ..." : ""))
-        }
-        if kept.isEmpty { throw AVAError(annotations, "no keyframe lies inside its video (frames counted at \(sampler.fps) per second from second \(sampler.windowStart))") }
-        return kept
+        let kept = Set(try store.keyframesInVideos(entries.map(\.key), sampler: config.clipOptions.sampler, annotations: annotations, report: report))
+        return entries.filter { kept.contains($0.key) }
     }
 
     /// Training keyframes; skip reports go to `report`.

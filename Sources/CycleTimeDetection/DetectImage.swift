@@ -41,11 +41,14 @@ extension FasterRCNN {
 
     /// The model of a torchvision Faster R-CNN state dict saved as safetensors (strict: every key,
     /// no other, the same shapes), in eval mode, with `transform` and `boxes` settings.
-    public static func load(_ path: String, transform: RCNNTransform = RCNNTransform(), boxes: BoxHeadSettings = BoxHeadSettings()) throws -> FasterRCNN {
+    /// `trainableBackboneLayers` as torchvision's (matters only for training it further).
+    public static func load(_ path: String, transform: RCNNTransform = RCNNTransform(), boxes: BoxHeadSettings = BoxHeadSettings(),
+                            trainableBackboneLayers: Int = 3) throws -> FasterRCNN {
         let file = try CheckpointFile(path)
-        var config = try Self.config(of: file.tensors, path: path)
+        var config = try Self.config(of: file.modelState, path: path)
         config.transform = transform
         config.boxes = boxes
+        config.trainableBackboneLayers = trainableBackboneLayers
         var g = RandomGenerator(seed: 0)
         let model = FasterRCNN(config: config, initialize: false, generator: &g)
         try file.loadEncoder(into: model, prefix: "", description: "torchvision's Faster R-CNN ResNet-\(config.depth)-FPN with \(config.numClasses) classes")

@@ -33,10 +33,7 @@ struct AVATrainCommand: ParsableCommand {
     @OptionGroup var args: TrainArguments
 
     func run() throws {
-        if args.printConfig { return print(try ConfigLoader.resolvedText(AVAConfig.self, path: args.config, overrides: args.overrides), terminator: "") }
-        try drive(try makeAVATrainer(configPath: args.configPath, overrides: args.overrides) {
-            FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8))
-        }, resume: args.resume, unit: "clips")
+        try args.run(AVAConfig.self, unit: "clips") { try makeAVATrainer(configPath: $0, overrides: $1, report: $2) }
     }
 }
 

@@ -44,6 +44,15 @@ struct TrainArguments: ParsableArguments {
     }
 
     var configPath: String { config ?? "" }
+
+    /// `--print-config` prints the resolved `C` config; otherwise drives the trainer `make` builds
+    /// from the config path, the overrides and a reporter of warnings (to stderr).
+    func run<C: RunConfiguration>(_ type: C.Type, unit: String,
+                                  make: (String, [String], @escaping (String) -> Void) throws -> any AnyTrainer) throws {
+        if printConfig { return print(try ConfigLoader.resolvedText(type, path: config, overrides: overrides), terminator: "") }
+        try drive(try make(configPath, overrides) { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) },
+                  resume: resume, unit: unit)
+    }
 }
 
 /// Runs a trainer of any task: progress on rank 0, Ctrl-C and SIGTERM (a checkpoint, then exit

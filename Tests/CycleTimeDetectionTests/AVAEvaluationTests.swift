@@ -134,4 +134,27 @@ final class AVAEvaluationTests: XCTestCase {
         XCTAssertEqual(train.map(\.classes), [[5, 7], [1, 2], [3, 6]])
         XCTAssertEqual(train[2].mAP ?? -1, 0.6, accuracy: 1e-12)
     }
+
+    /// Person AP by hand. GT: k1 {A, B}, k2 {whole}, k3 {whole}; k4 none. Detections by score:
+    /// k4 0.95 (no GT: FP), k1 A 0.9 (TP), k2 whole 0.85 (TP), k1 A 0.8 (A taken: FP), k1 near B
+    /// 0.6 (IoU 0.04: FP), k3 top half 0.5 (IoU exactly 0.5: TP). Precisions 0, 1/2, 2/3, 1/2, 2/5,
+    /// 1/2 at recalls 0, 1/4, 1/2, 1/2, 1/2, 3/4: envelope 2/3, 2/3, 1/2 over the recall steps
+    /// -> AP = 2/3 * 1/4 + 2/3 * 1/4 + 1/2 * 1/4 = 11/24.
+    func testPersonAPByHand() throws {
+        let whole = AVABox(0, 0, 1, 1), top = AVABox(0, 0, 1, 0.5), corner = AVABox(0.9, 0.9, 1, 1)
+        let k1 = AVAKey("v", 1), k2 = AVAKey("v", 2), k3 = AVAKey("w", 3), k4 = AVAKey("w", 4)
+        let gt = [k1: [A, B], k2: [whole], k3: [whole]]
+        let dets = [k1: [ScoredBox(A, score: 0.8), ScoredBox(corner, score: 0.6), ScoredBox(A, score: 0.9)],
+                    k2: [ScoredBox(whole, score: 0.85)], k3: [ScoredBox(top, score: 0.5)], k4: [ScoredBox(A, score: 0.95)]]
+        let r = try XCTUnwrap(evaluatePersonAP(groundTruth: gt, detections: dets))
+        XCTAssertEqual(r.ap, 11.0 / 24, accuracy: 1e-12)
+        XCTAssertEqual([r.groundTruth, r.detections, r.truePositives], [4, 6, 3])
+        // Perfect detections give 1, none give 0, no ground truth gives nil.
+        let perfect = gt.mapValues { $0.map { ScoredBox($0, score: 1) } }
+        XCTAssertEqual(try XCTUnwrap(evaluatePersonAP(groundTruth: gt, detections: perfect)).ap, 1, accuracy: 1e-12)
+        XCTAssertEqual(evaluatePersonAP(groundTruth: gt, detections: [:])?.ap, 0)
+        XCTAssertNil(evaluatePersonAP(groundTruth: [:], detections: dets))
+        // At IoU 0.75 the top-half box no longer matches: TPs at 0.9, 0.85 only -> 2/3 * 1/2 = 1/3.
+        XCTAssertEqual(try XCTUnwrap(evaluatePersonAP(groundTruth: gt, detections: dets, iouThreshold: 0.75)).ap, 1.0 / 3, accuracy: 1e-12)
+    }
 }

@@ -126,4 +126,23 @@ final class AVAFormatsTests: XCTestCase {
         XCTAssertEqual(p.boxes[AVAKey("v", 903)]?.count, 1)
         XCTAssertEqual(p.select(AVAKey("v", 902), threshold: 0.9)?.count, 2)
     }
+
+    /// Proposals written as JSON and as the LFB/PySlowFast CSV (chosen by the extension) read back
+    /// through `read` as the same boxes and scores (6 decimals); a keyframe without boxes stays in
+    /// the JSON as an empty list and has no CSV row.
+    func testWrittenProposalsReadBackInBothFormats() throws {
+        let dir = temporaryDirectory("proposals-write")
+        let boxes: [AVAKey: [ScoredBox]] = [
+            AVAKey("1j20qq1JyX4", 902): [ScoredBox(AVABox(0.002, 0.118, 0.714, 0.977), score: 0.996513), ScoredBox(AVABox(0.5, 0.1, 0.9, 0.9), score: 0.5)],
+            AVAKey("1j20qq1JyX4", 903): [ScoredBox(AVABox(0.25, 0.125, 0.75, 1), score: 0.731058)],
+            AVAKey("_-Z6wFjXtGQ", 1800): [],
+        ]
+        let p = AVAProposals(path: "x", boxes: boxes)
+        try p.write(to: dir + "/p.json")
+        try p.write(to: dir + "/p.csv")
+        XCTAssertEqual(try AVAProposals.read(dir + "/p.json").boxes, boxes)
+        XCTAssertEqual(try AVAProposals.read(dir + "/p.csv").boxes, boxes.filter { !$0.value.isEmpty })
+        XCTAssertTrue(try String(contentsOfFile: dir + "/p.csv", encoding: .utf8).hasPrefix("1j20qq1JyX4,0902,0.002000,0.118000,0.714000,0.977000,,0.996513\n"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["p.csv", "p.json"])
+    }
 }

@@ -105,3 +105,43 @@ public func makeRunDir(_ name: String, steps: Int?, partialLine: Bool = false, m
     }
     return dir
 }
+
+/// A tiny person-detection split on the JHMDB clip (frame folders at `frames`, default the shared
+/// ones; 10 fps numbering): 4 keyframes (seconds 0-3, frames 1, 11, 21, 31), one person box each,
+/// repeated once per action as AVA CSVs do; second 3 excluded. Returns the `detect` config, whose
+/// detector section runs `detector` at min size 96 (or, for `detect train` with detector "", a
+/// small ResNet-18 person detector from the seed), train section 2 steps of 2 images.
+public func writeTinyDetectRun(_ dir: String, detector: String, frames: String? = nil, gtRows: String? = nil) throws -> String {
+    let root = try frames ?? (requireSharedData("jhmdb-mini") + "/Frames/catch")
+    let boxes = [(0.803, 0.379, 0.981, 0.846), (0.531, 0.308, 0.728, 0.829), (0.444, 0.246, 0.609, 0.850), (0.397, 0.350, 0.550, 0.900)]
+    var rows = ""
+    for (s, b) in boxes.enumerated() {
+        for action in [11, 12] { rows += "\(tinyAVAClip),\(String(format: "%04d", s)),\(b.0),\(b.1),\(b.2),\(b.3),\(action),0\n" }
+    }
+    try (gtRows ?? rows).write(toFile: dir + "/gt.csv", atomically: true, encoding: .utf8)
+    try "\(tinyAVAClip),0003\n".write(toFile: dir + "/excluded.csv", atomically: true, encoding: .utf8)
+    let cfg = dir + "/detect.yaml"
+    try """
+        output_dir: \(dir)/run
+        data:
+          annotations: \(dir)/gt.csv
+          excluded: \(dir)/excluded.csv
+          frames: \(root)
+          fps: 10
+          window_start: 0
+        detector:
+          checkpoint: "\(detector)"
+          min_size: 96
+          max_size: 160
+          score_threshold: 0.05
+          depth: 18
+          representation_size: 32
+          box_batch_size_per_image: 64
+        train:
+          batch_size: 2
+          steps: 2
+          checkpoint_every: 1
+          log_every: 1
+        """.write(toFile: cfg, atomically: true, encoding: .utf8)
+    return cfg
+}

@@ -50,4 +50,27 @@ final class DetectCommandTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/d.json"))
         }
     }
+
+    /// `detect test` writes the proposal file and prints the box count and the person AP line; a
+    /// ground-truth box without height is one line naming the CSV's line and field, exit 1, no file.
+    func testDetectTestWritesProposalsAndPrintsPersonAP() throws {
+        let exe = try cycletimeExecutable()
+        let dir = temporaryDirectory("detect-test-command")
+        let config = try writeTinyDetectRun(dir, detector: try smallDetector(dir))
+        let r = try runProcess(exe, ["detect", "test", "--config", config, "--out", dir + "/p.csv"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let p = try AVAProposals.read(dir + "/p.csv")
+        let n = p.boxes.values.reduce(0) { $0 + $1.count }
+        XCTAssertTrue(r.stdout.contains("wrote \(n) person boxes for 3 keyframes to \(dir)/p.csv"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("person AP@0.5: "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("(VOC all-point; 3 ground-truth boxes, \(n) detections"), r.stdout)
+
+        let bad = temporaryDirectory("detect-test-command-bad")
+        let flat = try writeTinyDetectRun(bad, detector: dir + "/detector.safetensors", gtRows: "\(tinyAVAClip),0000,0.2,0.5,0.6,0.5,11,0\n")
+        let e = try runProcess(exe, ["detect", "test", "--config", flat, "--out", bad + "/p.json"])
+        XCTAssertEqual(e.status, 1, e.stderr)
+        XCTAssertEqual(e.stderr.split(separator: "\n").count, 1, e.stderr)
+        XCTAssertTrue(e.stderr.contains(bad + "/gt.csv:1") && e.stderr.contains("field y2"), e.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bad + "/p.json"))
+    }
 }
