@@ -25,7 +25,8 @@ public struct AVABankSummary: Sendable {
 /// the linear head or ACRN) runs on every keyframe of the split with its proposals, test-time
 /// clips, and each proposal's RoI feature [C] is stored under its video and second
 /// (`FeatureBankStore`). Videos are done one at a time and written atomically when complete, so an
-/// interrupted build is resumed by running it again: the videos already in the bank are skipped.
+/// interrupted build is resumed by running it again: the videos whose files hold every keyframe
+/// second of the split are skipped; a video also in another split gets this split's seconds added.
 public func runAVABank(configPath: String, overrides: [String] = [], checkpoint: String?, out: String, split: AVABankSplit,
                        report: @escaping @Sendable (String) -> Void, progress: @escaping (String) -> Void) throws -> AVABankSummary {
     let config = try ConfigLoader.load(AVAConfig.self, path: configPath, overrides: overrides)
@@ -47,11 +48,14 @@ public func runAVABank(configPath: String, overrides: [String] = [], checkpoint:
     do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
         throw TrainingError("\(out): cannot create the bank folder: \(error.localizedDescription)")
     }
-    // Video by video, keyframes in time order; the videos already in the bank are skipped.
+    // Video by video, keyframes in time order; a video whose file holds every keyframe second of the
+    // split is skipped, the others get the missing seconds added to what their file holds.
     let all = data.entries.sorted { ($0.key.videoID, $0.key.timestamp) < ($1.key.videoID, $1.key.timestamp) }
-    let skipped = Array(Set(all.map(\.key.videoID).filter { store.contains($0) })).sorted()
-    let todo = all.filter { !store.contains($0.key.videoID) }
-    if !skipped.isEmpty { report("\(skipped.count) video\(skipped.count == 1 ? "" : "s") already in \(out) (kept): \(skipped.prefix(5).joined(separator: ", "))") }
+    var held: [String: Set<Int>] = [:]
+    for v in Set(all.map(\.key.videoID)) { held[v] = try store.seconds(v) }
+    let todo = all.filter { !(held[$0.key.videoID] ?? []).contains($0.key.timestamp) }
+    let skipped = Set(all.map(\.key.videoID)).subtracting(todo.map(\.key.videoID)).sorted()
+    if !skipped.isEmpty { report("\(skipped.count) video\(skipped.count == 1 ? "" : "s") of the split already in \(out) (kept): \(skipped.prefix(5).joined(separator: ", "))") }
     let source = AVADataset(entries: todo, store: data.store, options: data.options, training: false)
     let loader = PrefetchLoader(source: source, batchSize: 1, workers: config.data.workers, queueDepth: config.data.prefetch,
                                 seed: UInt64(config.seed), epochs: 1, shuffle: false)
@@ -64,6 +68,9 @@ public func runAVABank(configPath: String, overrides: [String] = [], checkpoint:
         // A keyframe that could not be read would leave a hole in its video's file: write no more.
         if loader.skipped > 0 {
             throw TrainingError("\(loader.skipped) keyframe\(loader.skipped == 1 ? "" : "s") could not be read (\(loader.skippedSamples.prefix(3).joined(separator: "; "))); the videos finished before are in \(out), run again to resume")
+        }
+        if !(held[video] ?? []).isEmpty {
+            for (k, t) in try store.read(video: video, channels: channels) where seconds[k] == nil { seconds[k] = t }
         }
         try store.write(video: video, seconds: seconds, channels: channels)
         written.append(video)

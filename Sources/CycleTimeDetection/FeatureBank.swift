@@ -6,7 +6,8 @@ import Foundation
 /// with one tensor per second that has features, named by the second ("902": [k, C]), and the
 /// metadata `video`, `channels` and `format` ("cycletime-lfb-1"). Each file is written atomically
 /// once its video is done, so a bank built by an interrupted run is resumed video by video
-/// (`contains`) and a file under its final name is always complete.
+/// (`seconds`) and a file under its final name is always complete. A video in several splits (the
+/// same video's training and test keyframes) has one file holding the seconds of all of them.
 public struct FeatureBankStore: Sendable {
     public static let format = "cycletime-lfb-1"
     public let root: String
@@ -32,6 +33,14 @@ public struct FeatureBankStore: Sendable {
             tensors[String(s)] = t
         }
         try SafeTensors.write(tensors, metadata: ["video": video, "channels": String(channels), "format": Self.format], to: path(video))
+    }
+
+    /// The seconds `video`'s file holds (empty without a file).
+    public func seconds(_ video: String) throws -> Set<Int> {
+        guard contains(video) else { return [] }
+        let f: SafeTensors.File
+        do { f = try SafeTensors.read(path(video)) } catch { throw FeatureBankError("bank file of video '\(video)': \(error)") }
+        return Set(f.tensors.keys.compactMap { Int($0) })
     }
 
     /// Reads `video`'s features; a missing or foreign file is one error naming the video and the file.

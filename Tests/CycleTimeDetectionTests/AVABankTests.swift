@@ -48,6 +48,24 @@ final class AVABankTests: XCTestCase {
         try Data([0, 1]).write(to: URL(fileURLWithPath: AtomicFile.temporaryPath(for: path)))
         XCTAssertEqual(try runAVABank(configPath: cfg, overrides: ["train.steps=2"], checkpoint: nil, out: bank, split: .train,
                                       report: { _ in }, progress: { _ in }).written, [tinyAVAClip])
+        // A video in two splits: the training keyframes of seconds 0-1 first, then the test split (all
+        // four) adds seconds 2 and 3 to the same file, keeping 0 and 1 as they were.
+        let half = dir + "/half.csv"
+        try String(try String(contentsOfFile: dir + "/gt.csv", encoding: .utf8).split(separator: "\n").prefix(2).joined(separator: "\n") + "\n")
+            .write(toFile: half, atomically: true, encoding: .utf8)
+        let two = dir + "/bank2"
+        let a = try runAVABank(configPath: cfg, overrides: ["train.steps=2", "data.annotations=\(half)", "test.annotations=\(dir)/gt.csv"],
+                               checkpoint: nil, out: two, split: .train, report: { _ in }, progress: { _ in })
+        XCTAssertEqual(a.keyframes, 2)
+        XCTAssertEqual(try FeatureBankStore(root: two).seconds(tinyAVAClip), [0, 1])
+        let firstTwo = try FeatureBankStore(root: two).read(video: tinyAVAClip, channels: s.channels)
+        let t = try runAVABank(configPath: cfg, overrides: ["train.steps=2", "data.annotations=\(half)", "test.annotations=\(dir)/gt.csv"],
+                               checkpoint: nil, out: two, split: .test, report: { _ in }, progress: { _ in })
+        XCTAssertEqual(t.keyframes, 2, "only the seconds the file lacks")
+        let merged = try FeatureBankStore(root: two).read(video: tinyAVAClip, channels: s.channels)
+        XCTAssertEqual(merged.keys.sorted(), [0, 1, 2, 3])
+        for k in [0, 1] { XCTAssertEqual(try XCTUnwrap(merged[k]).array, try XCTUnwrap(firstTwo[k]).array) }
+
         var g = RandomGenerator(seed: 0)
         let w = try FeatureBank(store: store, channels: s.channels, windowSize: 4, maxPerSecond: 1).window(video: tinyAVAClip, timestamp: 2, generator: &g)
         XCTAssertEqual(Array(w.array[(2 * s.channels)..<(3 * s.channels)]), try XCTUnwrap(seconds[2]).array)
