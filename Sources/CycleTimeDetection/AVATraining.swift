@@ -224,10 +224,7 @@ public struct AVAConfig: RunConfiguration, Equatable, Sendable {
         if model.bank != "none" {
             if FeatureBankOperatorKind(rawValue: model.bank) == nil { throw fail("model.bank", "'\(model.bank)' is not none, non_local, avg or max") }
             if model.head != "linear" || model.context { throw fail("model.bank", "works with model.head linear and model.context false") }
-            var isDir: ObjCBool = false
-            if model.bankPath.isEmpty || !FileManager.default.fileExists(atPath: model.bankPath, isDirectory: &isDir) || !isDir.boolValue {
-                throw fail("model.bank_path", "'\(model.bankPath)' is not a folder of bank files (build it with 'cycletime ava bank')")
-            }
+            if model.bankPath.isEmpty { throw fail("model.bank_path", "must name the folder of bank files (built with 'cycletime ava bank')") }
             if model.bankWindow < 1 { throw fail("model.bank_window", "must be >= 1") }
             if model.bankPerSecond < 1 { throw fail("model.bank_per_second", "must be >= 1") }
             if model.bankLatent < 1 { throw fail("model.bank_latent", "must be >= 1") }
@@ -383,6 +380,10 @@ public struct AVAInputs {
     public func featureBank(for detector: AVADetector, entries: [AVAEntry]) throws -> FeatureBank? {
         guard detector.bank_head != nil else { return nil }
         let store = FeatureBankStore(root: config.model.bankPath)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: store.root, isDirectory: &isDir), isDir.boolValue else {
+            throw ConfigError(file, "field 'model.bank_path': '\(store.root)' is not a folder of bank files (build it with 'cycletime ava bank')")
+        }
         if let missing = Set(entries.map(\.key.videoID)).sorted().first(where: { !store.contains($0) }) {
             throw ConfigError(file, "field 'model.bank_path': no bank file for video '\(missing)' (\(store.path(missing))); build it with 'cycletime ava bank'")
         }
