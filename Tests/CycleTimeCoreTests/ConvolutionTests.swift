@@ -117,9 +117,9 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
-    /// The default backend, `auto`, runs 3-D convolutions with a kernel larger than 1x1x1 on oneDNN
-    /// (measured 4.6x and 5.3x faster SlowOnly and SlowFast iterations) and the others natively.
-    func testAutoBackendSendsOnlyThreeDConvolutionsWithLargerKernelsToOneDNN() {
+    /// The default backend, `auto`, runs convolutions with a kernel larger than 1 on oneDNN (measured
+    /// 3.1x, 4.6x and 5.3x faster 2D, SlowOnly and SlowFast iterations) and pointwise ones natively.
+    func testAutoBackendSendsConvolutionsWithLargerKernelsToOneDNNAndPointwiseOnesToGEMM() {
         XCTAssertEqual(ConvolutionPolicy().backend, .auto)
         func geometry(_ k: [Int]) -> ConvGeometry {
             var g = ConvGeometry()
@@ -128,8 +128,10 @@ final class ConvolutionTests: XCTestCase {
         }
         XCTAssertTrue(ConvolutionBackend.auto.usesOneDNN(geometry([3, 1, 1]), volumetric: true))
         XCTAssertTrue(ConvolutionBackend.auto.usesOneDNN(geometry([1, 3, 3]), volumetric: true))
+        XCTAssertTrue(ConvolutionBackend.auto.usesOneDNN(geometry([1, 3, 3]), volumetric: false))
+        XCTAssertTrue(ConvolutionBackend.auto.usesOneDNN(geometry([1, 7, 7]), volumetric: false))
         XCTAssertFalse(ConvolutionBackend.auto.usesOneDNN(geometry([1, 1, 1]), volumetric: true))
-        XCTAssertFalse(ConvolutionBackend.auto.usesOneDNN(geometry([1, 3, 3]), volumetric: false))
+        XCTAssertFalse(ConvolutionBackend.auto.usesOneDNN(geometry([1, 1, 1]), volumetric: false))
         XCTAssertFalse(ConvolutionBackend.native.usesOneDNN(geometry([3, 3, 3]), volumetric: true))
         XCTAssertTrue(ConvolutionBackend.oneDNN.usesOneDNN(geometry([1, 1, 1]), volumetric: false))
     }

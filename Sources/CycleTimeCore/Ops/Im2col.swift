@@ -66,10 +66,10 @@ public struct ConvolutionPolicy: Sendable, Equatable {
 
 /// The library of float32 convolutions (`ConvolutionPolicy.backend`).
 public enum ConvolutionBackend: String, Sendable, Equatable, CaseIterable {
-    /// The measured choice: oneDNN for 3-D convolutions whose kernel is larger than 1x1x1 (the
-    /// SlowOnly r18 iteration took 5.32 s native and 1.16 s on oneDNN, SlowFast 10.78 and 2.03 s,
-    /// `cycletime bench ava`), native for the others (2-D convolutions, where Winograd and im2col
-    /// hold their own, and pointwise ones, which are one GEMM).
+    /// The measured choice: oneDNN for convolutions whose kernel is larger than 1 (`cycletime bench
+    /// ava`, 2 threads: SlowOnly r18 iteration 5.32 s native, 1.16 s on oneDNN; SlowFast 10.78 and
+    /// 2.03 s; the 2D r18 one 2.50 and 0.81 s, PyTorch 2.15's 0.84 s), native for pointwise ones
+    /// (one GEMM; oneDNN's strided 1x1 ran at a sixth of the native speed).
     case auto
     case native, oneDNN
 
@@ -78,7 +78,7 @@ public enum ConvolutionBackend: String, Sendable, Equatable, CaseIterable {
         switch self {
         case .native: return false
         case .oneDNN: return true
-        case .auto: return volumetric && g.kernelSize > 1
+        case .auto: return g.kernelSize > 1
         }
     }
 }
