@@ -84,7 +84,7 @@ final class ConvolutionTests: XCTestCase {
             var cases: [(Bool, Bool, Int)] = [(false, true, 128), (false, false, 128)]
             cases += [(true, 128), (false, 128), (true, 1), (false, 5)].map { (true, $0.0, $0.1) }
             for (wino, bp, block) in cases {
-                ConvolutionPolicy.current = saved.with { $0.winograd = wino; $0.batchParallel = bp; $0.winogradTileBlock = block }
+                ConvolutionPolicy.current = saved.with { $0.winograd = wino; $0.batchParallel = bp; $0.winogradTileBlock = block; $0.backend = .native }
                 if wino { XCTAssertTrue(winogradApplies(ConvGeometry.conv2d3x3(n: n, cin: cin, cout: cout, h: h, w: w, pad: pad))) }
                 let got = run()
                 let msg = "shape \(i) winograd \(wino) batch-parallel \(bp) block \(block)"
@@ -96,6 +96,8 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testGradcheckConv2d() {
+        for backend in [ConvolutionBackend.native, .auto] {
+        ConvolutionPolicy.withPolicy(.current.with { $0.backend = backend }) {
         gradcheck([randn([2, 4, 5, 6], seed: 1), randn([6, 2, 3, 2], seed: 2, scale: 0.5), randn([6], seed: 3)]) { t in
             F.conv2d(t[0], weight: t[1], bias: t[2], stride: [2, 1], padding: [1, 1], dilation: [1, 2], groups: 2)
         }
@@ -104,6 +106,8 @@ final class ConvolutionTests: XCTestCase {
         }
         gradcheck([randn([2, 3, 3, 4], seed: 6), randn([2, 3, 1, 1], seed: 7, scale: 0.5), randn([2], seed: 8)]) { t in
             F.conv2d(t[0], weight: t[1], bias: t[2])
+        }
+        }
         }
     }
 
@@ -168,6 +172,7 @@ final class ConvolutionTests: XCTestCase {
         defer { ConvolutionPolicy.current = saved }
         for wino in [true, false] {
         ConvolutionPolicy.current.winograd = wino
+        ConvolutionPolicy.current.backend = .native
         let x = randn([8, 16, 12, 12], seed: 11)
         let w = randn([32, 16, 3, 3], seed: 12)
         let gy = randn([8, 32, 12, 12], seed: 13, requiresGrad: false)

@@ -40,6 +40,7 @@ final class GraphLeakTests: XCTestCase {
         defer { ConvolutionPolicy.current = saved }
         for keep in [false, true] {
             ConvolutionPolicy.current.keepColumns = keep
+            ConvolutionPolicy.current.backend = .native
             assertGraphIsFreed("conv2d winograd, keepColumns \(keep)") {
                 F.conv2d(randn([1, 3, 6, 6], seed: 7), weight: randn([4, 3, 3, 3], seed: 8), bias: randn([4], seed: 9), padding: [1, 1])
             }

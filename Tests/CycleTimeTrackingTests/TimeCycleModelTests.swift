@@ -250,7 +250,8 @@ final class TimeCycleModelTests: XCTestCase {
     /// projection are checked, with 3x PyTorch's worst deviation in place of 1e-4.
     func checkAgainstPyTorch(_ fixture: String, winograd: Bool) throws {
         let saved = ConvolutionPolicy.current
-        ConvolutionPolicy.current = saved.with { $0.winograd = winograd; $0.winogradInputGradient = winograd }
+        // winograd: the native paths with Winograd; otherwise the default backend (oneDNN for 3x3 and 7x7).
+        ConvolutionPolicy.current = saved.with { $0.winograd = winograd; $0.winogradInputGradient = winograd; if winograd { $0.backend = .native } }
         defer { ConvolutionPolicy.current = saved }
 
         let fx = try Fixtures.load(fixture)
