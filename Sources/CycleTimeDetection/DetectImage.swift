@@ -52,7 +52,52 @@ extension FasterRCNN {
         var g = RandomGenerator(seed: 0)
         let model = FasterRCNN(config: config, initialize: false, generator: &g)
         try file.loadEncoder(into: model, prefix: "", description: "torchvision's Faster R-CNN ResNet-\(config.depth)-FPN with \(config.numClasses) classes")
+        if let recorded = file.metadata[normalizationKey] {
+            guard let n = Normalization(recorded) else {
+                throw CheckpointError.invalid(path: path, message: "metadata '\(normalizationKey)' is not 'mean a,b,c std d,e,f' with positive std")
+            }
+            model.config.transform.normalization = n
+        }
         return model.eval()
+    }
+
+    /// The checkpoint metadata key recording the input normalization a detector was trained with
+    /// (`detect train` writes it; `load` uses it over the caller's).
+    public static let normalizationKey = "detector_normalization"
+
+    /// Initializes the ResNet body from an encoder (torchvision's weights_backbone): a CycleTime
+    /// checkpoint's `encoder.` keys or a torchvision ResNet state dict (fc ignored). Every stage the
+    /// encoder has must load whole (the same depth: a missing key or another shape is an error naming
+    /// the file and key); stages it lacks (an encoder trained to layer3) keep their initialization
+    /// and are returned, so the caller can say so, with the input normalization the checkpoint
+    /// records its encoder was trained with (nil when it records none). NaN or infinite weights are an error.
+    @discardableResult
+    public func loadBody(from path: String) throws -> (seededStages: [String], normalization: Normalization?) {
+        let file = try CheckpointFile(path)
+        let (state, prefix) = try file.encoderState()
+        guard state["conv1.weight"] != nil else {
+            throw CheckpointError.invalid(path: path, message: "no encoder weights (neither a CycleTime checkpoint with 'encoder.' keys nor torchvision ResNet keys such as 'conv1.weight')")
+        }
+        let body = backbone.body
+        let entries = body.namedStateEntries().filter { !$0.0.hasSuffix("num_batches_tracked") }
+        func stage(_ k: String) -> String { String(k.prefix { $0 != "." }) }
+        let present = Set(entries.map { stage($0.0) }.filter { s in state.keys.contains { stage($0) == s } })
+        for (k, t) in entries where present.contains(stage(k)) {
+            guard let src = state[k] else {
+                throw CheckpointError.invalid(path: path, message: "missing key '\(prefix)\(k)' for the ResNet-\(config.depth) body (wrong detector.depth?)")
+            }
+            if src.shape != t.shape {
+                throw CheckpointError.invalid(path: path, message: "key '\(prefix)\(k)' has shape \(src.shape), the ResNet-\(config.depth) body's is \(t.shape) (wrong detector.depth?)")
+            }
+        }
+        let known = Set(entries.map(\.0))
+        if let extra = state.keys.filter({ present.contains(stage($0)) && !known.contains($0) && !$0.hasSuffix("num_batches_tracked") }).sorted().first {
+            throw CheckpointError.invalid(path: path, message: "unexpected key '\(prefix)\(extra)' for the ResNet-\(config.depth) body (wrong detector.depth?)")
+        }
+        for (k, t) in entries { if let src = state[k] { t.assign(src) } }
+        var seen = Set<String>()
+        let seeded = entries.map { stage($0.0) }.filter { !present.contains($0) && seen.insert($0).inserted }
+        return (seeded, try EncoderSpec.recorded(in: file.metadata, file: path)?.normalization)
     }
 }
 

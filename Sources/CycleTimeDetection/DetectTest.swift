@@ -27,8 +27,14 @@ public struct DetectorSettingsConfig: Codable, Equatable, Sendable {
     /// `detect train` without a checkpoint: a person detector (background + person) with a
     /// ResNet body of this depth, BatchNorm2d, from the seed (torchvision's weights=None).
     public var depth: Int = 50
-    /// torchvision's trainable_backbone_layers when training (0...5).
-    public var trainableBackboneLayers: Int = 5
+    /// `detect train` without a checkpoint: a ResNet encoder the body starts from (torchvision's
+    /// weights_backbone): a CycleTime checkpoint (its `encoder.` keys) or torchvision ResNet weights.
+    /// The body then uses frozen batch norm (torchvision's FrozenBatchNorm2d); stages the encoder lacks
+    /// keep the seed's initialization (said in one line).
+    public var backbone: String = ""
+    /// torchvision's trainable_backbone_layers when training (0...5); unset: torchvision's default,
+    /// 3 when starting from weights (detector.checkpoint or detector.backbone), 5 from the seed.
+    public var trainableBackboneLayers: Int? = nil
     /// Without a checkpoint: the box head's width (torchvision's TwoMLPHead: 1024).
     public var representationSize: Int = 1024
     /// torchvision's rpn_batch_size_per_image and box_batch_size_per_image (the samplers' sizes).
@@ -99,7 +105,10 @@ public struct DetectConfig: RunConfiguration, Equatable, Sendable {
                        ("box_batch_size_per_image", detector.boxBatchSizePerImage)] where n < 1 {
             throw v.fail("detector." + k, "must be >= 1")
         }
-        if !(0...5).contains(detector.trainableBackboneLayers) { throw v.fail("detector.trainable_backbone_layers", "must be in 0...5") }
+        if let t = detector.trainableBackboneLayers, !(0...5).contains(t) { throw v.fail("detector.trainable_backbone_layers", "must be in 0...5") }
+        if !detector.backbone.isEmpty && !detector.checkpoint.isEmpty {
+            throw v.fail("detector.backbone", "starts the body of a new detector; it cannot be combined with detector.checkpoint (a whole detector)")
+        }
         if detector.minSize < 16 { throw v.fail("detector.min_size", "must be >= 16") }
         if detector.maxSize < detector.minSize { throw v.fail("detector.max_size", "must be >= detector.min_size (\(detector.minSize))") }
         if detector.personLabel < 1 { throw v.fail("detector.person_label", "must be >= 1 (0 is the background)") }
@@ -109,10 +118,16 @@ public struct DetectConfig: RunConfiguration, Equatable, Sendable {
     public var testAnnotations: String { test.annotations.isEmpty ? data.annotations : test.annotations }
     public var testExcluded: String { test.excluded.isEmpty ? data.excluded : test.excluded }
 
+    /// trainable_backbone_layers, or torchvision's default: 3 when starting from weights, 5 from the seed.
+    public var trainableBackboneLayers: Int {
+        detector.trainableBackboneLayers ?? (detector.checkpoint.isEmpty && detector.backbone.isEmpty ? 5 : 3)
+    }
+
     /// torchvision's transform and post-processing settings of the detector section.
     public var transform: RCNNTransform {
         var t = RCNNTransform()
         t.minSize = detector.minSize; t.maxSize = detector.maxSize
+        t.normalization = Normalization(mean: data.mean, std: data.std)
         return t
     }
     public var boxSettings: BoxHeadSettings {
@@ -265,6 +280,11 @@ public final class DetectTask: TrainingTask {
     }
 
     public func clipCount(_ b: DetectSample) -> Int { b.images.count }
+
+    /// The input normalization, so that `detect test` and `FasterRCNN.load` feed what training fed.
+    public var checkpointMetadata: [String: String] {
+        [FasterRCNN.normalizationKey: detector.config.transform.normalization.description]
+    }
 }
 
 /// `cycletime detect train`: loads and checks a detect config, reads the training split's person
@@ -287,16 +307,25 @@ public func makeDetectTrainer(configPath: String, overrides: [String] = [], repo
         var c = FasterRCNNConfig()
         c.depth = config.detector.depth
         c.numClasses = 2
-        c.frozenBatchNorm = false
-        c.trainableBackboneLayers = config.detector.trainableBackboneLayers
+        c.frozenBatchNorm = !config.detector.backbone.isEmpty
+        c.trainableBackboneLayers = config.trainableBackboneLayers
         c.representationSize = config.detector.representationSize
         c.transform = config.transform
         c.boxes = config.boxSettings
         var g = RandomGenerator(seed: UInt64(config.seed))
         model = FasterRCNN(config: c, generator: &g)
+        if !config.detector.backbone.isEmpty {
+            let (seeded, trainedWith) = try model.loadBody(from: config.detector.backbone)
+            if let n = trainedWith, n != config.transform.normalization {
+                throw ConfigError(configPath, "field 'data.mean' / 'data.std' (\(config.transform.normalization)) differ from the normalization \(config.detector.backbone) was trained with (\(n)); set them to it")
+            }
+            if !seeded.isEmpty {
+                report("detector.backbone: \(config.detector.backbone) has no \(seeded.joined(separator: ", ")); \(seeded.count == 1 ? "it keeps" : "they keep") the seed's initialization")
+            }
+        }
     } else {
         model = try FasterRCNN.load(config.detector.checkpoint, transform: config.transform, boxes: config.boxSettings,
-                                    trainableBackboneLayers: config.detector.trainableBackboneLayers)
+                                    trainableBackboneLayers: config.trainableBackboneLayers)
     }
     if config.detector.personLabel >= model.config.numClasses {
         throw ConfigError(configPath, "field 'detector.person_label' (\(config.detector.personLabel)) is not a class of the detector (labels 1...\(model.config.numClasses - 1))")

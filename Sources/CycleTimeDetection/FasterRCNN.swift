@@ -73,7 +73,7 @@ public struct RCNNTransform: Sendable, Equatable {
 
 /// torchvision's FasterRCNN with a ResNet-FPN backbone.
 public final class FasterRCNN: Module {
-    public let config: FasterRCNNConfig
+    public var config: FasterRCNNConfig
     public let backbone: ResNetFPNBackbone
     public let rpn: RegionProposalNetwork
     public let roiHeads: BoxRoIHeads

@@ -3,6 +3,7 @@ import XCTest
 @testable import CycleTimeDetection
 import CycleTimeCore
 import CycleTimeNN
+import CycleTimeModels
 import CycleTimeVideo
 import TestSupport
 
@@ -85,5 +86,50 @@ final class DetectImageTests: XCTestCase {
             XCTAssertFalse("\($0)".contains("\n"), "\($0)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/d.json"))
+    }
+
+    /// A CycleTime checkpoint's encoder (ResNet-18 to layer3, under `encoder.`, with its spec) loads
+    /// into the body's conv1...layer3 exactly; layer4 keeps the seed's weights and is named; the
+    /// recorded normalization comes back. A torchvision ResNet state dict (with fc) loads every stage.
+    func testBodyLoadsTheEncodersStagesAndNamesTheOnesItLacks() throws {
+        let dir = temporaryDirectory("detect-body")
+        var g = RandomGenerator(seed: 3)
+        let encoder = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3", strides: [1, 2, 1, 1]), generator: &g)
+        let spec = EncoderSpec(arch: "resnet18", lastStage: "layer3", strides: [1, 2, 1, 1], padding: .zeros, normalization: .crw)
+        var file: [String: Tensor] = ["head.weight": Tensor.zeros([2])]
+        for (k, t) in encoder.stateDict() { file[CheckpointFile.encoderPrefix + k] = t }
+        try SafeTensors.write(file, metadata: spec.metadata, to: dir + "/pretrained.safetensors")
+        let detector = FasterRCNN(config: Self.bodyWithBatchNorm(depth: 18, classes: 2, representation: 16), generator: &g)
+        let layer4Before = detector.backbone.body.stateDict()["layer4.0.conv1.weight"]?.array
+        let (seeded, normalization) = try detector.loadBody(from: dir + "/pretrained.safetensors")
+        XCTAssertEqual(seeded, ["layer4"])
+        XCTAssertEqual(normalization, .crw)
+        let body = detector.backbone.body.stateDict()
+        for (k, t) in encoder.stateDict() { XCTAssertEqual(body[k]?.array, t.array, k) }
+        XCTAssertEqual(body["layer4.0.conv1.weight"]?.array, layer4Before)
+
+        let full = ResNet(config: ResNetConfig(depth: 18), generator: &g)
+        try SafeTensors.write(full.stateDict(), to: dir + "/resnet18.safetensors")
+        let (none, recorded) = try detector.loadBody(from: dir + "/resnet18.safetensors")
+        XCTAssertEqual(none, [])
+        XCTAssertNil(recorded)
+        XCTAssertEqual(detector.backbone.body.stateDict()["layer4.1.conv2.weight"]?.array, full.stateDict()["layer4.1.conv2.weight"]?.array)
+    }
+
+    /// An encoder of another depth, or a file without encoder weights, is one error naming the file and key.
+    func testBodyOfAnotherDepthIsOneErrorNamingTheKey() throws {
+        let dir = temporaryDirectory("detect-body-bad")
+        var g = RandomGenerator(seed: 4)
+        try SafeTensors.write(ResNet(config: ResNetConfig(depth: 18), generator: &g).stateDict(), to: dir + "/r18.safetensors")
+        let r50 = FasterRCNN(config: Self.bodyWithBatchNorm(depth: 50, classes: 2, representation: 16), initialize: false, generator: &g)
+        XCTAssertThrowsError(try r50.loadBody(from: dir + "/r18.safetensors")) {
+            XCTAssertTrue("\($0)".hasPrefix(dir + "/r18.safetensors: "), "\($0)")
+            XCTAssertTrue("\($0)".contains("detector.depth"), "\($0)")
+            XCTAssertFalse("\($0)".contains("\n"), "\($0)")
+        }
+        try SafeTensors.write(["x": Tensor.zeros([1])], to: dir + "/other.safetensors")
+        XCTAssertThrowsError(try r50.loadBody(from: dir + "/other.safetensors")) {
+            XCTAssertTrue("\($0)".contains("no encoder weights"), "\($0)")
+        }
     }
 }

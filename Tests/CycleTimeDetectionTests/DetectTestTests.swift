@@ -121,4 +121,45 @@ final class DetectTestTests: XCTestCase {
         let s = try Self.run(cfgB, out: b + "/p.json", checkpoint: b + "/run/checkpoints/latest.safetensors")
         XCTAssertEqual(s.keyframes, 3)
     }
+
+    /// detect train from a CycleTime encoder (ResNet-18 to layer3): the body starts from it with
+    /// frozen batch norm and torchvision's default of 3 trainable stages, layer4 is named as seeded,
+    /// checkpoints record the normalization, and an encoder trained with another normalization than
+    /// data.mean / data.std is one error naming them, before any run directory is made.
+    func testTrainFromAnEncoderStartsTheBodyFromItAndChecksItsNormalization() throws {
+        let dir = temporaryDirectory("detect-train-encoder")
+        var g = RandomGenerator(seed: 9)
+        let encoder = ResNet(config: ResNetConfig(depth: 18, lastStage: "layer3"), generator: &g)
+        func save(_ n: Normalization, _ name: String) throws -> String {
+            var file: [String: Tensor] = [:]
+            for (k, t) in encoder.stateDict() { file[CheckpointFile.encoderPrefix + k] = t }
+            let spec = EncoderSpec(arch: "resnet18", lastStage: "layer3", strides: [1, 2, 2, 2], padding: .zeros, normalization: n)
+            try SafeTensors.write(file, metadata: spec.metadata, to: dir + "/" + name)
+            return dir + "/" + name
+        }
+        let imagenet = try save(.imagenet, "imagenet.safetensors"), crw = try save(.crw, "crw.safetensors")
+        let cfg = try writeTinyDetectRun(dir, detector: "")
+        var lines: [String] = []
+        let trainer = try makeDetectTrainer(configPath: cfg, overrides: ["detector.backbone=" + imagenet]) { lines.append($0) }
+        XCTAssertEqual(lines.filter { $0.contains("has no layer4; it keeps the seed's initialization") }.count, 1, "\(lines)")
+        let body = trainer.task.detector.backbone.body
+        XCTAssertEqual(body.stateDict()["layer2.1.conv2.weight"]?.array, encoder.stateDict()["layer2.1.conv2.weight"]?.array)
+        let trainable = Set(body.namedParameters().filter(\.1.requiresGrad).map { String($0.0.prefix { $0 != "." }) })
+        XCTAssertEqual(trainable, ["layer2", "layer3", "layer4"])
+        XCTAssertFalse(body.namedParameters().contains { $0.0.contains("bn") && $0.1.requiresGrad })
+        XCTAssertEqual(try trainer.train(resume: false), .finished(step: 2))
+        let saved = try CheckpointFile(dir + "/run/checkpoints/latest.safetensors")
+        XCTAssertEqual(saved.metadata[FasterRCNN.normalizationKey], Normalization.imagenet.description)
+
+        let other = temporaryDirectory("detect-train-encoder-crw")
+        let cfg2 = try writeTinyDetectRun(other, detector: "")
+        XCTAssertThrowsError(try makeDetectTrainer(configPath: cfg2, overrides: ["detector.backbone=" + crw]) { _ in }) {
+            XCTAssertTrue("\($0)".hasPrefix(cfg2 + ": field 'data.mean' / 'data.std'"), "\($0)")
+            XCTAssertFalse("\($0)".contains("\n"))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: other + "/run"))
+        XCTAssertThrowsError(try makeDetectTrainer(configPath: cfg2, overrides: ["detector.backbone=" + imagenet, "detector.checkpoint=" + imagenet]) { _ in }) {
+            XCTAssertTrue("\($0)".contains("detector.backbone"), "\($0)")
+        }
+    }
 }
