@@ -49,6 +49,52 @@ public struct AVAClipOptions: Sendable, Equatable {
     public init() {}
 }
 
+extension AVAClipOptions {
+    /// The common size of a clip's frames; frames of different sizes are an error naming `name`.
+    public static func frameSize(_ frames: [AVAFrame], name: String) throws -> (width: Int, height: Int) {
+        guard let first = frames.first else { throw AVAError(name, "a clip without frames") }
+        for f in frames where f.width != first.width || f.height != first.height {
+            throw AVAError(name, "frames of different sizes (\(first.width)x\(first.height) and \(f.width)x\(f.height))")
+        }
+        return (first.width, first.height)
+    }
+
+    /// Test clips' size: the full frame with its short side at `testShortSide`.
+    public func testSize(width w: Int, height h: Int) -> (width: Int, height: Int) {
+        let scale = Double(testShortSide) / Double(max(1, min(w, h)))
+        return (max(1, Int((Double(w) * scale).rounded())), max(1, Int((Double(h) * scale).rounded())))
+    }
+
+    /// Frames of one size as a clip [1, 3, T, outHeight, outWidth]: the crop of each resized
+    /// bilinearly (mirrored when `flip`) and normalized with `mean` and `std`.
+    public func clipTensor(_ frames: [AVAFrame], crop: (x: Int, y: Int, w: Int, h: Int), outWidth outW: Int, outHeight outH: Int,
+                           flip: Bool) -> Tensor {
+        let t = frames.count, plane = outW * outH
+        let clip = Tensor(uninitialized: [1, 3, t, outH, outW])
+        let lut = ColorLUT(mean: mean, std: std)
+        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 3 * plane)
+        defer { tmp.deallocate() }
+        for (i, f) in frames.enumerated() {
+            f.rgb.withUnsafeBufferPointer { src in
+                guard let base = src.baseAddress else { return }
+                cropResizeBilinear(base, width: f.width, height: f.height, cropX: crop.x, cropY: crop.y, cropWidth: crop.w, cropHeight: crop.h,
+                                   outWidth: outW, outHeight: outH, flip: flip, lut: lut, out: tmp)
+            }
+            for c in 0..<3 { (clip.data + (c * t + i) * plane).update(from: tmp + c * plane, count: plane) }
+        }
+        return clip
+    }
+
+    /// The test clip of `frames` (the frames `sampler` numbers around a keyframe), as `ava test`
+    /// feeds its keyframes: the full frame, short side `testShortSide`, normalized. Frames of
+    /// different sizes are an error naming `name`.
+    public func testClip(_ frames: [AVAFrame], name: String) throws -> Tensor {
+        let (w, h) = try Self.frameSize(frames, name: name)
+        let (outW, outH) = testSize(width: w, height: h)
+        return clipTensor(frames, crop: (0, 0, w, h), outWidth: outW, outHeight: outH, flip: false)
+    }
+}
+
 /// A decoded frame (packed RGB24).
 public struct AVAFrame: Sendable {
     public let width: Int
@@ -312,10 +358,7 @@ public struct AVADataset: ClipSource {
         let jitter = training && o.temporalJitter > 0 ? rng.int(below: 2 * o.temporalJitter + 1) - o.temporalJitter : 0
         let count = try store.frameCount(e.key.videoID)
         let frames = try store.frames(e.key.videoID, o.sampler.frameNumbers(e.key.timestamp, jitter: jitter, frameCount: count))
-        let w = frames[0].width, h = frames[0].height
-        for f in frames where f.width != w || f.height != h {
-            throw AVAError(e.key.description, "frames of different sizes (\(w)x\(h) and \(f.width)x\(f.height))")
-        }
+        let (w, h) = try AVAClipOptions.frameSize(frames, name: e.key.description)
         let short = Double(min(w, h))
         var crop = (x: 0, y: 0, w: w, h: h), outW: Int, outH: Int, flip = false
         var boxes = e.boxes, actions = e.actions
@@ -342,21 +385,9 @@ public struct AVADataset: ClipSource {
             }
             boxes = kept.boxes; actions = kept.actions
         } else {
-            let scale = Double(o.testShortSide) / short
-            outW = max(1, Int((Double(w) * scale).rounded())); outH = max(1, Int((Double(h) * scale).rounded()))
+            (outW, outH) = o.testSize(width: w, height: h)
         }
-        let t = frames.count, plane = outW * outH
-        let clip = Tensor(uninitialized: [1, 3, t, outH, outW])
-        let lut = ColorLUT(mean: o.mean, std: o.std)
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 3 * plane)
-        defer { tmp.deallocate() }
-        for (i, f) in frames.enumerated() {
-            f.rgb.withUnsafeBufferPointer { src in
-                cropResizeBilinear(src.baseAddress!, width: w, height: h, cropX: crop.x, cropY: crop.y, cropWidth: crop.w, cropHeight: crop.h,
-                                   outWidth: outW, outHeight: outH, flip: flip, lut: lut, out: tmp)
-            }
-            for c in 0..<3 { (clip.data + (c * t + i) * plane).update(from: tmp + c * plane, count: plane) }
-        }
+        let clip = o.clipTensor(frames, crop: crop, outWidth: outW, outHeight: outH, flip: flip)
         return AVABatch(clips: clip, boxes: [boxes], actions: [actions], keys: [e.key])
     }
 

@@ -293,7 +293,8 @@ public struct AVAInputs {
     /// How logits become scores (loss and test), from model.loss, model.focal and the classes.
     public let scoring: AVAScoring
 
-    public init(config: AVAConfig, file: String) throws {
+    /// `readsFrames` false (`ava demo`, which reads its own video): data.frames is not opened.
+    public init(config: AVAConfig, file: String, readsFrames: Bool = true) throws {
         self.config = config; self.file = file
         let full = try AVALabelMap.read(config.data.labelmap)
         var ids = full.ids
@@ -314,7 +315,7 @@ public struct AVAInputs {
         } else {
             scoring = .sigmoid(focal: config.model.focal ? (config.model.focalAlpha, config.model.focalGamma) : nil)
         }
-        store = try config.data.frameStore()
+        store = readsFrames ? try config.data.frameStore() : AVAFrameStore(source: .frameFolders(config.data.frames))
     }
 
     /// Every video of `entries` must be readable before a run starts (errors name the video and the

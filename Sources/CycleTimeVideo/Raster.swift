@@ -112,6 +112,26 @@ public struct Canvas: Equatable, Sendable {
         }
     }
 
+    /// A detection: the box outline (pixels, clipped to the canvas) and `lines` of text stacked at
+    /// its top-left corner, above the box when there is room, else inside it, kept on the canvas.
+    public mutating func labeledBox(x0: Double, y0: Double, x1: Double, y1: Double, lines: [String], _ c: RGB,
+                                    thickness: Double = 2, scale: Int = 1) {
+        let w = Double(width - 1), h = Double(height - 1)
+        func clip(_ v: Double, _ hi: Double) -> Double { v.isFinite ? min(max(v, 0), hi) : 0 }
+        let bx0 = clip(min(x0, x1), w), bx1 = clip(max(x0, x1), w), by0 = clip(min(y0, y1), h), by1 = clip(max(y0, y1), h)
+        box(x0: bx0, y0: by0, x1: bx1, y1: by1, c, thickness: thickness)
+        let lineHeight = 9 * scale
+        let block = lines.count * lineHeight
+        var y = Int(by0) - block - Int(thickness.rounded(.up))
+        if y < scale { y = Int(by0) + Int(thickness.rounded(.up)) + scale }
+        for s in lines {
+            let size = BitmapFont.size(s, scale: scale)
+            let x = max(scale, min(Int(bx0) + scale, width - size.width - scale))
+            text(s, x: x, y: min(y, height - size.height - scale), c, scale: scale)
+            y += lineHeight
+        }
+    }
+
     /// Overlays a label map (one byte per pixel, any size: sampled by nearest neighbour) with the
     /// palette's colours at `alpha`; label 0 (background) is left untouched. Object borders are
     /// drawn opaque when `outline` is set.

@@ -12,7 +12,7 @@ struct AVACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ava",
         abstract: "AVA spatio-temporal action detection.",
-        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self, AVACheckCommand.self, AVABankCommand.self])
+        subcommands: [AVATrainCommand.self, AVATestCommand.self, AVAEvalCommand.self, AVACheckCommand.self, AVABankCommand.self, AVADemoCommand.self])
 }
 
 /// `cycletime ava train --config C [--resume] [--set k=v ...]`: trains the detector with the trainer
@@ -206,3 +206,79 @@ struct AVAEvalCommand: ParsableCommand {
     }
 }
 
+
+/// `cycletime ava demo VIDEO --config C [--checkpoint K] (--detector D | --proposals FILE) --out OUT`:
+/// video in, actions out (results CSV and an mp4 with the boxes and their top actions drawn).
+struct AVADemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Detect persons and their actions in a video: write OUT/results.csv and OUT/demo.mp4 with the boxes and top actions drawn.",
+        discussion: """
+            Every second t of the video is a keyframe (the frame at t seconds; the clip around it \
+            as the config's clip_length, frame_interval, fps, test_short_side, decode_short_side, \
+            mean and std take it, window_start 0). Persons: with --detector, a torchvision Faster \
+            R-CNN state dict (safetensors; 'cycletime detect train' writes them) runs on each \
+            keyframe (--min-size, --max-size, --score-threshold, --person-label: the detect \
+            config's detector defaults); with --proposals, a proposal file (JSON or the \
+            LFB/PySlowFast CSV, as 'detect test' writes) keyed by --video-id (default: the \
+            video's base name), selected as 'ava test' selects proposals \
+            (test.proposal_threshold). Keyframes without a box get no rows and are reported. The \
+            action detector (config and checkpoint, as 'ava test' builds it) classifies each box; \
+            results.csv has the AVA results rows 'ava eval' reads (video_id, timestamp, x1, y1, x2, \
+            y2 normalized, action_id, score >= test.score_threshold); demo.mp4 has the input's \
+            frames, size and frame rate with each keyframe's boxes and --top-k actions drawn from \
+            that keyframe to the next; with --detector, proposals.json holds its boxes (the \
+            JSON proposal file: --proposals OUT/proposals.json reruns without detecting). OUT is written into a temporary folder and renamed when \
+            complete (an existing OUT is replaced).
+            """)
+
+    @Argument(help: "The video (any format FFmpeg reads).") var video: String
+    @Option(help: "The AVA run config (YAML).") var config: String
+    @Option(help: "Action detector checkpoint (default: output_dir/checkpoints/latest.safetensors).") var checkpoint: String?
+    @Option(help: "Person detector: a torchvision Faster R-CNN state dict (safetensors).") var detector: String?
+    @Option(help: "Precomputed person proposals (JSON or CSV), instead of --detector.") var proposals: String?
+    @Option(name: .customLong("video-id"), help: "Video id of the result rows and of the proposal keys (default: the video's base name).") var videoID: String?
+    @Option(help: "Output folder (results.csv, demo.mp4).") var out: String
+    @Option(name: .customLong("min-size"), help: "Detector: resized short side (torchvision's min_size).") var minSize = DetectorSettingsConfig().minSize
+    @Option(name: .customLong("max-size"), help: "Detector: largest resized long side (torchvision's max_size).") var maxSize = DetectorSettingsConfig().maxSize
+    @Option(name: .customLong("score-threshold"), help: "Detector: person boxes scoring above this are kept.") var scoreThreshold = DetectorSettingsConfig().scoreThreshold
+    @Option(name: .customLong("person-label"), help: "Detector: the person class's label (COCO and detect train: 1).") var personLabel = DetectorSettingsConfig().personLabel
+    @Option(name: .customLong("max-detections"), help: "Detector: at most this many boxes per keyframe.") var maxDetections = DetectorSettingsConfig().detectionsPerImage
+    @Option(name: .customLong("top-k"), help: "Actions drawn per box.") var topK = 3
+    @Option(name: .customLong("set"), help: "Override a config field (repeatable).") var overrides: [String] = []
+
+    func validate() throws {
+        try checkOption("--min-size", minSize, 32...4096)
+        try checkOption("--max-size", maxSize, 32...8192)
+        try checkOption("--score-threshold", scoreThreshold, 0...1)
+        try checkOption("--person-label", personLabel, 1...100_000)
+        try checkOption("--max-detections", maxDetections, 1...100_000)
+        try checkOption("--top-k", topK, 1...100)
+        if maxSize < minSize { throw ValidationError("--max-size (\(maxSize)) must be >= --min-size (\(minSize))") }
+    }
+
+    func run() throws {
+        // One error line (not the usage text) when the person source is missing or doubled.
+        switch (detector, proposals) {
+        case (nil, nil): throw AVAError("--detector / --proposals", "one is needed (the person boxes)")
+        case (.some, .some): throw AVAError("--detector / --proposals", "give one, not both")
+        default: break
+        }
+        let persons: AVADemoPersons
+        if let detector {
+            var transform = RCNNTransform()
+            transform.minSize = minSize; transform.maxSize = maxSize
+            var boxes = BoxHeadSettings()
+            boxes.scoreThreshold = Float(scoreThreshold)
+            boxes.detectionsPerImage = maxDetections
+            persons = .detector(path: detector, transform: transform, boxes: boxes, personLabel: personLabel)
+        } else {
+            persons = .proposals(path: proposals ?? "")
+        }
+        var o = AVADemoOptions(video: video, configPath: config, persons: persons, out: out)
+        o.overrides = overrides; o.checkpoint = checkpoint; o.videoID = videoID; o.topK = topK
+        let err: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+        let s = try runAVADemo(o, report: { err("warning: " + $0 + "\n") }, progress: err)
+        print("wrote \(s.rows) detections of \(s.boxes) boxes at \(s.keyframes - s.keyframesWithoutBoxes.count) of \(s.keyframes) keyframe seconds to \(out)/results.csv and \(s.frames) frames (\(s.width)x\(s.height), \(String(format: "%.3g", s.fps)) fps) to \(out)/demo.mp4 (video id \(s.videoID), checkpoint \(s.checkpoint))")
+    }
+}

@@ -99,6 +99,14 @@ final class AVADatasetTests: XCTestCase {
         let t = try test.sample(0, seed: 1)
         XCTAssertEqual(t.clips.shape, [1, 3, 4, 48, 64])  // 320x240 -> short side 48
         XCTAssertEqual(t.boxes, [e.boxes])
+        // `testClip` (what `ava demo` feeds) is the test sample's clip of the same frames; frames of two sizes are an error.
+        let frames = try store.frames(vid, o.sampler.frameNumbers(1, frameCount: try store.frameCount(vid)))
+        let own = try o.testClip(frames, name: "k")
+        XCTAssertEqual(own.shape, t.clips.shape)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: own.data, count: own.count)), Array(UnsafeBufferPointer(start: t.clips.data, count: t.clips.count)))
+        XCTAssertThrowsError(try o.testClip([frames[0], AVAFrame(width: 2, height: 2, rgb: [UInt8](repeating: 0, count: 12))], name: "k")) {
+            XCTAssertEqual("\($0)", "k: frames of different sizes (320x240 and 2x2)")
+        }
         // ImageNet normalization of the first pixel of the keyframe (frame 11 at 10 fps, second 1).
         let img = try Image.read(jhmdb + "/\(vid)/00011.png")
         let full = AVADataset(entries: [e], store: store, options: { var q = o; q.testShortSide = 240; return q }(), training: false)

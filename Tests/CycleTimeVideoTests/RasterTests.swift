@@ -43,6 +43,25 @@ final class RasterTests: XCTestCase {
         XCTAssertEqual(BitmapFont.glyph("ß"), BitmapFont.glyph("?"))
     }
 
+    /// A labeled box: the outline at its pixels, the text above it (inside it at the top edge), on the canvas.
+    func testLabeledBoxDrawsOutlineAndTextAboveOrInside() {
+        var c = Canvas(width: 60, height: 40, fill: .black)
+        c.labeledBox(x0: 10, y0: 20, x1: 40, y1: 35, lines: ["1"], .red, thickness: 1)
+        XCTAssertEqual(c.pixel(25, 35), .red)        // bottom edge
+        XCTAssertEqual(c.pixel(10, 28), .red)        // left edge
+        XCTAssertEqual(c.pixel(25, 28), .black)      // inside: untouched
+        // '1' (stem in column 2) at x 11, in the 9-pixel line above the box: rows 10...16.
+        XCTAssertEqual(c.pixel(11 + 2, 10), .red)
+        XCTAssertEqual(c.pixel(11 + 2, 22), .black)
+        var top = Canvas(width: 60, height: 40, fill: .black)
+        top.labeledBox(x0: 10, y0: 0, x1: 40, y1: 35, lines: ["1"], .red, thickness: 1)
+        XCTAssertEqual(top.pixel(11 + 2, 2), .red)   // no room above: inside, below the top edge
+        var off = Canvas(width: 60, height: 40, fill: .black)
+        off.labeledBox(x0: -50, y0: -5, x1: 1e9, y1: 80, lines: ["OFF"], .red)  // clipped to the canvas
+        XCTAssertEqual(off.pixel(0, 39), .red)
+        off.labeledBox(x0: .nan, y0: .infinity, x1: -.infinity, y1: 3, lines: ["X"], .red)  // no trap
+    }
+
     func testHeatmapColormapAndResize() {
         var c = Canvas(width: 10, height: 10, fill: .black)
         c.overlayHeatmap([0, 0, 0, 1], width: 2, height: 2, alpha: 1)

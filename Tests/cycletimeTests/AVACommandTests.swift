@@ -505,4 +505,38 @@ final class AVACommandTests: XCTestCase {
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains(dir + "/missing/results.csv: cannot write: folder"), r.stderr)
     }
+
+    /// `ava demo` through the executable: a video and proposals give OUT/results.csv and
+    /// OUT/demo.mp4 and a summary line; neither or both of --detector and --proposals, and a
+    /// detector of another architecture (the action checkpoint), are one error line naming the flag
+    /// or file, exit 1, no OUT. (AVADemoTests runs the detector path.)
+    func testDemoWritesResultsAndVideoAndRefusesBadPersonSources() throws {
+        let exe = try cycletimeExecutable()
+        let video = try requireSharedData("videos/arm-wrestling.mp4")
+        let dir = temporaryDirectory("ava-demo-command")
+        let cfg = try writeTinyAVARun(dir)
+        _ = try run(exe, ["ava", "train", "--config", cfg, "--set", "train.steps=2"])
+        let keys = (0..<10).map { "\"arm-wrestling,\(String(format: "%04d", $0))\": [[0.2, 0.1, 0.6, 0.9, 0.95]]" }
+        try ("{" + keys.joined(separator: ", ") + "}\n").write(toFile: dir + "/p.json", atomically: true, encoding: .utf8)
+        let common = ["ava", "demo", video, "--config", cfg]
+        let r = try run(exe, common + ["--proposals", dir + "/p.json", "--out", dir + "/demo"])
+        XCTAssertTrue(r.stdout.contains("wrote 30 detections of 10 boxes at 10 of 10 keyframe seconds to \(dir)/demo/results.csv and 280 frames (340x256, 28 fps) to \(dir)/demo/demo.mp4"), r.stdout)
+        XCTAssertEqual(try AVACSV.read(dir + "/demo/results.csv", scoreColumn: true).rows.count, 30)
+        XCTAssertEqual(try VideoReader.probe(dir + "/demo/demo.mp4").frameCount, 280)
+
+        let detector = ["--detector", dir + "/detector.safetensors"]
+        let cases: [(String, [String], String)] = [
+            ("neither", [], "--detector / --proposals: one is needed"),
+            ("both", detector + ["--proposals", dir + "/p.json"], "--detector / --proposals: give one, not both"),
+            ("action checkpoint as detector", ["--detector", dir + "/run/checkpoints/latest.safetensors"],
+             dir + "/run/checkpoints/latest.safetensors: no key 'roi_heads.box_predictor.cls_score.weight'"),
+        ]
+        for (name, args, expected) in cases {
+            let b = try TestSupport.runProcess(exe, common + args + ["--out", dir + "/bad"])
+            XCTAssertEqual(b.status, 1, "\(name): \(b.stderr)")
+            XCTAssertEqual(b.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") }.count, 1, "\(name): \(b.stderr)")
+            XCTAssertTrue(b.stderr.contains(expected), "\(name): \(b.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad"), name)
+        }
+    }
 }
