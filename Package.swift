@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "CycleTimePretrainingTests", dependencies: ["CycleTimePretraining", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimeDetectionTests", dependencies: ["CycleTimeDetection", "CycleTimeTraining", "CycleTimeVideo", "TestSupport"]),
         .testTarget(name: "CycleTimePropagationTests", dependencies: ["CycleTimePropagation", "CycleTimeData", "CycleTimeVideo", "TestSupport"]),
-        .testTarget(name: "CycleTimeReportTests", dependencies: ["CycleTimeReport", "CycleTimeVideo", "TestSupport"]),
+        .testTarget(name: "CycleTimeReportTests", dependencies: ["CycleTimeReport", "CycleTimeDetection", "CycleTimeVideo", "TestSupport"]),
         // Every test that runs the executable or parses its commands; no library test target depends on it.
         .testTarget(name: "cycletimeTests", dependencies: [
             "cycletime", "CycleTimeCore", "CycleTimeNN", "CycleTimeModels", "CycleTimeVideo", "CycleTimeData", "CycleTimeTracking",

@@ -175,19 +175,26 @@ struct PyHeap {
 /// ground-truth instances. No detection gives 0.
 public func vocAveragePrecision(_ dets: [(score: Double, tp: Bool)], numGT: Int) -> Double {
     guard numGT > 0, !dets.isEmpty else { return 0 }
-    // numpy's argsort(scores)[::-1]: descending, ties in reverse index order (stable ascending, reversed).
-    let order = dets.indices.sorted { dets[$0].score != dets[$1].score ? dets[$0].score < dets[$1].score : $0 < $1 }.reversed()
-    var precision: [Double] = [0], recall: [Double] = [0]
-    var tp = 0.0, fp = 0.0
-    for i in order {
-        if dets[i].tp { tp += 1 } else { fp += 1 }
-        precision.append(tp / (tp + fp)); recall.append(tp / Double(numGT))
-    }
-    precision.append(0); recall.append(1)
+    let curve = precisionRecall(dets, numGT: numGT)
+    var precision = [0] + curve.precision + [0], recall = [0] + curve.recall + [1]
     for i in stride(from: precision.count - 2, through: 0, by: -1) { precision[i] = max(precision[i], precision[i + 1]) }
     var ap = 0.0
     for i in 1..<recall.count where recall[i] != recall[i - 1] { ap += (recall[i] - recall[i - 1]) * precision[i] }
     return ap
+}
+
+/// Precision and recall after each detection, taken in descending score order (numpy's
+/// argsort(scores)[::-1]: ties in reverse index order), not interpolated: the curve `vocAveragePrecision`
+/// integrates.
+public func precisionRecall(_ dets: [(score: Double, tp: Bool)], numGT: Int) -> (precision: [Double], recall: [Double]) {
+    let order = dets.indices.sorted { dets[$0].score != dets[$1].score ? dets[$0].score < dets[$1].score : $0 < $1 }.reversed()
+    var precision: [Double] = [], recall: [Double] = []
+    var tp = 0.0, fp = 0.0
+    for i in order {
+        if dets[i].tp { tp += 1 } else { fp += 1 }
+        precision.append(tp / (tp + fp)); recall.append(numGT > 0 ? tp / Double(numGT) : 0)
+    }
+    return (precision, recall)
 }
 
 /// Greedy matching of one class's detections (already in descending score order) to ground truth:
@@ -261,12 +268,15 @@ public func evaluateAVA(groundTruth: [AVARow], detections: [AVARow], labelMap: A
 }
 
 /// Person AP of detected boxes against ground-truth boxes, PASCAL VOC style.
-public struct PersonAP: Sendable, Equatable {
+public struct PersonAP: Sendable, Equatable, Codable {
     /// All-point interpolated average precision (VOC 2010+; 0 when there is no detection).
     public var ap: Double
     public var groundTruth: Int
     public var detections: Int
     public var truePositives: Int
+    /// The precision-recall curve: after each detection in descending score order (`precisionRecall`).
+    public var precision: [Double] = []
+    public var recall: [Double] = []
 }
 
 /// VOC all-point AP at `iouThreshold` of `detections` against `groundTruth` (boxes per keyframe):
@@ -284,6 +294,7 @@ public func evaluatePersonAP(groundTruth: [AVAKey: [AVABox]], detections: [AVAKe
         let tp = matchDetections(dets.map(\.box), to: groundTruth[key] ?? [], iouThreshold: iouThreshold)
         scored += zip(dets, tp).map { ($0.score, $1) }
     }
+    let curve = precisionRecall(scored, numGT: numGT)
     return PersonAP(ap: vocAveragePrecision(scored, numGT: numGT), groundTruth: numGT, detections: scored.count,
-                    truePositives: scored.filter(\.tp).count)
+                    truePositives: scored.filter(\.tp).count, precision: curve.precision, recall: curve.recall)
 }

@@ -168,12 +168,22 @@ public func personBoxes(_ model: FasterRCNN, frame: AVAFrame, personLabel: Int) 
 }
 
 /// What `runDetectTest` did.
-public struct DetectTestSummary: Sendable {
-    public let keyframes: Int
-    public let boxes: Int
-    public let checkpoint: String
+public struct DetectTestSummary: Sendable, Codable, Equatable {
+    public var keyframes: Int
+    public var boxes: Int
+    public var checkpoint: String
     /// Person AP@0.5 against the split's ground-truth boxes (nil without ground truth).
-    public let personAP: PersonAP?
+    public var personAP: PersonAP?
+    /// The proposal file written and the annotations scored against.
+    public var proposals: String = ""
+    public var annotations: String = ""
+    /// Where this summary was saved for `cycletime report` (nil: the config's output_dir is not a run directory).
+    public var saved: String?
+
+    /// The file of a run directory that holds the summary of proposals `out`: detect/<out's name without extension>.json.
+    public static func path(runDirectory: String, proposals out: String) -> String {
+        runDirectory + "/detect/" + URL(fileURLWithPath: out).deletingPathExtension().lastPathComponent + ".json"
+    }
 }
 
 /// `cycletime detect test`: the detector (`checkpoint`, default the config's detector.checkpoint)
@@ -211,8 +221,19 @@ public func runDetectTest(configPath: String, overrides: [String] = [], checkpoi
     let proposals = AVAProposals(path: out, boxes: found)
     try proposals.write(to: out)
     let scoredGT = gt.filter { found[$0.key] != nil }
-    return DetectTestSummary(keyframes: inside.count, boxes: found.values.reduce(0) { $0 + $1.count }, checkpoint: weights,
-                             personAP: evaluatePersonAP(groundTruth: scoredGT, detections: found))
+    var summary = DetectTestSummary(keyframes: inside.count, boxes: found.values.reduce(0) { $0 + $1.count }, checkpoint: weights,
+                                    personAP: evaluatePersonAP(groundTruth: scoredGT, detections: found),
+                                    proposals: out, annotations: config.testAnnotations)
+    // A run directory (detect train made it) keeps the summary, for `cycletime report`.
+    if FileManager.default.fileExists(atPath: config.outputDir + "/config.yaml") {
+        let path = DetectTestSummary.path(runDirectory: config.outputDir, proposals: out)
+        try FileManager.default.createDirectory(atPath: config.outputDir + "/detect", withIntermediateDirectories: true)
+        summary.saved = path
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(summary), to: path)
+    }
+    return summary
 }
 
 // MARK: detect train

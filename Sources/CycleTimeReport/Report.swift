@@ -62,17 +62,18 @@ public enum Report {
         head += "- run directory: `\(run.path)`\n- objective: \(run.objective)"
         if let c = run.config { head += ", encoder \(c.objective == .crw ? "crw" : c.timecycle.encoder)" }
         if let a = run.avaConfig { head += ", backbone \(a.model.backbone) (ResNet-\(a.model.depth))" }
+        if let d = run.detectConfig { head += ", Faster R-CNN " + detectorName(d) }
         head += "\n- status: \(run.status)\n"
         head += "- made by `cycletime report` from the run's files (no Python run); figures are SVG (curves, bars) and PNG (frames)."
         b.append(.markdown(head))
         if !run.notes.isEmpty { b.append(.markdown("Notes:\n\n" + run.notes.map { "- " + $0 }.joined(separator: "\n"))) }
         b += try pretraining(run)
-        // An AVA run trains a detector: no encoder figures, no propagation.
-        if !run.isAVA {
+        // An AVA or detect run trains a detector: no encoder figures, no propagation.
+        if !run.isAVA && !run.isDetect {
             b += try correspondence(run, options: options)
             b += try propagation(run, options: options)
         }
-        b += try detection(run, options: options)
+        b += run.isDetect ? try personDetection(run, options: options) : try detection(run, options: options)
         return b
     }
 
@@ -96,7 +97,7 @@ public enum Report {
         for r in runs {
             let loss = smoothed(r.metrics.column("loss"), weight: 0.6).compactMap { $0 }.last
             let cps = r.metrics.column("clips_per_s").compactMap { $0 }
-            rows.append([r.name, r.objective, r.config.map { $0.objective == .crw ? $0.crw.encoder : $0.timecycle.encoder } ?? r.avaConfig?.model.backbone ?? "?",
+            rows.append([r.name, r.objective, r.config.map { $0.objective == .crw ? $0.crw.encoder : $0.timecycle.encoder } ?? r.avaConfig?.model.backbone ?? r.detectConfig.map(detectorName) ?? "?",
                          String(r.lastStep ?? 0), fmt(loss), fmt(cps.isEmpty ? nil : cps.reduce(0, +) / Double(cps.count)),
                          davisJF(r).map { fmt($0) } ?? "not run", avaMAP(r).map { fmt($0) } ?? "not run"])
         }

@@ -89,3 +89,82 @@ extension Report {
         return b
     }
 }
+
+extension Report {
+    // MARK: person detection (detect runs)
+
+    static func detectorName(_ d: DetectConfig) -> String {
+        d.detector.checkpoint.isEmpty ? "ResNet-\(d.detector.depth)-FPN" : "from \((d.detector.checkpoint as NSString).lastPathComponent)"
+    }
+
+    /// A `detect train` run: each `detect test` summary in `detect/` (person AP@0.5, its
+    /// precision-recall curve) and a few keyframes with the ground-truth boxes (green) and the
+    /// detector's boxes with their scores, read back from the proposal file the summary names.
+    static func personDetection(_ run: RunRecord, options: ReportOptions) throws -> [ReportBlock] {
+        var b: [ReportBlock] = [.markdown("## Person detection")]
+        let dir = run.path + "/detect"
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().filter { $0.hasSuffix(".json") }
+        let summaries = names.compactMap { n -> (String, DetectTestSummary)? in
+            guard let d = FileManager.default.contents(atPath: dir + "/" + n),
+                  let s = try? JSONDecoder().decode(DetectTestSummary.self, from: d) else { return nil }
+            return (n, s)
+        }
+        if summaries.isEmpty {
+            b.append(.markdown("**Missing:** no `detect test` summary in `detect/` (run `cycletime detect test --config \(run.path)/config.yaml "
+                + "--checkpoint \(run.path)/checkpoints/latest.safetensors --out proposals.json`; it saves one there)."))
+            return b
+        }
+        for (n, s) in summaries {
+            let stem = (n as NSString).deletingPathExtension
+            guard let ap = s.personAP else {
+                b.append(.markdown("From `detect/\(n)`: \(s.boxes) person boxes on \(s.keyframes) keyframes of `\(s.checkpoint)`; no ground truth to score."))
+                continue
+            }
+            b.append(.markdown("From `detect/\(n)`: person AP@0.5 **\(fmt(ap.ap))** (PASCAL VOC all-point) of `\(s.checkpoint)` on "
+                + "\(s.keyframes) keyframes of `\(s.annotations)`: \(ap.groundTruth) ground-truth boxes, \(ap.detections) detections, "
+                + "\(ap.truePositives) true positives; proposals in `\(s.proposals)`."))
+            if !ap.recall.isEmpty {
+                var p = LinePlot(title: "Person precision-recall at IoU 0.5 (AP \(fmt(ap.ap)))", xLabel: "recall", yLabel: "precision")
+                p.series.append(PlotSeries(name: "detections by descending score", x: ap.recall, y: ap.precision, color: seriesColors[0]))
+                b.append(.figure(.svg("detect-pr-" + stem, "Precision against recall of the person boxes, \(n)", p.svg())))
+            }
+            if let tiles = personTiles(run, summary: s, options: options, into: &b), !tiles.isEmpty {
+                b.append(.figure(try .png("detect-boxes-" + stem, "Keyframes: ground truth (green), detections (colour, with scores)",
+                                          Canvas.grid([tiles]))))
+            }
+        }
+        return b
+    }
+
+    /// Up to four keyframes of the summary's proposals, drawn; nil (with a line in `b` saying why)
+    /// when the proposals, the annotations or the frames cannot be read.
+    static func personTiles(_ run: RunRecord, summary s: DetectTestSummary, options: ReportOptions, into b: inout [ReportBlock]) -> [Canvas]? {
+        guard let config = run.detectConfig else { return nil }
+        let proposals: AVAProposals, gt: [AVAKey: [AVABox]], store: AVAFrameStore
+        do {
+            proposals = try AVAProposals.read(s.proposals)
+            let csv = try AVACSV.read(s.annotations)
+            gt = try personGroundTruth(csv, excluded: [])
+            store = try config.data.frameStore()
+        } catch {
+            b.append(.markdown("Boxes are not drawn: \(error)"))
+            return nil
+        }
+        var tiles: [Canvas] = []
+        for key in proposals.boxes.keys.sorted().prefix(4) {
+            guard let frame = try? store.frames(key.videoID, [config.sampler.keyframe(key.timestamp)]).first else { continue }
+            var c = Canvas(image: Image(width: frame.width, height: frame.height, channels: 3, pixels: frame.rgb)).resized(width: 2 * options.tileWidth)
+            let w = Double(c.width), h = Double(c.height)
+            for g in gt[key] ?? [] { c.box(x0: g.x1 * w, y0: g.y1 * h, x1: g.x2 * w, y1: g.y2 * h, .green, thickness: 3) }
+            for (i, d) in (proposals.boxes[key] ?? []).sorted(by: { $0.score > $1.score }).prefix(6).enumerated() {
+                let color = RGB.cycle[(i + 2) % RGB.cycle.count]
+                c.box(x0: d.box.x1 * w, y0: d.box.y1 * h, x1: d.box.x2 * w, y1: d.box.y2 * h, color)
+                c.text(String(format: "%.2f", d.score), x: Int(d.box.x1 * w) + 2, y: Int(d.box.y1 * h) + 2, color)
+            }
+            c.text("\(key.videoID) \(key.timestamp)", x: 2, y: c.height - 9)
+            tiles.append(c)
+        }
+        if tiles.isEmpty { b.append(.markdown("Boxes are not drawn: no keyframe of `\(s.proposals)` could be read from `\(config.data.frames)`.")) }
+        return tiles
+    }
+}

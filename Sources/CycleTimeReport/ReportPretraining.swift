@@ -124,7 +124,7 @@ extension Report {
     // MARK: pretraining
 
     static func pretraining(_ run: RunRecord) throws -> [ReportBlock] {
-        var b: [ReportBlock] = [.markdown(run.isAVA ? "## Training (AVA detector)" : "## Pretraining")]
+        var b: [ReportBlock] = [.markdown(run.isAVA ? "## Training (AVA detector)" : run.isDetect ? "## Training (person detector)" : "## Pretraining")]
         let m = run.metrics
         if !run.hasMetricsFile {
             b.append(.markdown("**Missing:** no `metrics.jsonl` in the run directory yet (the run has not logged a step), so there are no curves."))

@@ -70,6 +70,8 @@ public struct RunRecord {
     public var config: TrainConfig?
     /// The config of an AVA detection run (`cycletime ava train`).
     public var avaConfig: AVAConfig?
+    /// The config of a person-detector run (`cycletime detect train`).
+    public var detectConfig: DetectConfig?
     public var notes: [String] = []
     public var metrics = MetricsTable()
     public var hasMetricsFile = false
@@ -95,6 +97,8 @@ public struct RunRecord {
         do { r.config = try ConfigLoader.decode(TrainConfig.self, yaml: text, file: configPath) } catch {
             if let ava = try? ConfigLoader.decode(AVAConfig.self, yaml: text, file: configPath) {
                 r.avaConfig = ava
+            } else if let detect = try? ConfigLoader.decode(DetectConfig.self, yaml: text, file: configPath) {
+                r.detectConfig = detect
             } else {
                 r.notes.append("The config could not be read as a training config (\(error)); sections that need it are left out.")
             }
@@ -113,15 +117,17 @@ public struct RunRecord {
 
     /// Steps the config asks for (train.steps), when known.
     public var plannedSteps: Int? {
-        guard let steps = config?.train.steps ?? avaConfig?.train.steps else { return nil }
+        guard let steps = config?.train.steps ?? avaConfig?.train.steps ?? detectConfig?.train.steps else { return nil }
         return steps > 0 ? steps : nil
     }
     public var lastStep: Int? { metrics.steps.last.map { Int($0) } }
-    public var objective: String { config?.objective.rawValue ?? (avaConfig != nil ? "ava" : "unknown") }
+    public var objective: String { config?.objective.rawValue ?? (avaConfig != nil ? "ava" : detectConfig != nil ? "detect" : "unknown") }
     /// An AVA detection run (`cycletime ava train`).
     public var isAVA: Bool { avaConfig != nil }
+    /// A person-detector run (`cycletime detect train`).
+    public var isDetect: Bool { detectConfig != nil }
     /// The gradient clipping of the run's config (0 = none), when known.
-    public var gradClip: Double? { config?.train.gradClip ?? avaConfig?.train.gradClip }
+    public var gradClip: Double? { config?.train.gradClip ?? avaConfig?.train.gradClip ?? detectConfig?.train.gradClip }
 
     /// One line on where the run stands.
     public var status: String {

@@ -85,6 +85,7 @@ struct DetectTestCommand: ParsableCommand {
         if let a = s.personAP {
             print("person AP@0.5: \(String(format: "%.4f", a.ap))  (VOC all-point; \(a.groundTruth) ground-truth boxes, \(a.detections) detections, \(a.truePositives) true positives)")
         }
+        if let saved = s.saved { print("summary for cycletime report: \(saved)") }
     }
 }
 

@@ -149,6 +149,10 @@ final class AVAEvaluationTests: XCTestCase {
         let r = try XCTUnwrap(evaluatePersonAP(groundTruth: gt, detections: dets))
         XCTAssertEqual(r.ap, 11.0 / 24, accuracy: 1e-12)
         XCTAssertEqual([r.groundTruth, r.detections, r.truePositives], [4, 6, 3])
+        // The curve is the raw one, a point per detection by descending score.
+        for (got, want) in zip(r.precision, [0, 1.0 / 2, 2.0 / 3, 1.0 / 2, 2.0 / 5, 1.0 / 2]) { XCTAssertEqual(got, want, accuracy: 1e-12) }
+        for (got, want) in zip(r.recall, [0, 1.0 / 4, 1.0 / 2, 1.0 / 2, 1.0 / 2, 3.0 / 4]) { XCTAssertEqual(got, want, accuracy: 1e-12) }
+        XCTAssertEqual([r.precision.count, r.recall.count], [6, 6])
         // Perfect detections give 1, none give 0, no ground truth gives nil.
         let perfect = gt.mapValues { $0.map { ScoredBox($0, score: 1) } }
         XCTAssertEqual(try XCTUnwrap(evaluatePersonAP(groundTruth: gt, detections: perfect)).ap, 1, accuracy: 1e-12)
