@@ -13,23 +13,29 @@ import Foundation
 /// same network (scripts/bench/torch_ava.py) when python3 has torch. The relation heads on the 2D
 /// backbone: `2d-acrn` (mmaction2's ACRNHead, 512 channels, then BBoxHeadAVA's pooling and
 /// classifier) and `2d-acar` (ACAR-Net's ACARHead: reduce 1024, hidden 512, two HR2O layers, roi 7,
-/// dropout 0 before fc2), the same BCE loss.
+/// dropout 0 before fc2), and `2d-lfb`, the long-term feature bank head (`model.bank non_local`: mmaction2's
+/// FBOHead with FBO-NL as its AVA LFB recipe: latent 512, two non-local layers, pre-activation,
+/// dropout 0.2, over 300 fixed bank features per box, 60 s x 5) between the pooled RoI feature and
+/// the classifier; the same BCE loss. With --precision bf16 PyTorch runs inside
+/// torch.autocast("cpu", torch.bfloat16) too.
 struct BenchAVA: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ava",
-        abstract: "AVA training iteration time and peak memory: 2D / SlowOnly / SlowFast ResNet-18 backbones and the ACRN / ACAR relation heads, batch 2, 256x256, vs PyTorch.")
+        abstract: "AVA training iteration time and peak memory: 2D / SlowOnly / SlowFast ResNet-18 backbones, the ACRN / ACAR relation heads and the LFB head, batch 2, 256x256, vs PyTorch.")
 
-    static let known = ["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar"]
+    static let known = ["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar", "2d-lfb"]
     static let classes = 80
+    /// The 2d-lfb case's bank window per box (mmaction2's AVA LFB: 60 s x 5 features) and FBO-NL width.
+    static let lfbLongTerm = 300, lfbLatent = 512
 
-    @Option(parsing: .upToNextOption, help: "Cases: 2d (4 frames), slowonly (4 frames), slowfast (32 frames, slow 4), 2d-acrn, 2d-acar (the 2d backbone with a relation head).")
+    @Option(parsing: .upToNextOption, help: "Cases: 2d (4 frames), slowonly (4 frames), slowfast (32 frames, slow 4), 2d-acrn, 2d-acar (the 2d backbone with a relation head), 2d-lfb (with the long-term feature bank head).")
     var cases: [String] = BenchAVA.known
     @Option(help: "Timed iterations per case (after one warm-up iteration).") var steps = 3
     @Option(help: "Clips per batch.") var batch = 2
     @Option(help: "Input height and width (a multiple of 16).") var size = 256
     @Flag(help: "A tiny run (64x64, one timed iteration, no PyTorch) that checks the command works.") var quick = false
     @Flag(help: "Print the figures as one JSON object.") var json = false
-    @Option(help: "fp32, or bf16: each iteration's forward and backward inside Autocast.bf16 (oneDNN; conv2d, conv3d, linear, matmul).")
+    @Option(help: "fp32, or bf16: each iteration's forward and backward inside Autocast.bf16 (oneDNN; conv2d, conv3d, linear, matmul), PyTorch's inside torch.autocast(\"cpu\", torch.bfloat16).")
     var precision: Precision = .fp32
     @Option(help: "Library of the float32 2-D and 3-D convolutions: auto (the library default: oneDNN for kernels larger than 1, native for pointwise), native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .auto
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
@@ -66,16 +72,13 @@ struct BenchAVA: ParsableCommand {
             var torch: [String: Any]?
             if torchAvailable {
                 let args = [repoPath("scripts/bench/torch_ava.py"), "--case", c, "--threads", "\(Parallel.threadCount)",
-                            "--batch", "\(batch)", "--size", "\(size)", "--steps", "\(steps)", "--classes", "\(Self.classes)"]
-                if let out = runProcess("/usr/bin/env", ["python3"] + args), let line = out.split(separator: "\n").last {
-                    torch = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
-                }
+                            "--batch", "\(batch)", "--size", "\(size)", "--steps", "\(steps)", "--classes", "\(Self.classes)",
+                            "--precision", precision.rawValue, "--lfb-long-term", "\(Self.lfbLongTerm)", "--lfb-latent", "\(Self.lfbLatent)"]
+                torch = runJSONProcess("/usr/bin/env", ["python3"] + args)
             }
             let childArgs = ["bench", "ava", "--child", c, "--steps", "\(steps)", "--batch", "\(batch)", "--size", "\(size)",
                              "--precision", precision.rawValue, "--conv-backend", convBackend.rawValue]
-            guard let out = runProcess(me, childArgs), let line = out.split(separator: "\n").last,
-                  let ours = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                  let sec = ours["seconds_per_step"] as? Double, let peak = ours["peak_rss_bytes"] as? Double else {
+            guard let ours = runJSONProcess(me, childArgs), let sec = ours["seconds_per_step"] as? Double, let peak = ours["peak_rss_bytes"] as? Double else {
                 throw ValidationError("the \(c) case failed (run `cycletime \(childArgs.joined(separator: " "))` to see why)")
             }
             var text = "  \(c) (clip \(Self.frames(c)) frames, \(ours["output_channels"] ?? "?") channels): \(fmt(sec, 2)) s/iteration "
@@ -106,7 +109,7 @@ struct BenchAVA: ParsableCommand {
         let backbone: Module
         let channels: Int
         switch c {
-        case "2d", "2d-acrn", "2d-acar":
+        case "2d", "2d-acrn", "2d-acar", "2d-lfb":
             backbone = FrameAveragedBackbone(encoder: ResNet(config: ResNetConfig(depth: 18, lastStage: "layer4", strides: [1, 2, 2, 1]), generator: &g))
             channels = 512
         case "slowonly":
@@ -117,8 +120,20 @@ struct BenchAVA: ParsableCommand {
             backbone = m; channels = m.outChannels
         }
         let head: Module
+        var bankParams: [(String, Tensor)] = []
         let logits: (Tensor, [[AVABox]], Tensor) -> Tensor
-        if c == "2d-acar" {
+        if c == "2d-lfb" {
+            let bank = FBOHead(kind: .nonLocal, stChannels: channels, ltChannels: channels, latentChannels: Self.lfbLatent,
+                               longTerm: Self.lfbLongTerm, generator: &g)
+            let roi = AVARoIHead(inChannels: FBOHead.outChannels(kind: .nonLocal, stChannels: channels, ltChannels: channels, latentChannels: Self.lfbLatent),
+                                 classes: Self.classes, generator: &g)
+            // Each box's window of bank features (2 boxes per clip): fixed (the bank is read, not trained).
+            let longTerm = Tensor.randn([batch * 2, channels, Self.lfbLongTerm, 1, 1], generator: &g)
+            head = roi
+            bankParams = bank.namedParameters().map { ("bank_head." + $0.0, $0.1) }
+            bank.train()
+            logits = { f, _, rois in roi.classify(bank(shortTerm: roi.pooled(f, rois: rois), longTerm: longTerm)) }
+        } else if c == "2d-acar" {
             let acar = ACARHead(width: channels, outputs: Self.classes + 1, roiSpatial: 7, reduceDim: 1024, hiddenDim: 512, depth: 2, generator: &g)
             head = acar
             logits = { f, boxes, _ in acar(features: f.rank == 5 ? f.mean(axis: 2) : f, boxes: boxes) }
@@ -134,7 +149,7 @@ struct BenchAVA: ParsableCommand {
         let actions = (0..<rois.shape[0]).map { _ in [1] + (2...Self.classes).filter { _ in g.nextDouble() < 0.05 } }
         let targets = AVAClassIndex(ids: Array(1...Self.classes)).targets(actions)
         let params = backbone.namedParameters().map { (name: "backbone." + $0.0, tensor: $0.1) }
-            + head.namedParameters().map { (name: "head." + $0.0, tensor: $0.1) }
+            + head.namedParameters().map { (name: "head." + $0.0, tensor: $0.1) } + bankParams.map { (name: $0.0, tensor: $0.1) }
         let opt = SGD(parameters: params, learningRate: 0.01, momentum: 0.9)
         backbone.train(); head.train()
         var rows: [(forward: Double, backward: Double, optimizer: Double)] = []

@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks; every figure is measured in the same run as its reference.",
-        subcommands: [BenchCore.self, BenchVideo.self, BenchLoader.self, BenchTrain.self, BenchPropagate.self, BenchAVA.self, BenchTracker.self],
+        subcommands: [BenchCore.self, BenchVideo.self, BenchLoader.self, BenchTrain.self, BenchPropagate.self, BenchAVA.self, BenchDetect.self, BenchTracker.self],
         defaultSubcommand: BenchCore.self)
 }
 
@@ -270,9 +270,7 @@ struct BenchCore: ParsableCommand {
     func runTorchReference() -> TorchFigures? {
         let script = repoPath("scripts/bench/torch_trunk.py")
         guard FileManager.default.fileExists(atPath: script) else { return nil }
-        guard let out = runProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240", precision.rawValue]),
-              let line = out.split(separator: "\n").last,
-              let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        guard let obj = runJSONProcess("/usr/bin/env", ["python3", script, "\(Parallel.threadCount)", "\(batch)", "240", precision.rawValue]),
               let d = obj["default_seconds"] as? Double, let c = obj["channels_last_seconds"] as? Double
         else { return nil }
         return TorchFigures(version: obj["torch_version"] as? String ?? "?", defaultSeconds: d, channelsLastSeconds: c,

@@ -30,8 +30,7 @@ extension BenchTrain {
         for k in [1, n] {
             let args = Self.mpirunArguments(ranks: k) + [me, "bench", "train", "--child", "mpi", "--config", config,
                                                          "--steps", "\(steps)", "--batch", "\(batch)", "--cache-mib", "\(cacheMib)"]
-            guard let out = runProcess(mpirun, args), let line = out.split(separator: "\n").last,
-                  let j = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            guard let j = runJSONProcess(mpirun, args) else {
                 throw ValidationError("the \(k)-rank run failed (run `mpirun \(args.joined(separator: " "))` to see why)")
             }
             runs[k] = j

@@ -110,9 +110,8 @@ struct BenchPropagate: ParsableCommand {
         }
         let seq = seqs[0]
         let tn = min(torchFrames, frames ?? seq.frameCount, seq.frameCount)
-        guard let out = runProcess("/usr/bin/env", ["python3", repoPath("scripts/bench/torch_propagate.py"), "--weights", weights,
-                                                     "--davis-root", root, "--sequence", seq.name, "--frames", String(tn), "--out", tmp + "/torch"]),
-              let line = out.split(separator: "\n").last, let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        guard let obj = runJSONProcess("/usr/bin/env", ["python3", repoPath("scripts/bench/torch_propagate.py"), "--weights", weights,
+                                                        "--davis-root", root, "--sequence", seq.name, "--frames", String(tn), "--out", tmp + "/torch"]),
               let tfps = obj["fps"] as? Double, let trss = obj["peak_rss_bytes"] as? Int else {
             throw EvaluationError("scripts/bench/torch_propagate.py failed or printed no figures: no timed reference")
         }

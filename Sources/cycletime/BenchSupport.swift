@@ -94,6 +94,13 @@ func runProcess(_ exe: String, _ args: [String]) -> String? {
     return String(data: data, encoding: .utf8)
 }
 
+/// Runs a program that prints its figures as one JSON object on its last line: that object when
+/// the program exits 0 and the line parses, else nil.
+func runJSONProcess(_ exe: String, _ args: [String]) -> [String: Any]? {
+    guard let out = runProcess(exe, args), let line = out.split(separator: "\n").last else { return nil }
+    return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+}
+
 /// A path inside the repository: relative to the working directory when it exists there, else
 /// relative to the executable's checkout (.build/<config>/cycletime).
 func repoPath(_ relative: String) -> String {

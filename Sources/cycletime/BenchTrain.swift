@@ -95,10 +95,7 @@ struct BenchTrain: ParsableCommand {
         default: args = [repoPath("scripts/bench/torch_crw.py"), "--batch", "4", "--clip", "4", "--patches", "49", "--padding", "reflect"]
         }
         args += ["--threads", "\(Parallel.threadCount)", "--steps", "\(steps)"] + (channelsLast ? ["--channels-last"] : [])
-        guard let out = runProcess("/usr/bin/env", ["python3"] + args),
-              let line = out.split(separator: "\n").last,
-              let j = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return nil }
-        return j
+        return runJSONProcess("/usr/bin/env", ["python3"] + args)
     }
 
     /// One case in this process: prints its JSON.

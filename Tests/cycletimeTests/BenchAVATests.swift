@@ -5,15 +5,15 @@ import XCTest
 
 /// `cycletime bench ava` (Sources/cycletime/BenchAVA.swift), run as the executable.
 final class BenchAVATests: XCTestCase {
-    /// The tiny run: every case (the relation heads too) in its own child process, figures in the JSON.
+    /// The tiny run: every case (the relation heads and the feature bank head too) in its own child process, figures in the JSON.
     func testQuickRunReportsEveryCase() throws {
         let exe = try cycletimeExecutable()
         let r = try runProcess(exe, ["bench", "ava", "--quick", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
         let cases = try XCTUnwrap(obj["cases"] as? [String: [String: Any]])
-        XCTAssertEqual(Set(cases.keys), ["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar"])
-        for (name, channels, frames) in [("2d", 512, 4), ("slowonly", 512, 4), ("slowfast", 576, 32), ("2d-acrn", 512, 4), ("2d-acar", 512, 4)] {
+        XCTAssertEqual(Set(cases.keys), ["2d", "slowonly", "slowfast", "2d-acrn", "2d-acar", "2d-lfb"])
+        for (name, channels, frames) in [("2d", 512, 4), ("slowonly", 512, 4), ("slowfast", 576, 32), ("2d-acrn", 512, 4), ("2d-acar", 512, 4), ("2d-lfb", 512, 4)] {
             let c = try XCTUnwrap(cases[name])
             XCTAssertEqual(c["output_channels"] as? Int, channels, name)
             XCTAssertEqual(c["frames"] as? Int, frames, name)
