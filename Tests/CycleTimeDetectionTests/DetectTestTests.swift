@@ -162,4 +162,19 @@ final class DetectTestTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("detector.backbone"), "\($0)")
         }
     }
+
+    /// Every committed person-detector experiment reads and validates as a detect config, and its
+    /// annotation files exist (relative to the repository).
+    func testEveryDetectExperimentConfigLoadsAndValidates() throws {
+        let dir = repoRoot + "/experiments"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("detect-") && $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertEqual(names, ["detect-r18-mini.yaml"])
+        for n in names {
+            let text = try String(contentsOfFile: dir + "/" + n, encoding: .utf8)
+            XCTAssertTrue(text.hasPrefix("# "), "\(n) starts with a comment saying what it is for")
+            let c = try ConfigLoader.load(DetectConfig.self, path: dir + "/" + n)
+            XCTAssertNoThrow(try c.validate(file: n), n)
+            for f in [c.data.annotations, c.testAnnotations] { XCTAssertTrue(FileManager.default.fileExists(atPath: repoRoot + "/" + f), "\(n): \(f)") }
+        }
+    }
 }
