@@ -47,28 +47,77 @@ public enum SafeTensors {
     public static func load(_ path: String) throws -> [String: Tensor] { try read(path).tensors }
 
     public static func parse(_ data: Data, path: String) throws -> File {
-        guard data.count >= 8 else {
-            throw SafeTensorsError.malformed(path: path, reason: data.isEmpty ? "file is empty" : "file is \(data.count) bytes, shorter than the 8-byte header length")
+        let headerLen = try headerLength(data.prefix(8), fileSize: data.count, path: path)
+        let hEnd = 8 + headerLen
+        let header = try parseHeader(data.subdata(in: 8..<hEnd), bodySize: data.count - hEnd, path: path)
+        var tensors: [String: Tensor] = [:]
+        for e in header.entries {
+            let n = Tensor.count(of: e.shape)
+            let storage = Storage(uninitializedCount: n)
+            data.withUnsafeBytes { raw in
+                convert(raw.baseAddress! + hEnd + e.lo, dtype: e.dtype, count: n, into: storage.pointer)
+            }
+            tensors[e.key] = Tensor(shape: e.shape, storage: storage)
         }
-        let headerLen = data.withUnsafeBytes { raw -> UInt64 in
-            var v: UInt64 = 0
-            for i in 0..<8 { v |= UInt64(raw[i]) << (8 * UInt64(i)) }
-            return v
+        return File(tensors: tensors, order: header.entries.map(\.key), dtypes: header.dtypes, metadata: header.metadata)
+    }
+
+    /// A file's header without its data: each tensor's dtype, shape and byte range (ordered by
+    /// data offsets) and the metadata, checked as `read` checks them.
+    public struct Header: Sendable {
+        public struct Entry: Sendable {
+            public var key: String, dtype: String, shape: [Int], lo: Int, hi: Int
         }
-        guard headerLen <= UInt64(data.count - 8), headerLen < 100_000_000 else {
-            throw SafeTensorsError.malformed(path: path, reason: "header length \(headerLen) exceeds the file size \(data.count) (truncated?)")
+        public var entries: [Entry]
+        public var metadata: [String: String]
+        public var dtypes: [String: String] { Dictionary(entries.map { ($0.key, $0.dtype) }, uniquingKeysWith: { a, _ in a }) }
+    }
+
+    /// Reads only the header of the file at `path` (8 + its length bytes), not the tensors' data:
+    /// names, shapes and metadata of a large file at the cost of its header. Errors as `read`'s.
+    public static func readHeader(_ path: String) throws -> Header {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw SafeTensorsError.cannotOpen(path: path, reason: FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")
         }
-        let hStart = 8, hEnd = 8 + Int(headerLen)
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: data.subdata(in: hStart..<hEnd)) }
+        defer { try? handle.close() }
+        do {
+            let size = Int(try handle.seekToEnd())
+            try handle.seek(toOffset: 0)
+            let headerLen = try headerLength(try handle.read(upToCount: 8) ?? Data(), fileSize: size, path: path)
+            let json = try handle.read(upToCount: headerLen) ?? Data()
+            guard json.count == headerLen else { throw SafeTensorsError.malformed(path: path, reason: "the header ends early (truncated file?)") }
+            return try parseHeader(json, bodySize: size - 8 - headerLen, path: path)
+        } catch let e as SafeTensorsError {
+            throw e
+        } catch {
+            throw SafeTensorsError.cannotOpen(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// The header length of the first 8 bytes, checked against the file's size.
+    static func headerLength(_ first: Data, fileSize: Int, path: String) throws -> Int {
+        guard first.count >= 8, fileSize >= 8 else {
+            throw SafeTensorsError.malformed(path: path, reason: fileSize == 0 ? "file is empty" : "file is \(fileSize) bytes, shorter than the 8-byte header length")
+        }
+        var v: UInt64 = 0
+        for (i, b) in first.prefix(8).enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
+        guard v <= UInt64(fileSize - 8), v < 100_000_000 else {
+            throw SafeTensorsError.malformed(path: path, reason: "header length \(v) exceeds the file size \(fileSize) (truncated?)")
+        }
+        return Int(v)
+    }
+
+    /// The JSON header's entries and metadata, each entry checked (dtype known, shape and offsets
+    /// valid, inside the `bodySize` bytes of data, the byte count of its shape) and none sharing bytes.
+    static func parseHeader(_ json: Data, bodySize: Int, path: String) throws -> Header {
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: json) }
         catch { throw SafeTensorsError.malformed(path: path, reason: "header is not valid JSON") }
-        guard let header = json as? [String: Any] else {
+        guard let header = object as? [String: Any] else {
             throw SafeTensorsError.malformed(path: path, reason: "header is not a JSON object")
         }
-        let body = hEnd
-        let bodySize = data.count - body
-        var tensors: [String: Tensor] = [:], dtypes: [String: String] = [:], metadata: [String: String] = [:]
-        var entries: [(key: String, lo: Int, hi: Int)] = []
+        var metadata: [String: String] = [:]
+        var entries: [Header.Entry] = []
         for (key, value) in header {
             if key == "__metadata__" {
                 if let m = value as? [String: Any] { for (k, v) in m { metadata[k] = "\(v)" } }
@@ -89,32 +138,27 @@ public enum SafeTensors {
             guard hi <= bodySize else {
                 throw SafeTensorsError.malformed(path: path, reason: "tensor '\(key)' ends at byte \(hi) but the data section has \(bodySize) bytes (truncated file?)")
             }
-            let n = Tensor.count(of: shape)
             guard let width = elementSize(dtype) else {
                 throw SafeTensorsError.unsupportedDType(path: path, key: key, dtype: dtype)
             }
-            guard (hi - lo) == n * width else {
-                throw SafeTensorsError.malformed(path: path, reason: "tensor '\(key)' of shape \(shape) and dtype \(dtype) needs \(n * width) bytes, has \(hi - lo)")
+            // The byte count with overflow checked (a hostile shape must not trap), then within the data section.
+            let count = shape.reduce(Optional(1)) { acc, d in acc.flatMap { a in a.multipliedReportingOverflow(by: d).overflow ? nil : a * d } }
+            let bytes = count.flatMap { n in n.multipliedReportingOverflow(by: width).overflow ? nil : n * width }
+            guard let bytes, hi - lo == bytes else {
+                throw SafeTensorsError.malformed(path: path, reason: "tensor '\(key)' of shape \(shape) and dtype \(dtype) needs \(bytes.map { "\($0) bytes" } ?? "more bytes than a file holds"), has \(hi - lo)")
             }
-            let storage = Storage(uninitializedCount: n)
-            data.withUnsafeBytes { raw in
-                convert(raw.baseAddress! + body + lo, dtype: dtype, count: n, into: storage.pointer)
-            }
-            tensors[key] = Tensor(shape: shape, storage: storage)
-            dtypes[key] = dtype
-            entries.append((key, lo, hi))
+            entries.append(Header.Entry(key: key, dtype: dtype, shape: shape, lo: lo, hi: hi))
         }
         entries.sort { ($0.lo, $0.hi) < ($1.lo, $1.hi) }
         // Tensors with data must not share bytes (empty ones may sit anywhere).
-        var previous: (key: String, lo: Int, hi: Int)? = nil
+        var previous: Header.Entry? = nil
         for e in entries where e.hi > e.lo {
             if let p = previous, e.lo < p.hi {
                 throw SafeTensorsError.malformed(path: path, reason: "tensors '\(p.key)' (bytes \(p.lo)..<\(p.hi)) and '\(e.key)' (bytes \(e.lo)..<\(e.hi)) overlap")
             }
             previous = e
         }
-        let order = entries.map { $0.key }
-        return File(tensors: tensors, order: order, dtypes: dtypes, metadata: metadata)
+        return Header(entries: entries, metadata: metadata)
     }
 
     static func elementSize(_ dtype: String) -> Int? {

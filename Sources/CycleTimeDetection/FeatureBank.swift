@@ -35,12 +35,12 @@ public struct FeatureBankStore: Sendable {
         try SafeTensors.write(tensors, metadata: ["video": video, "channels": String(channels), "format": Self.format], to: path(video))
     }
 
-    /// The seconds `video`'s file holds (empty without a file).
+    /// The seconds `video`'s file holds (empty without a file), from its header only.
     public func seconds(_ video: String) throws -> Set<Int> {
         guard contains(video) else { return [] }
-        let f: SafeTensors.File
-        do { f = try SafeTensors.read(path(video)) } catch { throw FeatureBankError("bank file of video '\(video)': \(error)") }
-        return Set(f.tensors.keys.compactMap { Int($0) })
+        let h: SafeTensors.Header
+        do { h = try SafeTensors.readHeader(path(video)) } catch { throw FeatureBankError("bank file of video '\(video)': \(error)") }
+        return Set(h.entries.compactMap { Int($0.key) })
     }
 
     /// Reads `video`'s features; a missing or foreign file is one error naming the video and the file.

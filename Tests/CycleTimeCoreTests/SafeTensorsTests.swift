@@ -17,8 +17,8 @@ final class SafeTensorsTests: XCTestCase {
 
     func bytes<T>(_ values: [T]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
 
-    /// Parses `data` as file `path`, expecting an error whose description names the file and
-    /// contains `fragment`.
+    /// Parses `data` as file `path`, and reads its header from a file of those bytes, expecting from
+    /// both an error whose description names the file and contains `fragment`.
     func assertRejected(_ data: Data, _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
         let path = "/some/dir/model.safetensors"
         XCTAssertThrowsError(try SafeTensors.parse(data, path: path), file: file, line: line) { error in
@@ -26,6 +26,28 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertTrue(text.hasPrefix(path + ":"), "error does not name the file: \(text)", file: file, line: line)
             XCTAssertTrue(text.contains(fragment), "error '\(text)' lacks '\(fragment)'", file: file, line: line)
         }
+        let onDisk = temporaryDirectory("safetensors-header") + "/model.safetensors"
+        XCTAssertNoThrow(try data.write(to: URL(fileURLWithPath: onDisk)), file: file, line: line)
+        XCTAssertThrowsError(try SafeTensors.readHeader(onDisk), file: file, line: line) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix(onDisk + ":"), "header error does not name the file: \(text)", file: file, line: line)
+            XCTAssertTrue(text.contains(fragment), "header error '\(text)' lacks '\(fragment)'", file: file, line: line)
+        }
+    }
+
+    /// The header reader gives each tensor's dtype, shape and byte range in data order, and the
+    /// metadata, as a full read does; a huge shape is an error, not a trap.
+    func testHeaderReadsShapesAndMetadataWithoutTheData() throws {
+        let path = temporaryDirectory("safetensors-header-ok") + "/m.safetensors"
+        try SafeTensors.write(["b": Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3]), "a": Tensor([7], shape: [1])], metadata: ["step": "4"], to: path)
+        let h = try SafeTensors.readHeader(path)
+        let full = try SafeTensors.read(path)
+        XCTAssertEqual(h.entries.map(\.key), full.order)
+        XCTAssertEqual(h.entries.map(\.shape), full.order.map { full.tensors[$0]?.shape ?? [] })
+        XCTAssertEqual(h.metadata, full.metadata)
+        XCTAssertEqual(h.dtypes, full.dtypes)
+        assertRejected(file(#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}}"#, bytes([Float(1)])),
+                       "needs more bytes than a file holds, has 4")
     }
 
     func testF32TensorsAndMetadataRoundTripThroughAFile() throws {
