@@ -146,6 +146,17 @@ public final class OneDNN: @unchecked Sendable {
         return isa & bf16 == bf16
     }
 
+    /// OpenBLAS's name of the kernels for this CPU's vector units (AVX512-BF16: Cooperlake,
+    /// AVX-512: SkylakeX, AVX2: Haswell), from oneDNN's detection; nil below AVX2.
+    static var openBLASCoreForThisCPU: String? {
+        let isa = dnnl_get_effective_cpu_isa().rawValue
+        func has(_ i: dnnl_cpu_isa_t) -> Bool { isa & i.rawValue == i.rawValue }
+        if has(dnnl_cpu_isa_avx512_core_bf16) { return "Cooperlake" }
+        if has(dnnl_cpu_isa_avx512_core) { return "SkylakeX" }
+        if has(dnnl_cpu_isa_avx2) { return "Haswell" }
+        return nil
+    }
+
     /// oneDNN's name of the effective CPU ISA mask (for messages).
     public static var effectiveISA: String { String(format: "0x%x", dnnl_get_effective_cpu_isa().rawValue) }
 

@@ -81,4 +81,14 @@ final class BLASTests: XCTestCase {
         BLAS.threads = 1
         XCTAssertEqual(BLAS.threads, 1)
     }
+
+    /// OpenBLAS runs kernels for this CPU's vector units, not the SSE3 "Prescott" ones its 0.3.21
+    /// detection falls back to on CPU models it does not know (unless the user forced a core).
+    func testOpenBLASRunsTheKernelsOfThisCPUsVectorUnits() throws {
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil || ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == OneDNN.openBLASCoreForThisCPU else {
+            throw XCTSkip("OPENBLAS_CORETYPE is set by the user: OpenBLAS runs what it names")
+        }
+        guard let expected = OneDNN.openBLASCoreForThisCPU else { throw XCTSkip("this CPU has no AVX2: Prescott kernels are its own") }
+        XCTAssertNotEqual(BLAS.kernels, "Prescott", "expected kernels at least as wide as \(expected)'s")
+    }
 }
