@@ -54,8 +54,9 @@ public enum SafeTensors {
         for e in header.entries {
             let n = Tensor.count(of: e.shape)
             let storage = Storage(uninitializedCount: n)
-            data.withUnsafeBytes { raw in
-                convert(raw.baseAddress! + hEnd + e.lo, dtype: e.dtype, count: n, into: storage.pointer)
+            try data.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress else { throw SafeTensorsError.malformed(path: path, reason: "no data") }
+                convert(base + hEnd + e.lo, dtype: e.dtype, count: n, into: storage.pointer)
             }
             tensors[e.key] = Tensor(shape: e.shape, storage: storage)
         }

@@ -60,7 +60,7 @@ struct BenchAVA: ParsableCommand {
         if let c = child { return try runCase(c) }
         let (size, steps) = quick ? (64, 1) : (self.size, self.steps)
         let r = BenchReport(json: json)
-        let torchAvailable = !quick && !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
+        let torchAvailable = !quick && !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision, safetensors"]) != nil
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
         try Autocast.check(precision, setting: "--precision bf16")
         r.say("AVA training iterations (forward, backward, SGD; CycleTime \(precision.rawValue), \(convBackend.rawValue) float32 convolutions), ResNet-18 backbones, batch \(batch), \(size)x\(size), 2 boxes per clip, "
@@ -91,7 +91,7 @@ struct BenchAVA: ParsableCommand {
                 entry["torch_peak_rss_bytes"] = tp
                 entry["speedup_vs_torch"] = ts / sec
             } else {
-                text += "\n    PyTorch reference skipped (\(quick ? "--quick" : torchAvailable ? "its run failed" : "python3 with torch and torchvision not found, or --no-torch"))"
+                text += "\n    PyTorch reference skipped (\(quick ? "--quick" : torchAvailable ? "its run failed" : "python3 with torch, torchvision and safetensors not found, or --no-torch"))"
             }
             r.say(text)
             results[c] = entry

@@ -51,7 +51,7 @@ struct BenchTrain: ParsableCommand {
         if let c = child { return try runCase(c) }
         if let n = ranks { return try runDistributed(ranks: n) }
         let r = BenchReport(json: json)
-        let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision"]) != nil
+        let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision, safetensors"]) != nil
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
         r.say("Training steps (forward, backward, gradient clipping, optimizer), each case in its own process; threads: \(Parallel.threadCount); CycleTime precision \(precision.rawValue)")
         var results: [String: Any] = [:]
@@ -78,7 +78,7 @@ struct BenchTrain: ParsableCommand {
                 entry["torch_\(layout)_peak_rss_bytes"] = tp
                 entry["speedup_vs_torch_\(layout)"] = ts / sec
             }
-            if torch.isEmpty { line += "\n    PyTorch reference skipped (python3 with torch and torchvision not found, or --no-torch)" }
+            if torch.isEmpty { line += "\n    PyTorch reference skipped (python3 with torch, torchvision and safetensors not found, or --no-torch)" }
             r.say(line)
             results[c] = entry
         }
