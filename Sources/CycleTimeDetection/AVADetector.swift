@@ -235,13 +235,18 @@ public final class AVADetector: Module {
     /// `encoder.`, torchvision names) or torchvision weights (`conv1.weight`, `layer1.0...`), 2D;
     /// the SlowOnly backbone inflates them (I3D). Missing keys and bad shapes are errors naming the
     /// file and key; keys the backbone does not use (fc, heads) are ignored.
+    ///
+    /// A detector checkpoint (keys under `backbone.`: an mmaction2 one, or another `ava train`
+    /// run's, as mmaction2's `load_from` restricted to the backbone) gives the whole backbone,
+    /// which must be configured the same; the heads keep their initialization.
     public func loadEncoder(from path: String) throws {
         let file: CheckpointFile
         do { file = try CheckpointFile(path) } catch {
             let msg = "\(error)"
             throw AVADetectorError(msg.contains(path) ? msg : "\(path): \(msg)")
         }
-        if MMAction2Layout.matches(file.tensors.keys) { return try loadMMAction2Backbone(file) }
+        if MMAction2Layout.matches(file.tensors.keys) { return try loadBackbone(file, key: MMAction2Layout.key, kind: "an mmaction2 checkpoint") }
+        if file.tensors.keys.contains(where: { $0.hasPrefix("backbone.") }) { return try loadBackbone(file, key: { $0 }, kind: "a detector checkpoint") }
         let state: [String: Tensor]
         do { state = try file.encoderState().state } catch {
             let msg = "\(error)"
@@ -272,17 +277,17 @@ public final class AVADetector: Module {
         }
     }
 
-    /// The backbone from an mmaction2 checkpoint (its `backbone.*` keys renamed by `MMAction2Layout`;
-    /// every backbone key must be there with its shape, and no other). The RoI head keeps its
-    /// initialization: its classes are the run's.
-    func loadMMAction2Backbone(_ file: CheckpointFile) throws {
+    /// The backbone from a detector checkpoint's `backbone.*` keys, renamed by `key` (mmaction2's
+    /// by `MMAction2Layout`): every backbone key must be there with its shape, and no other. The
+    /// heads keep their initialization: their classes are the run's.
+    func loadBackbone(_ file: CheckpointFile, key: (String) -> String, kind: String) throws {
         var state: [String: Tensor] = [:]
-        for (k, t) in file.tensors where k.hasPrefix("backbone.") { state[MMAction2Layout.key(String(k.dropFirst(9)))] = t }
+        for (k, t) in file.tensors where k.hasPrefix("backbone.") { state[key(String(k.dropFirst(9)))] = t }
         do {
             try file.requireFinite(state, prefix: "backbone.")
             _ = try backbone.loadStateDict(state, strict: true)
         } catch {
-            throw AVADetectorError("\(file.path): an mmaction2 checkpoint that does not fit the \(config.backbone.rawValue) backbone (depth \(config.depth)): \(error)")
+            throw AVADetectorError("\(file.path): \(kind) that does not fit the \(config.backbone.rawValue) backbone (depth \(config.depth), last stage \(config.lastStage)): \(error)")
         }
     }
 }

@@ -90,8 +90,9 @@ public struct AVAModelConfig: Codable, Equatable, Sendable {
     public var lastStage: String = "layer4"
     public var strides: [Int] = [1, 2, 2, 1]
     public var temporalKernels: [Int] = [1, 1, 3, 3]
-    /// Encoder weights: a CycleTime checkpoint (keys under 'encoder.') or torchvision safetensors;
-    /// "": random initialization from the seed.
+    /// Encoder weights: a CycleTime checkpoint (keys under 'encoder.'), torchvision safetensors, or
+    /// an AVA detector checkpoint (ours or mmaction2's: its backbone); "": random initialization
+    /// from the seed.
     public var checkpoint: String = ""
     /// Batch norm in evaluation mode with frozen affine parameters.
     public var frozenBn: Bool = false

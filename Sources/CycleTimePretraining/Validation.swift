@@ -39,6 +39,9 @@ public struct EvalConfig: Codable, Equatable, Sendable {
     /// imagenet (ImageNet's statistics, as `propagate` and the released test code) or train (the
     /// training data's normalization).
     public var normalization: String = "imagenet"
+    /// Keep the checkpoint of the best `val_jf` as checkpoints/best.safetensors (mmaction2's
+    /// `save_best`): a short self-supervised run's best encoder is often not its last.
+    public var saveBest: Bool = true
     public init() {}
 
     /// The propagation options: the procedure's defaults, then the fields that are set (non-zero).
@@ -73,6 +76,7 @@ public final class DAVISValidator: TrainingValidator {
     public let config: EvalConfig
     public var everySteps: Int { config.everySteps }
     public var secondsField: String { "val_s" }
+    public var bestField: String? { config.saveBest ? "val_jf" : nil }
     let dataset: DAVISDataset
     let names: [String]
     let spec: EncoderSpec

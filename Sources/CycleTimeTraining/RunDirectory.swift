@@ -11,6 +11,8 @@ public final class RunDirectory {
     public let path: String
     public var checkpointsPath: String { path + "/checkpoints" }
     public var latestCheckpointPath: String { checkpointsPath + "/latest.safetensors" }
+    /// The checkpoint of the best validation so far (`eval.save_best`, as mmaction2's `save_best`).
+    public var bestCheckpointPath: String { checkpointsPath + "/best.safetensors" }
     public var metricsPath: String { path + "/metrics.jsonl" }
     public var logPath: String { path + "/train.log" }
     public var configPath: String { path + "/config.yaml" }
@@ -190,7 +192,7 @@ public final class RunDirectory {
         metricsHandle = nil
         logHandle = nil
         events = nil
-        for file in [metricsPath, logPath] + eventFiles + periodicCheckpoints().map(\.1) where unlink(file) != 0 && errno != ENOENT {
+        for file in [metricsPath, logPath, bestCheckpointPath] + eventFiles + periodicCheckpoints().map(\.1) where unlink(file) != 0 && errno != ENOENT {
             throw ConfigError(file, "cannot remove the file of an earlier run that wrote no checkpoint: \(String(cString: strerror(errno)))")
         }
     }

@@ -46,6 +46,13 @@ public protocol TrainingValidator: AnyObject {
     /// buffers, train/eval mode) and every random generator as they were: training continues
     /// exactly as without it.
     func validate(model: Module, step: Int) throws -> ValidationScores
+    /// The field of its scores whose maximum the run keeps as checkpoints/best.safetensors
+    /// (mmaction2's `save_best`); nil keeps none.
+    var bestField: String? { get }
+}
+
+extension TrainingValidator {
+    public var bestField: String? { nil }
 }
 
 /// What a validation gives the run: metrics fields, pictures and a line for the log.
@@ -199,6 +206,9 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
     public private(set) var step = 0
     /// The step of the last checkpoint written (or restored).
     public private(set) var lastCheckpointStep = 0
+    /// The best validation score so far of the validator with a `bestField` (from best.safetensors
+    /// when resuming).
+    var bestScore: Double?
     /// The MPI job when this process is one of its ranks, else nil.
     public let mpi: MPIContext?
     /// Rank and number of ranks (0 and 1 in a single process).
@@ -283,6 +293,27 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
                                keep: settings.train.keepCheckpoints)
     }
 
+    /// Writes checkpoints/best.safetensors (a full checkpoint of this step, with `best_field` and
+    /// `best_value` in its metadata) when `scores` beat the best validation so far.
+    func saveBestCheckpoint(_ fields: [(String, Double)], configYAML: String) throws {
+        guard let field = validators.lazy.compactMap(\.bestField).first,
+              let value = fields.last(where: { $0.0 == field })?.1, value.isFinite, value > (bestScore ?? -.infinity) else { return }
+        bestScore = value
+        let metadata = checkpointMetadata(configYAML: configYAML).merging(["best_field": field, "best_value": String(value)]) { _, best in best }
+        try SafeTensors.write(checkpointTensors(), metadata: metadata, to: run.bestCheckpointPath)
+        run.log("best \(field) \(String(format: "%.4f", value)) at step \(step): \(run.bestCheckpointPath)")
+    }
+
+    /// The score recorded in the run's best.safetensors (nil without one).
+    func savedBestScore() throws -> Double? {
+        let path = run.bestCheckpointPath
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let text = try SafeTensors.readHeader(path).metadata["best_value"], let v = Double(text) else {
+            throw TrainingError("\(path): no 'best_value' in its metadata (not a best checkpoint of this run; move it away to resume)")
+        }
+        return v
+    }
+
     /// Restores model, optimizer and step from the run's latest checkpoint.
     func restore() throws {
         let path = run.latestCheckpointPath
@@ -331,6 +362,7 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
                 warn("the configuration differs from the one the run started with (\(run.configPath)); continuing with the new one")
             }
             try run.truncateMetrics(afterStep: step)
+            bestScore = try savedBestScore()
             run.log("resumed from step \(step)")
         } else if run.hasCheckpoint {
             throw TrainingError("\(run.path) already holds a run (checkpoints/latest.safetensors); pass --resume to continue it, or choose another output_dir")
@@ -440,6 +472,7 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             }
             if isLeader {
                 try run.appendMetrics(fields)
+                try saveBestCheckpoint(fields, configYAML: configYAML)
                 for (tag, png) in validationImages { try run.appendImage(tag: tag, step: step, png: png) }
                 if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {
                     run.log(line)

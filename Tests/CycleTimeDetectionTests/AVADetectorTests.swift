@@ -103,6 +103,32 @@ final class AVADetectorTests: XCTestCase {
         }
     }
 
+    /// Another detector's checkpoint (`ava train`'s, keys under 'backbone.') gives the whole
+    /// backbone, running statistics included, and leaves the heads (here another head) at their
+    /// initialization; a differently configured backbone is an error naming the file.
+    func testLoadBackboneFromDetectorCheckpoint() throws {
+        var g = RandomGenerator(seed: 11)
+        let trained = try AVADetector(config: tinyConfig(.twoD), generator: &g)
+        let dir = temporaryDirectory("detector")
+        var sd = trained.stateDict()
+        sd["backbone.encoder.bn1.running_mean"] = Tensor.full([64], 0.25)
+        sd["optimizer.state.0.exp_avg"] = Tensor.zeros([2])
+        try SafeTensors.write(sd, metadata: ["objective": "ava"], to: dir + "/ava.safetensors")
+        var c = tinyConfig(.twoD); c.head = .acrn
+        var g1 = RandomGenerator(seed: 12)
+        let d = try AVADetector(config: c, generator: &g1)
+        let headBefore = d.stateDict().filter { !$0.key.hasPrefix("backbone.") }.mapValues { $0.clone() }
+        try d.loadEncoder(from: dir + "/ava.safetensors")
+        let after = d.stateDict()
+        for (k, v) in sd where k.hasPrefix("backbone.") { assertClose(try XCTUnwrap(after[k], k), v, rtol: 0, atol: 0, k) }
+        for (k, v) in headBefore { assertClose(try XCTUnwrap(after[k], k), v, rtol: 0, atol: 0, k) }
+        var deeper = tinyConfig(.twoD); deeper.lastStage = "layer3"
+        var g2 = RandomGenerator(seed: 12)
+        XCTAssertThrowsError(try AVADetector(config: deeper, generator: &g2).loadEncoder(from: dir + "/ava.safetensors")) { e in
+            XCTAssertTrue("\(e)".hasPrefix(dir + "/ava.safetensors: a detector checkpoint that does not fit the 2d backbone"), "\(e)")
+        }
+    }
+
     /// Frozen batch norm: running statistics stay, affine parameters get no gradient, even in training mode.
     func testFrozenBatchNorm() throws {
         var g = RandomGenerator(seed: 2)

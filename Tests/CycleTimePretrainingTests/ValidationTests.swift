@@ -1,4 +1,5 @@
 import CycleTimeCore
+import CycleTimeModels
 import CycleTimePropagation
 import CycleTimeVideo
 import Foundation
@@ -107,6 +108,43 @@ final class ValidationTests: XCTestCase {
         // The resumed weights equal the uninterrupted run's to float rounding (TrainerTests); the
         // scores are then those of the same masks.
         for (s, x) in a { for (p, q) in zip(x, try XCTUnwrap(b[s])) { XCTAssertEqual(p, q, accuracy: 1e-3, "step \(s)") } }
+    }
+
+    /// eval.save_best (default on): checkpoints/best.safetensors holds the weights of the step with
+    /// the highest val_jf (the first, on a tie), with its field and value in the metadata; a run
+    /// interrupted and resumed keeps the same best; save_best false writes none.
+    func testBestCheckpointHoldsTheWeightsOfTheBestValidationAcrossAResume() throws {
+        let davis = try requireSharedData("davis-mini")
+        let dir = temporaryDirectory("validation-best")
+        func config(_ name: String, _ extra: String = "") throws -> String {
+            try FileManager.default.createDirectory(atPath: dir + "/\(name)-config", withIntermediateDirectories: true)
+            return try writeTinyConfig(dir + "/\(name)-config", output: dir + "/\(name)", steps: 3, extra: evalSection(davis, every: 1) + "\n" + extra)
+        }
+        XCTAssertEqual(try trainer(try config("straight")).train(resume: false), .finished(step: 3))
+        let v = try validations(dir + "/straight")
+        XCTAssertEqual(v.keys.sorted(), [1, 2, 3])
+        let top = try XCTUnwrap(v.values.map { $0[0] }.max())
+        let bestStep = try XCTUnwrap(v.keys.sorted().first { v[$0]?[0] == top })
+        let best = try CheckpointFile(dir + "/straight/checkpoints/best.safetensors")
+        XCTAssertEqual(best.metadata["step"], String(bestStep))
+        XCTAssertEqual(best.metadata["best_field"], "val_jf")
+        XCTAssertEqual(try XCTUnwrap(Double(best.metadata["best_value"] ?? "")), top, accuracy: 1e-6)
+        // The same run stopped after that step: its latest checkpoint is the best one's weights.
+        let cfg = try config("until-best")
+        _ = try trainer(cfg).train(resume: false, stopAfter: bestStep)
+        let then = try CheckpointFile(dir + "/until-best/checkpoints/latest.safetensors")
+        XCTAssertEqual(Set(then.modelState.keys), Set(best.modelState.keys))
+        for (k, t) in then.modelState { XCTAssertEqual(try XCTUnwrap(best.modelState[k]).array, t.array, k) }
+        // Interrupted after step 1 and resumed: the same best step and value.
+        let split = try config("split")
+        XCTAssertEqual(try trainer(split).train(resume: false, stopAfter: 1), .interrupted(step: 1))
+        XCTAssertEqual(try trainer(split).train(resume: true), .finished(step: 3))
+        let resumed = try CheckpointFile(dir + "/split/checkpoints/best.safetensors")
+        XCTAssertEqual(resumed.metadata["step"], String(bestStep))
+        XCTAssertEqual(try XCTUnwrap(Double(resumed.metadata["best_value"] ?? "")), top, accuracy: 1e-3)
+        // Off: no best checkpoint.
+        XCTAssertEqual(try trainer(try config("off", "  save_best: false\n")).train(resume: false), .finished(step: 3))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/off/checkpoints/best.safetensors"))
     }
 
     func testABadDAVISRootOrSequenceIsOneLineNamingTheFieldAndMakesNoRun() throws {

@@ -386,16 +386,19 @@ final class AVACommandTests: XCTestCase {
         XCTAssertGreaterThan(mAP, chance + 0.25, "frame-mAP \(mAP) vs chance \(chance)")
     }
 
-    /// Relation heads on relational motion (#19 acceptance 2; opt-in, about 5 minutes: set
+    /// Relation heads on relational motion (#19 acceptance 2; opt-in, about 15 minutes: set
     /// CYCLETIME_MEASURE_RELATIONS=1, and CYCLETIME_MEASURE_RELATIONS_STEPS for another schedule than
     /// 400 steps): the two actors of a keyframe both "move as the other" or both "move unlike the
     /// other" (`RelationalMotion.apart`), so a per-actor feature alone cannot tell. Their lanes
-    /// are 32 rows apart and the backbone (2d, random initialization) ends at layer1, whose
-    /// features see 43 pixels, so the linear head, which reads one box, cannot see the other
-    /// actor, while ACRN and ACAR read the whole feature map. The three heads train on the same
-    /// videos (192 training, 192 held out) with the same seed, backbone, schedule and dropout before
-    /// the classifier (0.5); then, as a control, the linear head on the same videos labelled by
-    /// each actor's own motion. Frame-mAPs on the held-out videos are printed (docs/ava.md quotes them).
+    /// are 32 rows apart and the backbone (2d) ends at layer1, whose features see 43 pixels, so the
+    /// linear head, which reads one box, cannot see the other actor, while ACRN and ACAR read the
+    /// whole feature map. First, as a control, the linear head on the same videos labelled by each
+    /// actor's own motion (192 training, 192 held out); then the three heads on the relational
+    /// labels, with the same seed, schedule and dropout before the classifier (0.5), twice: from
+    /// random initialization, and from the control's backbone (`model.checkpoint`: a backbone that
+    /// already tells the motions apart, as a pretrained one would; CYCLETIME_MEASURE_RELATIONS_INIT
+    /// = random or control runs one of the two). Frame-mAPs on the held-out videos are printed
+    /// (docs/ava.md quotes them).
     ///   CYCLETIME_MEASURE_RELATIONS=1 swift test -c release --skip-build --filter AVACommandTests/testRelationHeadsOnRelationalMotion
     func testRelationHeadsOnRelationalMotion() throws {
         let env = ProcessInfo.processInfo.environment
@@ -404,9 +407,6 @@ final class AVACommandTests: XCTestCase {
         }
         let steps = Int(env["CYCLETIME_MEASURE_RELATIONS_STEPS"] ?? "") ?? 400
         let exe = try cycletimeExecutable()
-        var figures: [String: Double] = [:]
-        let runs = [("linear", "", false), ("acrn", "  acrn_channels: 128\n", false), ("acar", "  acar_reduce_dim: 128\n  acar_hidden_dim: 64\n", false),
-                    ("linear on own motion", "", true)]
         let dirs = [false: temporaryDirectory("relations"), true: temporaryDirectory("own-motion")]
         for (own, dir) in dirs {
             var data = RelationalMotion.apart
@@ -414,16 +414,23 @@ final class AVACommandTests: XCTestCase {
             try Self.writeMotionDataset(dir, train: 192, test: 192, seeds: (21, 22), relational: data,
                                         labels: own ? "1: stand still\n2: move sideways\n" : "1: move as the other\n2: move unlike the other\n")
         }
-        for (head, extra, own) in runs {
+        let control = (dirs[true] ?? "") + "/linear-on-own-motion-run/checkpoints/latest.safetensors"
+        let heads = [("linear", ""), ("acrn", "  acrn_channels: 128\n"), ("acar", "  acar_reduce_dim: 128\n  acar_hidden_dim: 64\n")]
+        let inits = (env["CYCLETIME_MEASURE_RELATIONS_INIT"] ?? "random,control").split(separator: ",")
+        let runs = [("linear on own motion", "linear", "", true)]
+            + (inits.contains("random") ? heads.map { ($0.0, $0.0, $0.1, false) } : [])
+            + (inits.contains("control") ? heads.map { ($0.0 + " from the control's backbone", $0.0, $0.1 + "  checkpoint: \(control)\n", false) } : [])
+        var figures: [String: Double] = [:]
+        for (label, head, extra, own) in runs {
             let dir = dirs[own] ?? ""
-            let name = head.replacingOccurrences(of: " ", with: "-"), cfg = dir + "/\(name).yaml"
+            let name = label.replacingOccurrences(of: " ", with: "-").replacingOccurrences(of: "'", with: ""), cfg = dir + "/\(name).yaml"
             try Self.motionConfig(dir, output: dir + "/\(name)-run", steps: steps, checkpointEvery: steps / 2,
-                                  model: "  head: \(head.split(separator: " ")[0])\n" + extra, size: RelationalMotion.apart.layout.size, lastStage: "layer1")
+                                  model: "  head: \(head)\n" + extra, size: RelationalMotion.apart.layout.size, lastStage: "layer1")
                 .write(toFile: cfg, atomically: true, encoding: .utf8)
             _ = try run(exe, ["ava", "train", "--config", cfg])
             _ = try run(exe, ["ava", "test", "--config", cfg, "--out", dir + "/\(name).csv"])
-            figures[head] = try evalMAP(exe, gt: dir + "/test.csv", detections: dir + "/\(name).csv", labelmap: dir + "/labels.txt")
-            print("relational motion, \(steps) steps: frame-mAP \(head) \(figures[head] ?? -1)")
+            figures[label] = try evalMAP(exe, gt: dir + "/test.csv", detections: dir + "/\(name).csv", labelmap: dir + "/labels.txt")
+            print("relational motion, \(steps) steps: frame-mAP \(label) \(figures[label] ?? -1)")
         }
         XCTAssertEqual(figures.count, runs.count)
     }
