@@ -5,8 +5,9 @@ import Foundation
 /// per step), the same scalars for TensorBoard in `events.out.tfevents.*` (one file per process
 /// that wrote to the run; see `appendMetrics`), `train.log` (plain progress lines) and
 /// `checkpoints/step-NNNNNNNN.safetensors` with `checkpoints/latest.safetensors` (a hard link to
-/// the newest). Every file is written atomically, but for the logs (metrics, events, train.log),
-/// appended to a record at a time.
+/// the newest), and `checkpoints/best.safetensors` (the best validation's, `eval.save_best`).
+/// Every file is written atomically, but for the logs (metrics, events, train.log), appended to a
+/// record at a time.
 public final class RunDirectory {
     public let path: String
     public var checkpointsPath: String { path + "/checkpoints" }
@@ -100,19 +101,68 @@ public final class RunDirectory {
     public func saveCheckpoint(step: Int, tensors: [String: Tensor], metadata: [String: String], keep: Int) throws -> String {
         let p = checkpointPath(step: step)
         try SafeTensors.write(tensors, metadata: metadata, to: p)
-        // latest: a hard link to the new file, swapped in by rename (never a half-written file).
-        let tmp = AtomicFile.temporaryPath(for: latestCheckpointPath)
-        unlink(tmp)
-        if link(p, tmp) != 0 {
-            try FileManager.default.copyItem(atPath: p, toPath: tmp)
-        }
-        guard rename(tmp, latestCheckpointPath) == 0 else {
-            unlink(tmp)
-            throw ConfigError(latestCheckpointPath, "cannot update the latest checkpoint: \(String(cString: strerror(errno)))")
-        }
+        try point(latestCheckpointPath, at: p, "the latest checkpoint")
         let old = periodicCheckpoints().dropLast(keep)
         for (_, file) in old { try? FileManager.default.removeItem(atPath: file) }
         return p
+    }
+
+    /// Makes `name` a hard link to the written file `file` (a copy where links fail), swapped in by
+    /// rename: never a half-written file.
+    private func point(_ name: String, at file: String, _ what: String) throws {
+        let tmp = AtomicFile.temporaryPath(for: name)
+        unlink(tmp)
+        if link(file, tmp) != 0 {
+            try FileManager.default.copyItem(atPath: file, toPath: tmp)
+        }
+        guard rename(tmp, name) == 0 else {
+            unlink(tmp)
+            throw ConfigError(name, "cannot update \(what): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Writes the best validation's checkpoint atomically (`eval.save_best`). When the step's
+    /// periodic checkpoint `sameAs` holds the same tensors and metadata, best is a hard link to it
+    /// (written once).
+    public func saveBestCheckpoint(tensors: @autoclosure () -> [String: Tensor], metadata: @autoclosure () -> [String: String],
+                                   sameAs periodic: String?) throws {
+        if let periodic {
+            try point(bestCheckpointPath, at: periodic, "the best checkpoint")
+        } else {
+            try SafeTensors.write(tensors(), metadata: metadata(), to: bestCheckpointPath)
+        }
+    }
+
+    /// The step and metadata of the best checkpoint (nil without one); an error naming the file
+    /// when it is not a training checkpoint.
+    public func bestCheckpoint() throws -> (step: Int, metadata: [String: String])? {
+        let path = bestCheckpointPath
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let metadata = try SafeTensors.readHeader(path).metadata
+        guard let s = metadata["step"].flatMap({ Int($0) }), s >= 0 else {
+            throw ConfigError(path, "no 'step' in its metadata (not a best checkpoint of this run; move it away to resume)")
+        }
+        return (s, metadata)
+    }
+
+    /// Makes the best checkpoint the periodic checkpoint of `step` when that is still on disk;
+    /// otherwise removes it. Returns whether one is left.
+    @discardableResult
+    public func restoreBestCheckpoint(step: Int) throws -> Bool {
+        let periodic = checkpointPath(step: step)
+        if FileManager.default.fileExists(atPath: periodic) {
+            try point(bestCheckpointPath, at: periodic, "the best checkpoint")
+            return true
+        }
+        try removeBestCheckpoint()
+        return false
+    }
+
+    /// Removes the best checkpoint (nothing when there is none).
+    public func removeBestCheckpoint() throws {
+        if unlink(bestCheckpointPath) != 0 && errno != ENOENT {
+            throw ConfigError(bestCheckpointPath, "cannot remove a stale best checkpoint: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Periodic checkpoints (step, path), oldest first.

@@ -206,9 +206,11 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
     public private(set) var step = 0
     /// The step of the last checkpoint written (or restored).
     public private(set) var lastCheckpointStep = 0
-    /// The best validation score so far of the validator with a `bestField` (from best.safetensors
-    /// when resuming).
-    var bestScore: Double?
+    /// The best validation so far of the validator with a `bestField`: its field, value and step.
+    /// Every checkpoint records it (`best_field`, `best_value`, `best_step`), so a resumed run
+    /// continues from the best as of its checkpoint, as mmcv's EvalHook keeps `best_score` in the
+    /// checkpoint's meta.
+    var best: (field: String, value: Double, step: Int)?
     /// The MPI job when this process is one of its ranks, else nil.
     public let mpi: MPIContext?
     /// Rank and number of ranks (0 and 1 in a single process).
@@ -284,7 +286,8 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             "rng_next_step_state": next.stateArray.map { String(format: "%016llx", $0) }.joined(separator: " "),
             "rng_scheme": "batch b is sampled from (seed, b); step s uses a generator derived from (seed, s)",
             "config": configYAML,
-        ]) { _, trainer in trainer }
+        ].merging(best.map { ["best_field": $0.field, "best_value": String($0.value), "best_step": String($0.step)] } ?? [:]) { a, _ in a }
+        ) { _, trainer in trainer }
     }
 
     @discardableResult
@@ -293,32 +296,48 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
                                keep: settings.train.keepCheckpoints)
     }
 
-    /// Writes checkpoints/best.safetensors (a full checkpoint of this step, with `best_field` and
-    /// `best_value` in its metadata) when `scores` beat the best validation so far.
-    func saveBestCheckpoint(_ fields: [(String, Double)], configYAML: String) throws {
+    /// Takes this step's validation fields as the best so far when they beat it; returns whether
+    /// they did (the step's checkpoint is then also checkpoints/best.safetensors).
+    func noteBest(_ fields: [(String, Double)]) -> Bool {
         guard let field = validators.lazy.compactMap(\.bestField).first,
-              let value = fields.last(where: { $0.0 == field })?.1, value.isFinite, value > (bestScore ?? -.infinity) else { return }
-        bestScore = value
-        let metadata = checkpointMetadata(configYAML: configYAML).merging(["best_field": field, "best_value": String(value)]) { _, best in best }
-        try SafeTensors.write(checkpointTensors(), metadata: metadata, to: run.bestCheckpointPath)
-        run.log("best \(field) \(String(format: "%.4f", value)) at step \(step): \(run.bestCheckpointPath)")
+              let value = fields.last(where: { $0.0 == field })?.1, value.isFinite, value > (best?.value ?? -.infinity) else { return false }
+        best = (field, value, step)
+        return true
     }
 
-    /// The score recorded in the run's best.safetensors (nil without one).
-    func savedBestScore() throws -> Double? {
-        let path = run.bestCheckpointPath
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let text = try SafeTensors.readHeader(path).metadata["best_value"], let v = Double(text) else {
-            throw TrainingError("\(path): no 'best_value' in its metadata (not a best checkpoint of this run; move it away to resume)")
+    /// The best validation as of the checkpoint just restored (its `best_*` metadata; for a
+    /// checkpoint written before those keys, best.safetensors's own when not newer), and
+    /// best.safetensors made to agree with it: one of a later step (a validation the resumed run
+    /// repeats, or one of a run resumed with another config) is replaced by the periodic
+    /// checkpoint of the recorded best step when that is kept, or removed.
+    func restoreBest(_ metadata: [String: String]) throws {
+        let path = run.latestCheckpointPath
+        best = nil
+        if let field = metadata["best_field"] {
+            guard let value = metadata["best_value"].flatMap(Double.init), let s = metadata["best_step"].flatMap({ Int($0) }), s >= 0, s <= step else {
+                throw TrainingError("\(path): 'best_field' in its metadata without a valid 'best_value' and 'best_step' (at most its step \(step))")
+            }
+            best = (field, value, s)
+        } else if let b = try run.bestCheckpoint(), b.step <= step, let field = b.metadata["best_field"],
+                  let value = b.metadata["best_value"].flatMap(Double.init) {
+            best = (field, value, b.step)
         }
-        return v
+        guard let fileStep = try run.bestCheckpoint()?.step else { return }
+        if let best, best.step == fileStep { return }
+        var kept = false
+        if let best { kept = try run.restoreBestCheckpoint(step: best.step) } else { try run.removeBestCheckpoint() }
+        run.log("best.safetensors was of step \(fileStep), not the best as of step \(step): " +
+                (kept ? "now the checkpoint of step \(best?.step ?? 0)" : "removed (its step's checkpoint is no longer kept)"))
     }
 
     /// Restores model, optimizer and step from the run's latest checkpoint.
-    func restore() throws {
-        let path = run.latestCheckpointPath
-        try load(try CheckpointFile(path))
+    /// Returns the checkpoint's metadata.
+    @discardableResult
+    func restore() throws -> [String: String] {
+        let file = try CheckpointFile(run.latestCheckpointPath)
+        try load(file)
         lastCheckpointStep = step
+        return file.metadata
     }
 
     /// Model, optimizer and step from a checkpoint (its path names it in errors).
@@ -356,13 +375,13 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             guard run.hasCheckpoint else {
                 throw TrainingError("\(run.path): --resume given but the run has no checkpoint (checkpoints/latest.safetensors)")
             }
-            try restore()
+            let metadata = try restore()
             if step >= totalSteps { return }
+            try restoreBest(metadata)
             if let old = try? String(contentsOfFile: run.configPath, encoding: .utf8), old != configYAML {
                 warn("the configuration differs from the one the run started with (\(run.configPath)); continuing with the new one")
             }
             try run.truncateMetrics(afterStep: step)
-            bestScore = try savedBestScore()
             run.log("resumed from step \(step)")
         } else if run.hasCheckpoint {
             throw TrainingError("\(run.path) already holds a run (checkpoints/latest.safetensors); pass --resume to continue it, or choose another output_dir")
@@ -472,14 +491,19 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
             }
             if isLeader {
                 try run.appendMetrics(fields)
-                try saveBestCheckpoint(fields, configYAML: configYAML)
                 for (tag, png) in validationImages { try run.appendImage(tag: tag, step: step, png: png) }
                 if let line = progress?.update(step: step, stepSeconds: stepSeconds, clips: clips, dataWait: wait / stepSeconds, terms: terms) {
                     run.log(line)
                 }
+                let improved = noteBest(fields)
+                var periodic: String?
                 if checkpointDue {
-                    let p = try saveCheckpoint(configYAML: configYAML)
-                    run.log("checkpoint step \(step): \(p)")
+                    periodic = try saveCheckpoint(configYAML: configYAML)
+                    run.log("checkpoint step \(step): \(periodic ?? "")")
+                }
+                if improved, let best {
+                    try run.saveBestCheckpoint(tensors: checkpointTensors(), metadata: checkpointMetadata(configYAML: configYAML), sameAs: periodic)
+                    run.log("best \(best.field) \(String(format: "%.4f", best.value)) at step \(step): \(run.bestCheckpointPath)")
                 }
             }
             if checkpointDue { lastCheckpointStep = step }

@@ -1,4 +1,5 @@
 @testable import CycleTimeCore
+import CycleTimeModels
 import CycleTimeNN
 import CycleTimeVideo
 import Foundation
@@ -204,5 +205,97 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("broken.mp4"), "\(e)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/checkpoints/latest.safetensors"))
+    }
+
+    /// Scores by step from a script (not from the model), so the best checkpoint's bookkeeping is
+    /// checked without DAVIS.
+    final class ScriptedValidator: TrainingValidator {
+        let everySteps = 1
+        let secondsField = "script_s"
+        var bestField: String? { "score" }
+        let scores: [Int: Double]
+        init(_ scores: [Int: Double]) { self.scores = scores }
+        func validate(model: Module, step: Int) throws -> ValidationScores {
+            ValidationScores(fields: [("score", scores[step] ?? 0)], summary: "score \(scores[step] ?? 0)")
+        }
+    }
+
+    func inode(_ path: String) throws -> Int {
+        try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? Int)
+    }
+
+    /// A best validation on a checkpoint step is that checkpoint (one file, hard-linked); one
+    /// between checkpoints is a file of its own; every checkpoint records the best as of its step.
+    func testBestOnACheckpointStepIsThatCheckpointAndEveryCheckpointRecordsTheBest() throws {
+        let dir = temporaryDirectory("best-link")
+        let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 4)
+        let t = try makeTrainer(cfg, overrides: ["train.keep_checkpoints=5"])
+        t.validators = [ScriptedValidator([1: 0.1, 2: 0.5, 3: 0.3, 4: 0.2])]
+        XCTAssertEqual(try t.train(resume: false), .finished(step: 4))
+        let ckpt = dir + "/run/checkpoints"
+        XCTAssertEqual(try inode(ckpt + "/best.safetensors"), try inode(ckpt + "/step-00000002.safetensors"))
+        let best = try CheckpointFile(ckpt + "/best.safetensors")
+        XCTAssertEqual(best.metadata["step"], "2")
+        XCTAssertEqual(best.metadata["best_step"], "2")
+        XCTAssertEqual(best.metadata["best_field"], "score")
+        XCTAssertEqual(try CheckpointFile(ckpt + "/latest.safetensors").metadata["best_step"], "2", "the best as of step 4")
+
+        let dir2 = temporaryDirectory("best-own-file")
+        let t2 = try makeTrainer(try writeTinyConfig(dir2, output: dir2 + "/run", steps: 4), overrides: ["train.keep_checkpoints=5"])
+        t2.validators = [ScriptedValidator([1: 0.1, 2: 0.5, 3: 0.9, 4: 0.2])]
+        XCTAssertEqual(try t2.train(resume: false), .finished(step: 4))
+        let own = try CheckpointFile(dir2 + "/run/checkpoints/best.safetensors")
+        XCTAssertEqual(own.metadata["step"], "3")
+        XCTAssertEqual(Double(own.metadata["best_value"] ?? ""), 0.9)
+        XCTAssertEqual(try CheckpointFile(dir2 + "/run/checkpoints/step-00000002.safetensors").metadata["best_step"], "2")
+    }
+
+    /// A 4-step run with checkpoints every 2 steps, trained and validated by `scores` up to step
+    /// 3 and killed there (latest of step 2, best.safetensors as step 3 left it), then resumed
+    /// with validations scored by `after`. Returns the resumed trainer and the checkpoints folder.
+    func resumeAfterAKillAtStep3(_ name: String, keep: Int, scores: [Int: Double], after: [Int: Double]) throws -> (Trainer<TimeCycleTask>, String) {
+        let dir = temporaryDirectory(name)
+        let cfg = try writeTinyConfig(dir, output: dir + "/run", steps: 4)
+        func trainer(_ s: [Int: Double]) throws -> Trainer<TimeCycleTask> {
+            let t = try makeTrainer(cfg, overrides: ["train.keep_checkpoints=\(keep)"])
+            t.validators = [ScriptedValidator(s)]
+            return t
+        }
+        XCTAssertEqual(try trainer(scores).train(resume: false, stopAfter: 2), .interrupted(step: 2))
+        let ckpt = dir + "/run/checkpoints"
+        let atTwo = try Data(contentsOf: URL(fileURLWithPath: ckpt + "/latest.safetensors"))
+        XCTAssertEqual(try trainer(scores).train(resume: true, stopAfter: 1), .interrupted(step: 3))
+        // The kill: step 3's checkpoint (written by the stop above) never was.
+        for f in try FileManager.default.contentsOfDirectory(atPath: ckpt) where f.hasPrefix("step-00000003") || f == "latest.safetensors" {
+            try FileManager.default.removeItem(atPath: ckpt + "/" + f)
+        }
+        try atTwo.write(to: URL(fileURLWithPath: ckpt + "/latest.safetensors"))
+        let resumed = try trainer(after)
+        XCTAssertEqual(try resumed.train(resume: true), .finished(step: 4))
+        return (resumed, ckpt)
+    }
+
+    /// A run killed after a best validation between checkpoints (best.safetensors of step 3,
+    /// latest of step 2) resumes from the best as of step 2: the step-3 best of the lost future
+    /// does not outrank the resumed run's own validations (here they score lower, as a run resumed
+    /// with another config may).
+    func testAResumedRunDropsABestNewerThanItsCheckpoint() throws {
+        for keep in [5, 1] {
+            let (_, ckpt) = try resumeAfterAKillAtStep3("best-resume-\(keep)", keep: keep, scores: [1: 0.1, 2: 0.5, 3: 0.9], after: [3: 0.6, 4: 0.7])
+            let best = try CheckpointFile(ckpt + "/best.safetensors")
+            XCTAssertEqual(best.metadata["step"], "4", "keep \(keep)")
+            XCTAssertEqual(Double(best.metadata["best_value"] ?? ""), 0.7)
+            let latest = try CheckpointFile(ckpt + "/latest.safetensors")
+            for (k, w) in latest.modelState { XCTAssertEqual(try XCTUnwrap(best.modelState[k]).array, w.array, k) }
+        }
+    }
+
+    /// Without the best step's checkpoint on disk (keep_checkpoints 1), a resumed run whose
+    /// validations never beat the recorded best has no best.safetensors rather than one of a
+    /// step it discarded.
+    func testAResumedRunWithoutTheBestStepsCheckpointKeepsNoStaleBest() throws {
+        let (resumed, ckpt) = try resumeAfterAKillAtStep3("best-stale", keep: 1, scores: [1: 0.8, 2: 0.5, 3: 0.9], after: [3: 0.6, 4: 0.7])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ckpt + "/best.safetensors"))
+        XCTAssertEqual(resumed.best?.step, 1, "the best as of step 2 is step 1's 0.8")
     }
 }
