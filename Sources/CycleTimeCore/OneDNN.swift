@@ -146,13 +146,6 @@ public final class OneDNN: @unchecked Sendable {
         return isa & bf16 == bf16
     }
 
-    /// Whether oneDNN's effective ISA has AVX-512 (avx512_core): its float32 convolutions are then
-    /// its brgemm kernels, else the older jit_avx2 ones (`ConvolutionBackend.auto` reads it).
-    public static let hasAVX512: Bool = {
-        let core = dnnl_cpu_isa_avx512_core.rawValue
-        return dnnl_get_effective_cpu_isa().rawValue & core == core
-    }()
-
     /// OpenBLAS's name of the kernels for this CPU's vector units (AVX512-BF16: Cooperlake,
     /// AVX-512: SkylakeX, AVX2: Haswell), from oneDNN's detection; nil below AVX2.
     static var openBLASCoreForThisCPU: String? {

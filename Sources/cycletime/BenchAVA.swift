@@ -37,7 +37,7 @@ struct BenchAVA: ParsableCommand {
     @Flag(help: "Print the figures as one JSON object.") var json = false
     @Option(help: "fp32, or bf16: each iteration's forward and backward inside Autocast.bf16 (oneDNN; conv2d, conv3d, linear, matmul), PyTorch's inside torch.autocast(\"cpu\", torch.bfloat16).")
     var precision: Precision = .fp32
-    @Option(help: "Library of the float32 2-D and 3-D convolutions: auto (the library default: oneDNN for kernels larger than 1, native for pointwise ones and, without AVX-512, for 2-D ones), native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .auto
+    @Option(help: "Library of the float32 2-D and 3-D convolutions: auto (the library default: oneDNN for kernels larger than 1, native for pointwise), native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .auto
     @Flag(help: "Skip the PyTorch reference even when python3 has torch.") var noTorch = false
     @Option(help: .hidden) var child: String?
 

@@ -62,7 +62,7 @@ struct BenchCore: ParsableCommand {
     @Option(help: "Interleaved rounds of sgemm / trunk step / PyTorch step.") var rounds = 3
     @Option(help: "fp32, or bf16: the trunk step is also measured inside Autocast.bf16 (oneDNN), next to PyTorch's autocast bf16.")
     var precision: Precision = .fp32
-    @Option(help: "Library of the float32 convolutions: auto (the library default: oneDNN for kernels larger than 1, native for pointwise ones and, without AVX-512, for 2-D ones), native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .auto
+    @Option(help: "Library of the float32 convolutions: auto (the library default: oneDNN for kernels larger than 1, native for pointwise), native (im2col, Winograd) or onednn.") var convBackend: ConvolutionBackend = .auto
 
     func validate() throws {
         try checkOption("--batch", batch, 1...256)

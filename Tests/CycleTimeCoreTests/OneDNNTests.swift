@@ -37,14 +37,11 @@ final class OneDNNTests: XCTestCase {
         }
     }
 
-    /// oneDNN's view of the CPU (AVX512-BF16, AVX-512) agrees with the kernel's flags.
+    /// oneDNN's view of the CPU agrees with the kernel's flags.
     func testNativeBF16AgreesWithCPUFlags() throws {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         guard !info.isEmpty else { throw XCTSkip("no /proc/cpuinfo") }
-        let flags = Set(info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? [])
-        XCTAssertEqual(OneDNN.hasNativeBF16, flags.contains("avx512_bf16"), "effective ISA \(OneDNN.effectiveISA)")
-        // oneDNN's avx512_core: AVX-512 F, CD, BW, DQ and VL.
-        XCTAssertEqual(OneDNN.hasAVX512, ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains),
-                       "effective ISA \(OneDNN.effectiveISA)")
+        let flag = info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").contains("avx512_bf16") ?? false
+        XCTAssertEqual(OneDNN.hasNativeBF16, flag, "effective ISA \(OneDNN.effectiveISA)")
     }
 }

@@ -66,27 +66,19 @@ public struct ConvolutionPolicy: Sendable, Equatable {
 
 /// The library of float32 convolutions (`ConvolutionPolicy.backend`).
 public enum ConvolutionBackend: String, Sendable, Equatable, CaseIterable {
-    /// The measured choice: oneDNN for convolutions whose kernel is larger than 1, native for
-    /// pointwise ones (one GEMM; oneDNN's strided 1x1 ran at a sixth of the native speed); on a CPU
-    /// without AVX-512, the 2-D ones native too.
-    ///
-    /// With AVX-512 (oneDNN 2.6's brgemm kernels; `cycletime bench ava`, 2 threads, Sapphire
-    /// Rapids / Zen 4): SlowOnly r18 iteration 5.32 s native, 1.16 s on oneDNN; SlowFast 10.78 and
-    /// 2.03 s; the 2D r18 one 2.50 and 0.81 s, PyTorch 2.15's 0.84 s (the native figures are from
-    /// before OpenBLAS ran these CPUs' own kernels). With AVX2 only (Zen 3, oneDNN's older
-    /// `jit_avx2` kernels): the 2D r18 iteration 1.81 s native, 2.23 s on oneDNN (PyTorch 2.33 and
-    /// 2.19 s in the same runs); the ResNet-18 trunk step 1.23x PyTorch channels-last native, 0.92x
-    /// on oneDNN; SlowOnly 3.04 s native, 2.83 s on oneDNN (PyTorch 2.66 and 3.09 s).
+    /// The measured choice: oneDNN for convolutions whose kernel is larger than 1 (`cycletime bench
+    /// ava`, 2 threads: SlowOnly r18 iteration 5.32 s native, 1.16 s on oneDNN; SlowFast 10.78 and
+    /// 2.03 s; the 2D r18 one 2.50 and 0.81 s, PyTorch 2.15's 0.84 s), native for pointwise ones
+    /// (one GEMM; oneDNN's strided 1x1 ran at a sixth of the native speed).
     case auto
     case native, oneDNN
 
-    /// Whether a float32 convolution of geometry `g` runs on oneDNN under this backend, on a CPU
-    /// with (`avx512`) or without AVX-512.
-    func usesOneDNN(_ g: ConvGeometry, volumetric: Bool, avx512: Bool = OneDNN.hasAVX512) -> Bool {
+    /// Whether a float32 convolution of geometry `g` runs on oneDNN under this backend.
+    func usesOneDNN(_ g: ConvGeometry, volumetric: Bool) -> Bool {
         switch self {
         case .native: return false
         case .oneDNN: return true
-        case .auto: return g.kernelSize > 1 && (volumetric || avx512)
+        case .auto: return g.kernelSize > 1
         }
     }
 }
