@@ -69,6 +69,7 @@ final class ConvolutionTests: XCTestCase {
             (1, 4, 5, 7, 9, [1, 1], true), (8, 6, 4, 8, 8, [1, 1], false), (2, 16, 8, 5, 6, [0, 0], true),
             (8, 5, 7, 9, 7, [2, 2], true), (1, 32, 16, 11, 10, [2, 0], false), (3, 8, 12, 3, 3, [1, 2], true),
             (8, 24, 32, 13, 12, [1, 1], true), (1, 7, 9, 4, 5, [0, 1], false),
+            (2, 32, 32, 1, 1, [1, 1], true), (2, 32, 32, 2, 3, [1, 1], true), (2, 16, 16, 4, 5, [1, 1], true), (4, 8, 8, 1, 2, [1, 1], true),
         ]
         for (i, (n, cin, cout, h, w, pad, withBias)) in shapes.enumerated() {
             let x = randn([n, cin, h, w], seed: UInt64(100 + i)), wt = randn([cout, cin, 3, 3], seed: UInt64(200 + i), scale: 0.3)

@@ -16,9 +16,12 @@ Relation heads on the 2d backbone (RoIAlign as above before them where they use 
             fixed bank features per box, 60 s x 5): the module of scripts/fixtures/lfb.py between
             the pooled RoI feature and the classifier (dropout 0.5, Linear 1024 -> 81)
 --precision bf16 runs the forward (and so the backward) inside torch.autocast("cpu", torch.bfloat16).
+--channels-last keeps weights and activations channels-last (torch.channels_last for the 2-D
+convolutions of the 2d backbone, torch.channels_last_3d for the 3-D ones), PyTorch's fastest layout
+on the CPU for many convolutions.
 
 Usage: torch_ava.py --case 2d|slowonly|slowfast|2d-acrn|2d-acar|2d-lfb [--threads 2] [--batch 2] [--size 256] [--steps 3]
-       [--precision fp32|bf16] [--lfb-long-term 300] [--lfb-latent 512]
+       [--precision fp32|bf16] [--channels-last] [--lfb-long-term 300] [--lfb-latent 512]
 Prints one JSON object: median seconds per iteration over the timed steps (after one warm-up) and
 the process's peak resident memory. Needs torch and torchvision."""
 import argparse
@@ -47,6 +50,7 @@ ap.add_argument("--size", type=int, default=256)
 ap.add_argument("--steps", type=int, default=3)
 ap.add_argument("--classes", type=int, default=80)
 ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+ap.add_argument("--channels-last", action="store_true")
 ap.add_argument("--lfb-long-term", type=int, default=300)
 ap.add_argument("--lfb-latent", type=int, default=512)
 args = ap.parse_args()
@@ -64,7 +68,10 @@ class FrameAveraged(torch.nn.Module):
 
     def forward(self, x):
         n, c, t, h, w = x.shape
-        f = self.trunk(x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w))
+        frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+        if args.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        f = self.trunk(frames)
         return f.reshape(n, t, *f.shape[1:]).mean(dim=1).unsqueeze(2)
 
 
@@ -83,10 +90,17 @@ elif args.case == "2d-lfb":
     fbo = FBONonLocal(channels, channels, args.lfb_latent, 1, args.lfb_long_term, layers=2, pre_activate=True, dropout=0.2)
     fc = torch.nn.ModuleList([fbo, torch.nn.Linear(channels + args.lfb_latent, args.classes + 1)])
 model = torch.nn.ModuleList([backbone, fc]).train()
+if args.channels_last:
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() in (4, 5):
+                p.data = p.data.contiguous(memory_format=torch.channels_last if p.dim() == 4 else torch.channels_last_3d)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 b, s = args.batch, args.size
 x = torch.randn(b, 3, frames, s, s)
+if args.channels_last and args.case in ("slowonly", "slowfast"):
+    x = x.contiguous(memory_format=torch.channels_last_3d)
 boxes = []
 for i in range(b):
     boxes += [[i, 0.1 * s, 0.2 * s, 0.6 * s, 0.9 * s], [i, 0.4 * s, 0.1 * s, 0.95 * s, 0.8 * s]]
@@ -126,6 +140,7 @@ for i in range(args.steps + 1):
     print(f"step {i}{' (warm-up)' if i == 0 else ''}: {t1 - t0:.2f} s, loss {loss.item():.4f}", file=sys.stderr, flush=True)
 times.sort()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-print(json.dumps({"torch_version": torch.__version__, "case": args.case, "precision": args.precision, "batch": b, "frames": frames, "size": s,
+print(json.dumps({"torch_version": torch.__version__, "case": args.case, "precision": args.precision,
+                  "layout": "channels_last" if args.channels_last else "default", "batch": b, "frames": frames, "size": s,
                   "seconds_per_step": times[len(times) // 2], "step_seconds": times,
                   "peak_rss_bytes": peak, "loss": float(loss.detach())}))
