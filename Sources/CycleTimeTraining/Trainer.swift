@@ -313,16 +313,17 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
     func restoreBest(_ metadata: [String: String]) throws {
         let path = run.latestCheckpointPath
         best = nil
+        let file = try run.bestCheckpoint()
         if let field = metadata["best_field"] {
             guard let value = metadata["best_value"].flatMap(Double.init), let s = metadata["best_step"].flatMap({ Int($0) }), s >= 0, s <= step else {
                 throw TrainingError("\(path): 'best_field' in its metadata without a valid 'best_value' and 'best_step' (at most its step \(step))")
             }
             best = (field, value, s)
-        } else if let b = try run.bestCheckpoint(), b.step <= step, let field = b.metadata["best_field"],
-                  let value = b.metadata["best_value"].flatMap(Double.init) {
-            best = (field, value, b.step)
+        } else if let file, file.step <= step, let field = file.metadata["best_field"],
+                  let value = file.metadata["best_value"].flatMap(Double.init) {
+            best = (field, value, file.step)
         }
-        guard let fileStep = try run.bestCheckpoint()?.step else { return }
+        guard let fileStep = file?.step else { return }
         if let best, best.step == fileStep { return }
         var kept = false
         if let best { kept = try run.restoreBestCheckpoint(step: best.step) } else { try run.removeBestCheckpoint() }
@@ -330,9 +331,7 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
                 (kept ? "now the checkpoint of step \(best?.step ?? 0)" : "removed (its step's checkpoint is no longer kept)"))
     }
 
-    /// Restores model, optimizer and step from the run's latest checkpoint.
-    /// Returns the checkpoint's metadata.
-    @discardableResult
+    /// Restores model, optimizer and step from the run's latest checkpoint; returns its metadata.
     func restore() throws -> [String: String] {
         let file = try CheckpointFile(run.latestCheckpointPath)
         try load(file)
@@ -498,8 +497,9 @@ public final class Trainer<Task: TrainingTask>: AnyTrainer {
                 let improved = noteBest(fields)
                 var periodic: String?
                 if checkpointDue {
-                    periodic = try saveCheckpoint(configYAML: configYAML)
-                    run.log("checkpoint step \(step): \(periodic ?? "")")
+                    let p = try saveCheckpoint(configYAML: configYAML)
+                    run.log("checkpoint step \(step): \(p)")
+                    periodic = p
                 }
                 if improved, let best {
                     try run.saveBestCheckpoint(tensors: checkpointTensors(), metadata: checkpointMetadata(configYAML: configYAML), sameAs: periodic)
