@@ -93,17 +93,62 @@ public enum Report {
             }
             b.append(.figure(.svg("compare-" + k, "\(k) of each run against step", p.svg())))
         }
+        if let reference = runs.first, runs.count > 1 { b += lossAgreementBlocks(reference: reference, others: Array(runs.dropFirst())) }
         var rows: [[String]] = []
         for r in runs {
             let loss = smoothed(r.metrics.column("loss"), weight: 0.6).compactMap { $0 }.last
             let cps = r.metrics.column("clips_per_s").compactMap { $0 }
             rows.append([r.name, r.objective, r.config.map { $0.objective == .crw ? $0.crw.encoder : $0.timecycle.encoder } ?? r.avaConfig?.model.backbone ?? r.detectConfig.map(detectorName) ?? "?",
                          String(r.lastStep ?? 0), fmt(loss), fmt(cps.isEmpty ? nil : cps.reduce(0, +) / Double(cps.count)),
-                         davisJF(r).map { fmt($0) } ?? "not run", avaMAP(r).map { fmt($0) } ?? "not run"])
+                         davisJF(r).map { fmt($0) } ?? "not run", lastValidation(r).map { "\(fmt($0.value)) (step \($0.step))" } ?? "not run",
+                         avaMAP(r).map { fmt($0) } ?? "not run"])
         }
         b.append(.markdown("Final figures:\n\n" + table(["run", "objective", "encoder", "steps", "final loss (smoothed)", "mean clips/s",
-                                                         "DAVIS J&F", "AVA mAP"], rows)))
+                                                         "DAVIS J&F", "last validation J&F", "AVA mAP"], rows)))
         return b
+    }
+
+    /// The reference's loss trend with its noise band, each other run's trend on one plot, and a table
+    /// of how far each other run's loss strays from the reference's, in units of the reference's own
+    /// step-to-step spread (`LossAgreement`).
+    static func lossAgreementBlocks(reference: RunRecord, others: [RunRecord]) -> [ReportBlock] {
+        let window = LossAgreement.defaultWindow
+        var rows: [[String]] = [], p = LinePlot(title: "loss trend (centred mean of \(window) steps) against \(reference.name)'s band",
+                                                xLabel: stepAxis, yLabel: "loss value")
+        let refTrend = LossAgreement.trend(reference.metrics.column("loss"), window: window)
+        var spreadForBand: Double?
+        for (i, r) in others.enumerated() {
+            guard let a = LossAgreement.measure(reference: reference.metrics, other: r.metrics, window: window) else {
+                rows.append([r.name, "fewer than \(window) shared steps with a loss", "", "", "", "", ""]); continue
+            }
+            spreadForBand = spreadForBand ?? a.spread
+            rows.append([r.name, String(a.steps), fmt(a.spread), fmt(a.maxTrendGap), fmt(a.meanTrendGap),
+                         String(format: "%.3f (reference %.3f)", a.withinTwoSpreads, a.referenceWithinTwoSpreads),
+                         a.holds ? "yes" : "no (\(fmt(a.maxTrendGap / a.spread)) spreads)"])
+            p.series.append(PlotSeries(name: r.name, x: r.metrics.steps, y: LossAgreement.trend(r.metrics.column("loss"), window: window),
+                                       color: seriesColors[(i + 1) % seriesColors.count]))
+        }
+        guard let spread = spreadForBand else {
+            return [.markdown("Loss against `\(reference.name)`: " + rows.map { "`\($0[0])` has \($0[1])" }.joined(separator: "; ") + ".")]
+        }
+        let xs = reference.metrics.steps
+        p.series.insert(PlotSeries(name: reference.name, x: xs, y: refTrend, color: seriesColors[0]), at: 0)
+        p.series.insert(PlotSeries(name: "\(reference.name) - spread", x: xs, y: refTrend.map { $0.map { $0 - spread } }, color: seriesColors[0],
+                                   width: 1, opacity: 0.6, dashed: true), at: 1)
+        p.series.insert(PlotSeries(name: "\(reference.name) + spread", x: xs, y: refTrend.map { $0.map { $0 + spread } }, color: seriesColors[0],
+                                   width: 1, opacity: 0.6, dashed: true), at: 2)
+        return [.figure(.svg("compare-loss-agreement", "each run's loss trend within \(reference.name)'s step-to-step spread", p.svg())),
+                .markdown("Loss against the first run, `\(reference.name)`, on the steps both logged (matched by step number). "
+                    + "Trend: the centred mean of \(window) steps. Spread: the root mean square of the reference's loss around "
+                    + "its own trend, its step-to-step noise. A run agrees when its trend stays within one spread of the "
+                    + "reference's at every shared step.\n\n"
+                    + table(["run", "shared steps", "reference spread", "max trend gap", "mean trend gap (run - reference)",
+                             "steps within 2 spreads of the reference trend", "within the spread"], rows))]
+    }
+
+    /// The last `val_jf` a run logged, with its step.
+    static func lastValidation(_ r: RunRecord) -> (step: Int, value: Double)? {
+        zip(r.metrics.steps, r.metrics.column("val_jf")).compactMap { s, v in v.map { (Int(s), $0) } }.last
     }
 
     static func davisJF(_ r: RunRecord) -> Double? {
@@ -118,5 +163,61 @@ public enum Report {
             if let m = avaEvaluation(dir + "/" + n)?.mAP { return m }
         }
         return nil
+    }
+}
+
+/// How closely one run's loss follows a reference run's, in units of the reference's own noise.
+///
+/// Both losses are taken on the steps both runs logged (matched by step number, not by row). The
+/// trend of a curve is its centred moving mean over `window` steps (truncated at the ends); the
+/// reference's spread is the root mean square of its loss around its own trend, i.e. how much one
+/// step's loss scatters. The other run agrees when its trend stays within one spread of the
+/// reference's trend at every shared step (`holds`). `withinTwoSpreads` is the fraction of the
+/// other run's single steps within two spreads of the reference trend; `referenceWithinTwoSpreads`
+/// is the same for the reference's own steps, the figure to compare it with.
+public struct LossAgreement: Equatable, Sendable {
+    public static let defaultWindow = 21
+    public var steps: Int
+    public var window: Int
+    public var spread: Double
+    public var maxTrendGap: Double
+    public var meanTrendGap: Double
+    public var withinTwoSpreads: Double
+    public var referenceWithinTwoSpreads: Double
+    public var holds: Bool { maxTrendGap <= spread }
+
+    /// The centred moving mean over `window` values (`window / 2` each side, fewer at the ends);
+    /// missing values are skipped and stay missing.
+    public static func trend(_ ys: [Double?], window: Int) -> [Double?] {
+        let h = max(window, 1) / 2
+        return ys.indices.map { i in
+            guard ys[i] != nil else { return nil }
+            let near = ys[max(0, i - h)...min(ys.count - 1, i + h)].compactMap { $0 }
+            return near.reduce(0, +) / Double(near.count)
+        }
+    }
+
+    /// `nil` when the runs share fewer than `window` steps with a finite `key`, or the reference's
+    /// spread is zero (a constant curve has no noise to measure against).
+    public static func measure(reference: MetricsTable, other: MetricsTable, key: String = "loss",
+                               window: Int = defaultWindow) -> LossAgreement? {
+        func byStep(_ m: MetricsTable) -> [Double: Double] {
+            var d: [Double: Double] = [:]
+            for (s, v) in zip(m.steps, m.column(key)) { if let v, v.isFinite { d[s] = v } }
+            return d
+        }
+        let ref = byStep(reference), oth = byStep(other)
+        let steps = Set(ref.keys).intersection(oth.keys).sorted()
+        guard window >= 1, steps.count >= window else { return nil }
+        let r = steps.map { ref[$0] }, o = steps.map { oth[$0] }
+        let rt = trend(r, window: window).compactMap { $0 }, ot = trend(o, window: window).compactMap { $0 }
+        let rv = r.compactMap { $0 }, ov = o.compactMap { $0 }
+        let spread = (zip(rv, rt).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Double(rv.count)).squareRoot()
+        guard spread > 0 else { return nil }
+        let gaps = zip(ot, rt).map { $0 - $1 }
+        func within(_ v: [Double]) -> Double { Double(zip(v, rt).filter { abs($0 - $1) <= 2 * spread }.count) / Double(v.count) }
+        return LossAgreement(steps: steps.count, window: window, spread: spread, maxTrendGap: gaps.map(abs).max() ?? 0,
+                             meanTrendGap: gaps.reduce(0, +) / Double(gaps.count), withinTwoSpreads: within(ov),
+                             referenceWithinTwoSpreads: within(rv))
     }
 }

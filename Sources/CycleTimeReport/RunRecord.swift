@@ -30,7 +30,8 @@ public struct MetricsTable: Sendable {
             // Key order of the line as written (JSONSerialization loses it).
             for k in orderedKeys(s) where obj[k] != nil {
                 if !t.keys.contains(k) { t.keys.append(k) }
-                if let n = obj[k] as? NSNumber, !(obj[k] is Bool) { row[k] = n.doubleValue }
+                // A JSON boolean is an NSNumber of type "c"; `is Bool` would also take the numbers 0 and 1.
+                if let n = obj[k] as? NSNumber, String(cString: n.objCType) != "c" { row[k] = n.doubleValue }
             }
             t.rows.append(row)
         }
