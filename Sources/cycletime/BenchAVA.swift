@@ -70,15 +70,15 @@ struct BenchAVA: ParsableCommand {
         for (i, c) in cases.enumerated() {
             r.say("[\(i + 1)/\(cases.count)] \(c): running…")
             // PyTorch first (default and channels-last layouts), then ours, back to back (the machine's speed drifts).
-            var torch: [(layout: String, seconds: Double, peak: Double, version: String)] = []
+            var torch: [TorchRun] = []
             if torchAvailable {
                 for layout in ["default", "channels_last"] {
                     let args = [repoPath("scripts/bench/torch_ava.py"), "--case", c, "--threads", "\(Parallel.threadCount)",
                                 "--batch", "\(batch)", "--size", "\(size)", "--steps", "\(steps)", "--classes", "\(Self.classes)",
                                 "--precision", precision.rawValue, "--lfb-long-term", "\(Self.lfbLongTerm)", "--lfb-latent", "\(Self.lfbLatent)"]
                         + (layout == "channels_last" ? ["--channels-last"] : [])
-                    if let j = runJSONProcess("/usr/bin/env", ["python3"] + args), let ts = j["seconds_per_step"] as? Double, let tp = j["peak_rss_bytes"] as? Double {
-                        torch.append((layout, ts, tp, "\(j["torch_version"] ?? "")"))
+                    if let t = TorchRun(runJSONProcess("/usr/bin/env", ["python3"] + args), layout: layout) {
+                        torch.append(t)
                     }
                 }
             }
@@ -91,20 +91,7 @@ struct BenchAVA: ParsableCommand {
                 + "(forward \(fmt(ours["forward"] as? Double ?? 0, 2)), backward \(fmt(ours["backward"] as? Double ?? 0, 2)), "
                 + "SGD \(fmt(ours["optimizer"] as? Double ?? 0, 3))), peak \(mib(Int(peak)))"
             var entry = ours
-            for (layout, ts, tp, version) in torch {
-                text += "\n    PyTorch \(version) \(layout): \(fmt(ts, 2)) s/iteration, peak \(mib(Int(tp))) -> CycleTime \(fmt(ts / sec, 2))x as fast, \(fmt(peak / tp, 2))x the memory"
-                entry["torch_\(layout)_seconds_per_step"] = ts
-                entry["torch_\(layout)_peak_rss_bytes"] = tp
-                entry["speedup_vs_torch_\(layout)"] = ts / sec
-            }
-            // Against PyTorch at its fastest here: the faster of its two layouts.
-            if let fastest = torch.min(by: { $0.seconds < $1.seconds }) {
-                entry["torch_seconds_per_step"] = fastest.seconds
-                entry["torch_peak_rss_bytes"] = fastest.peak
-                entry["torch_fastest_layout"] = fastest.layout
-                entry["speedup_vs_torch"] = fastest.seconds / sec
-                text += "\n    against PyTorch's faster layout (\(fastest.layout)): \(fmt(fastest.seconds / sec, 2))x as fast"
-            }
+            text += compareWithTorch(seconds: sec, peak: peak, torch, unit: "iteration", into: &entry)
             if torch.isEmpty {
                 text += "\n    PyTorch reference skipped (\(quick ? "--quick" : torchAvailable ? "its run failed" : "python3 with torch, torchvision and safetensors not found, or --no-torch"))"
             }

@@ -103,6 +103,45 @@ func runJSONProcess(_ exe: String, _ args: [String]) -> [String: Any]? {
 
 /// A path inside the repository: relative to the working directory when it exists there, else
 /// relative to the executable's checkout (.build/<config>/cycletime).
+/// One PyTorch reference run of a benchmark case: its layout (default or channels_last), median
+/// seconds per step and peak resident memory.
+struct TorchRun {
+    var layout: String
+    var seconds: Double
+    var peak: Double
+    var version: String
+
+    /// The run from a reference script's JSON (`layout`, `seconds_per_step`, `peak_rss_bytes`), or
+    /// nil when the script failed or printed something else.
+    init?(_ j: [String: Any]?, layout: String) {
+        guard let j, let s = j["seconds_per_step"] as? Double, let p = j["peak_rss_bytes"] as? Double else { return nil }
+        self.layout = layout; seconds = s; peak = p; version = "\(j["torch_version"] ?? "")"
+    }
+}
+
+/// Lines and JSON fields comparing our `seconds` and `peak` with each PyTorch run (`torch_<layout>_*`,
+/// `speedup_vs_torch_<layout>`) and with PyTorch at its fastest here, the faster layout
+/// (`torch_seconds_per_step`, `torch_peak_rss_bytes`, `torch_fastest_layout`, `speedup_vs_torch`,
+/// `memory_vs_torch`). `unit` names a step ("step", "iteration").
+func compareWithTorch(seconds: Double, peak: Double, _ torch: [TorchRun], unit: String, into entry: inout [String: Any]) -> String {
+    var text = ""
+    for t in torch {
+        text += "\n    PyTorch \(t.version) \(t.layout): \(fmt(t.seconds, 2)) s/\(unit), peak \(mib(Int(t.peak))) -> CycleTime \(fmt(t.seconds / seconds, 2))x as fast, \(fmt(peak / t.peak, 2))x the memory"
+        entry["torch_\(t.layout)_seconds_per_step"] = t.seconds
+        entry["torch_\(t.layout)_peak_rss_bytes"] = t.peak
+        entry["speedup_vs_torch_\(t.layout)"] = t.seconds / seconds
+    }
+    if let fastest = torch.min(by: { $0.seconds < $1.seconds }) {
+        entry["torch_seconds_per_step"] = fastest.seconds
+        entry["torch_peak_rss_bytes"] = fastest.peak
+        entry["torch_fastest_layout"] = fastest.layout
+        entry["speedup_vs_torch"] = fastest.seconds / seconds
+        entry["memory_vs_torch"] = peak / fastest.peak
+        text += "\n    against PyTorch's faster layout (\(fastest.layout)): \(fmt(fastest.seconds / seconds, 2))x as fast, \(fmt(peak / fastest.peak, 2))x the memory"
+    }
+    return text
+}
+
 func repoPath(_ relative: String) -> String {
     if FileManager.default.fileExists(atPath: relative) { return relative }
     // The checkout holding this executable: the nearest ancestor with a Package.swift.

@@ -9,7 +9,9 @@ import Foundation
 /// `cycletime bench train`: seconds per training step (forward, backward, gradient clipping,
 /// optimizer) and peak memory of the pretraining objectives at their benchmark sizes, each case in
 /// its own process (so peak memory is the case's own), next to the PyTorch implementation of the
-/// same model from the fixture scripts, run in the same benchmark (default and channels-last).
+/// same model from the fixture scripts, run in the same benchmark at the same precision (float32, or
+/// inside `torch.autocast("cpu", torch.bfloat16)` with `--precision bf16`), in its default and
+/// channels-last layouts; ratios against each and against the faster.
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -28,7 +30,7 @@ struct BenchTrain: ParsableCommand {
     var ranks: Int?
     @Option(help: "Batch per rank of the --ranks benchmark.") var batch = 2
     @Option(help: "Upper bound of the storage cache (freed buffers kept for reuse), MiB.") var cacheMib = StorageCache.limitBytes >> 20
-    @Option(help: "fp32, or bf16: CycleTime's steps run in Autocast.bf16 (train.precision bf16); the PyTorch reference stays float32.")
+    @Option(help: "fp32, or bf16: CycleTime's steps run in Autocast.bf16 (train.precision bf16), PyTorch's inside torch.autocast(\"cpu\", torch.bfloat16).")
     var precision: Precision = .fp32
 
     static let known = ["timecycle-r18", "timecycle-r50", "crw-r18"]
@@ -58,10 +60,10 @@ struct BenchTrain: ParsableCommand {
         for c in cases {
             let n = c.hasPrefix("crw") ? crwSteps : steps
             // PyTorch first, then ours, back to back (the machine's speed drifts).
-            var torch: [String: [String: Any]] = [:]
+            var torch: [TorchRun] = []
             if torchAvailable {
                 for layout in ["default", "channels_last"] {
-                    if let j = torchCase(c, channelsLast: layout == "channels_last", steps: n) { torch[layout] = j }
+                    if let t = TorchRun(torchCase(c, channelsLast: layout == "channels_last", steps: n), layout: layout) { torch.append(t) }
                 }
             }
             guard let out = runProcess(me, ["bench", "train", "--child", c, "--config", config, "--steps", "\(n)", "--cache-mib", "\(cacheMib)", "--precision", precision.rawValue]),
@@ -71,13 +73,8 @@ struct BenchTrain: ParsableCommand {
             }
             var line = "\(c) (batch \(ours["batch"] ?? "?")): \(fmt(sec, 2)) s/step (forward \(fmt(ours["forward"] as? Double ?? 0, 2)), backward \(fmt(ours["backward"] as? Double ?? 0, 2)), clip \(fmt(ours["clip"] as? Double ?? 0, 3)), optimizer \(fmt(ours["optimizer"] as? Double ?? 0, 3))), peak \(mib(Int(peak)))"
             var entry: [String: Any] = ours
-            for (layout, j) in torch.sorted(by: { $0.key < $1.key }) {
-                guard let ts = j["seconds_per_step"] as? Double, let tp = j["peak_rss_bytes"] as? Double else { continue }
-                line += "\n    PyTorch \(j["torch_version"] ?? "") \(layout): \(fmt(ts, 2)) s/step, peak \(mib(Int(tp))) -> CycleTime \(fmt(ts / sec, 2))x as fast, \(fmt(peak / tp, 2))x the memory"
-                entry["torch_\(layout)_seconds_per_step"] = ts
-                entry["torch_\(layout)_peak_rss_bytes"] = tp
-                entry["speedup_vs_torch_\(layout)"] = ts / sec
-            }
+            entry["torch_precision"] = precision.rawValue
+            line += compareWithTorch(seconds: sec, peak: peak, torch, unit: "step", into: &entry)
             if torch.isEmpty { line += "\n    PyTorch reference skipped (python3 with torch, torchvision and safetensors not found, or --no-torch)" }
             r.say(line)
             results[c] = entry
@@ -86,7 +83,7 @@ struct BenchTrain: ParsableCommand {
         r.emitJSON()
     }
 
-    /// Runs the PyTorch reference script of a case; its JSON, or nil when it fails.
+    /// Runs the PyTorch reference script of a case at `precision` (bf16: under autocast); its JSON, or nil when it fails.
     func torchCase(_ c: String, channelsLast: Bool, steps: Int) -> [String: Any]? {
         var args: [String]
         switch c {
@@ -94,7 +91,7 @@ struct BenchTrain: ParsableCommand {
         case "timecycle-r50": args = [repoPath("scripts/bench/torch_timecycle.py"), "--depth", "50", "--batch", "2"]
         default: args = [repoPath("scripts/bench/torch_crw.py"), "--batch", "4", "--clip", "4", "--patches", "49", "--padding", "reflect"]
         }
-        args += ["--threads", "\(Parallel.threadCount)", "--steps", "\(steps)"] + (channelsLast ? ["--channels-last"] : [])
+        args += ["--threads", "\(Parallel.threadCount)", "--steps", "\(steps)", "--precision", precision.rawValue] + (channelsLast ? ["--channels-last"] : [])
         return runJSONProcess("/usr/bin/env", ["python3"] + args)
     }
 

@@ -5,7 +5,8 @@ of 64x64 per frame, edge dropout 0.1, tau 0.05: the objective of scripts/fixture
 code's formulation), with masks drawn each step as the released code does.
 
 Usage: torch_crw.py [--threads 2] [--batch 4] [--clip 4] [--patches 49] [--size 64] [--steps 2]
-                    [--channels-last] [--padding reflect|zeros]
+                    [--channels-last] [--padding reflect|zeros] [--precision fp32|bf16]
+--precision bf16 runs the forward (and so the backward) inside torch.autocast("cpu", torch.bfloat16).
 Prints one JSON object: median seconds per step over the timed steps (after one warm-up step) and
 the process's peak resident memory. Needs torch and torchvision."""
 import argparse
@@ -28,6 +29,7 @@ ap.add_argument("--patches", type=int, default=49)
 ap.add_argument("--size", type=int, default=64)
 ap.add_argument("--steps", type=int, default=2)
 ap.add_argument("--channels-last", action="store_true")
+ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 ap.add_argument("--padding", choices=["reflect", "zeros"], default="reflect")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
@@ -46,7 +48,8 @@ for i in range(args.steps + 1):
     mf = (torch.rand(t - 1, b, n, n) < DROP).float()
     mb = (torch.rand(t - 1, b, n, n) < DROP).float()
     opt.zero_grad(set_to_none=True)
-    _, loss, _, _ = model(patches, mf, mb)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        _, loss, _, _ = model(patches, mf, mb)
     loss.backward()
     opt.step()
     t1 = time.perf_counter()
@@ -55,7 +58,7 @@ for i in range(args.steps + 1):
     print(f"step {i}{' (warm-up)' if i == 0 else ''}: {t1 - t0:.2f} s, loss {loss.item():.4f}", file=sys.stderr, flush=True)
 times.sort()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-print(json.dumps({"torch_version": torch.__version__, "layout": "channels_last" if args.channels_last else "default",
+print(json.dumps({"torch_version": torch.__version__, "layout": "channels_last" if args.channels_last else "default", "precision": args.precision,
                   "padding": args.padding, "batch": b, "clip": t, "patches": n, "patch_size": s,
                   "seconds_per_step": times[len(times) // 2], "step_seconds": times,
                   "peak_rss_bytes": peak, "loss": loss.item()}))

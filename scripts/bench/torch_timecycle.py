@@ -7,6 +7,8 @@ the inlier mask warped by grid_sample) at full size: 240x240 frames, 4 clip fram
 layer3 stride 1.
 
 Usage: torch_timecycle.py [--threads 2] [--depth 18|50] [--batch 4] [--steps 2] [--channels-last]
+                          [--precision fp32|bf16]
+--precision bf16 runs the forward (and so the backward) inside torch.autocast("cpu", torch.bfloat16).
 Prints one JSON object: median seconds per step over the timed steps (after one warm-up step) and
 the process's peak resident memory. Needs torch and torchvision."""
 import argparse
@@ -28,6 +30,7 @@ ap.add_argument("--depth", type=int, choices=[18, 50], default=18)
 ap.add_argument("--batch", type=int, default=4)
 ap.add_argument("--steps", type=int, default=2)
 ap.add_argument("--channels-last", action="store_true")
+ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -58,7 +61,8 @@ times = []
 for i in range(args.steps + 1):
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
-    out = model(clip, patch, image, theta)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        out = model(clip, patch, image, theta)
     out["total"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     opt.step()
@@ -67,6 +71,6 @@ for i in range(args.steps + 1):
         times.append(t1 - t0)
 times.sort()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"torch_version": torch.__version__, "layout": "channels_last" if args.channels_last else "default",
+print(json.dumps({"torch_version": torch.__version__, "layout": "channels_last" if args.channels_last else "default", "precision": args.precision,
                   "depth": args.depth, "batch": b, "seconds_per_step": times[len(times) // 2],
                   "peak_rss_bytes": peak, "loss": float(out["total"].detach())}))
