@@ -101,8 +101,6 @@ func runJSONProcess(_ exe: String, _ args: [String]) -> [String: Any]? {
     return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
 }
 
-/// A path inside the repository: relative to the working directory when it exists there, else
-/// relative to the executable's checkout (.build/<config>/cycletime).
 /// One PyTorch reference run of a benchmark case: its layout (default or channels_last), median
 /// seconds per step and peak resident memory.
 struct TorchRun {
@@ -142,6 +140,8 @@ func compareWithTorch(seconds: Double, peak: Double, _ torch: [TorchRun], unit: 
     return text
 }
 
+/// A path inside the repository: relative to the working directory when it exists there, else
+/// relative to the executable's checkout (.build/<config>/cycletime).
 func repoPath(_ relative: String) -> String {
     if FileManager.default.fileExists(atPath: relative) { return relative }
     // The checkout holding this executable: the nearest ancestor with a Package.swift.

@@ -73,7 +73,6 @@ struct BenchTrain: ParsableCommand {
             }
             var line = "\(c) (batch \(ours["batch"] ?? "?")): \(fmt(sec, 2)) s/step (forward \(fmt(ours["forward"] as? Double ?? 0, 2)), backward \(fmt(ours["backward"] as? Double ?? 0, 2)), clip \(fmt(ours["clip"] as? Double ?? 0, 3)), optimizer \(fmt(ours["optimizer"] as? Double ?? 0, 3))), peak \(mib(Int(peak)))"
             var entry: [String: Any] = ours
-            entry["torch_precision"] = precision.rawValue
             line += compareWithTorch(seconds: sec, peak: peak, torch, unit: "step", into: &entry)
             if torch.isEmpty { line += "\n    PyTorch reference skipped (python3 with torch, torchvision and safetensors not found, or --no-torch)" }
             r.say(line)
