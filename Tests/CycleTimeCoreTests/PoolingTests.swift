@@ -55,6 +55,45 @@ final class PoolingTests: XCTestCase {
         XCTAssertEqual(y.data[1], 8)
     }
 
+    /// ResNet's 3x3 stride-2 max pool on rows wide enough for the eight-at-a-time path: values and
+    /// the gradient's routing (the first maximum in scan order; a NaN wins) equal a direct scan of
+    /// every window, with many ties (values from {0, 1, 2}, as after a ReLU), NaNs and -inf.
+    func testStride2MaxPoolOnWideRowsFollowsTheScanRuleWithTiesAndNaN() {
+        for (h, w, ceil) in [(9, 40, false), (8, 53, true), (5, 71, false)] {
+            var generator = RandomGenerator(seed: UInt64(w))
+            let values: [Float] = (0..<(2 * h * w)).map { _ in
+                let u = generator.nextDouble()
+                return u < 0.01 ? .nan : u < 0.02 ? -.infinity : Float(Int(u * 3))
+            }
+            let x = Tensor(values, shape: [1, 2, h, w], requiresGrad: true)
+            let y = F.maxPool2d(x, kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceilMode: ceil)
+            let ho = y.shape[2], wo = y.shape[3]
+            let gy = Tensor((0..<y.count).map { Float($0 + 1) }, shape: y.shape)
+            y.backward(gy)
+            var dx = [Float](repeating: 0, count: x.count)
+            for plane in 0..<2 {
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        var best = -Float.infinity, bi = -1
+                        for ky in 0..<3 {
+                            for kx in 0..<3 {
+                                let iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx
+                                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                                let i = (plane * h + iy) * w + ix
+                                if bi < 0 || values[i] > best || values[i].isNaN { best = values[i]; bi = i }
+                            }
+                        }
+                        let o = (plane * ho + oy) * wo + ox
+                        let got = y.data[o]
+                        XCTAssertTrue(got == best || (got.isNaN && best.isNaN), "w \(w) output (\(plane), \(oy), \(ox)): \(got) vs \(best)")
+                        dx[bi] += gy.data[o]
+                    }
+                }
+            }
+            XCTAssertEqual(x.grad?.array, dx, "w \(w): gradients go to the first maximum of each window")
+        }
+    }
+
     func testOutputSizeRule() {
         // PyTorch: with ceil_mode the last window must start inside the input or left padding.
         XCTAssertEqual(poolOutputSize(6, kernel: 2, pad: 0, stride: 2, dilation: 1, ceilMode: true), 3)

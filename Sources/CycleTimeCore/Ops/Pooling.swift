@@ -117,13 +117,25 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
                     let h0 = oh * sh - ph, blo = rs[hb + 2 * oh], bhi = rs[hb + 2 * oh + 1]
                     // Fast path: 2-D 3x3 window, dilation 1, fully inside the input (same rule as below).
                     let fast3 = T == 1 && g.kh == 3 && g.kw == 3 && dh == 1 && dw == 1 && blo == 0 && bhi == 3
-                    for ow in 0..<Wo {
+                    var ow = 0
+                    while ow < Wo {
+                        // Eight outputs at once at stride 2 (ResNet's stem), while their windows and
+                        // the two 16-float row loads stay inside the row.
+                        if fast3 && sw == 2 && ow + 8 <= Wo && ow * 2 - pw >= 0 && ow * 2 - pw + 17 < W {
+                            maxPool3x3Stride2x8(src, rowStart: h0 * W, column: ow * 2 - pw, width: W, dst + o, ix + o)
+                            o &+= 8
+                            ow &+= 8
+                            continue
+                        }
+                        defer { ow &+= 1 }
                         if fast3 && rs[wb + 2 * ow] == 0 && rs[wb + 2 * ow + 1] == 3 {
                             let base = h0 * W + ow * sw - pw
                             var best = src[base], bi = base
                             @inline(__always) func visit(_ i: Int) {
                                 let v = src[i]
-                                if v > best || v.isNaN { best = v; bi = i }
+                                let take = v > best || v.isNaN
+                                best = take ? v : best
+                                bi = take ? i : bi
                             }
                             visit(base + 1); visit(base + 2)
                             visit(base + W); visit(base + W + 1); visit(base + W + 2)
@@ -177,6 +189,39 @@ private func maxPool(_ x: Tensor, _ g: ConvGeometry, name: String) -> Tensor {
         }
         return [dx]
     }
+}
+
+/// Max pool 3x3, stride 2, of eight consecutive outputs whose windows start at columns
+/// `column`, `column` + 2, ... of rows `rowStart` / `width` .. + 2 (all inside the plane, and
+/// `column` + 17 < `width`): values and argmax indices with the scalar paths' rule (scan rows then
+/// columns; take v when v > best or v is NaN), one lane per output. Each row is read as two
+/// 16-float loads, whose even and odd lanes are the three window columns of the eight outputs.
+@inline(__always)
+private func maxPool3x3Stride2x8(_ src: UnsafeMutablePointer<Float>, rowStart: Int, column: Int, width: Int,
+                                 _ dst: UnsafeMutablePointer<Float>, _ ix: UnsafeMutablePointer<Int32>) {
+    let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+    var best = SIMD8<Float>(repeating: 0), bi = SIMD8<Int32>(repeating: 0)
+    @inline(__always) func visit(_ v: SIMD8<Float>, _ i: SIMD8<Int32>) {
+        let take = (v .> best) .| (v .!= v)
+        best.replace(with: v, where: take)
+        bi.replace(with: i, where: take)
+    }
+    for b in 0..<3 {
+        let start = rowStart + b * width + column
+        let raw = UnsafeRawPointer(src + start)
+        let a = raw.loadUnaligned(as: SIMD16<Float>.self)
+        let c = raw.loadUnaligned(fromByteOffset: 8, as: SIMD16<Float>.self)
+        let i = lanes &+ Int32(truncatingIfNeeded: start)
+        if b == 0 {
+            best = a.evenHalf; bi = i
+        } else {
+            visit(a.evenHalf, i)
+        }
+        visit(a.oddHalf, i &+ 1)
+        visit(c.evenHalf, i &+ 2)
+    }
+    UnsafeMutableRawPointer(dst).storeBytes(of: best, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(ix).storeBytes(of: bi, as: SIMD8<Int32>.self)
 }
 
 /// Kernel offsets j in [lo, hi) with 0 <= start + j*dil < size.
