@@ -10,6 +10,13 @@ import Foundation
 /// | conv2d, conv3d, linear, matmul/bmm | bf16 inputs, f32 accumulation, f32 output | lower-precision list (bf16 output) |
 /// | batch norm, softmax, losses, reductions, the rest | f32 | f32 list or unchanged (runs in its input's type) |
 ///
+/// Weights are cast once per scope, not once per use, as in PyTorch: a leaf tensor that requires
+/// grad (a parameter), read by an autocast op inside the outermost `Autocast.bf16` scope, is
+/// converted to bf16 in the kernel's layout the first time and the copy is reused until that
+/// scope exits (so a training step's forward and backward, which run in one scope, cast each
+/// weight once per layout; parameters must not be changed inside a scope, which the optimizer,
+/// running after it, does not do).
+///
 /// Entering a bf16 scope on a CPU without AVX512-BF16 throws `AutocastError.noNativeBF16`: there
 /// is no silent slow path.
 public enum Autocast {
@@ -45,8 +52,23 @@ public enum Autocast {
         try checkBF16()
         let saved = isEnabled
         isEnabled = true
-        defer { isEnabled = saved }
+        let outermost = weightCache.value == nil
+        if outermost { weightCache.value = DNNLReorderCache() }
+        defer {
+            isEnabled = saved
+            if outermost { weightCache.value = nil }
+        }
         return try body()
+    }
+
+    /// The bf16 copies of the weights cast in this thread's outermost bf16 scope (nil outside).
+    static let weightCache = ThreadLocal<DNNLReorderCache>()
+
+    /// Where an autocast op's reorder of `weight` may be cached: inside a bf16 scope, for a leaf
+    /// that requires grad (PyTorch's rule for its autocast weight cache).
+    static func weightReuse(_ weight: Tensor) -> DNNLReuse? {
+        guard weight.requiresGrad, weight.gradFn == nil, let cache = weightCache.value else { return nil }
+        return DNNLReuse(cache: cache, owner: weight.storage)
     }
 
     /// Runs `body` at `precision`: fp32 as it is, bf16 inside `bf16`.

@@ -107,6 +107,26 @@ struct ThreadFlag: @unchecked Sendable {
     }
 }
 
+/// One object per thread (nil on every new thread), like `ThreadFlag` for a reference.
+final class ThreadLocal<Value: AnyObject>: @unchecked Sendable {
+    private let key: pthread_key_t
+
+    init() {
+        var k = pthread_key_t()
+        // A thread that exits with a value set releases it.
+        pthread_key_create(&k) { p in if let p { Unmanaged<AnyObject>.fromOpaque(p).release() } }
+        key = k
+    }
+
+    var value: Value? {
+        get { pthread_getspecific(key).map { Unmanaged<Value>.fromOpaque($0).takeUnretainedValue() } }
+        set {
+            if let old = pthread_getspecific(key) { Unmanaged<Value>.fromOpaque(old).release() }
+            pthread_setspecific(key, newValue.map { UnsafeRawPointer(Unmanaged.passRetained($0).toOpaque()) })
+        }
+    }
+}
+
 /// Runs `body` without recording the graph, like `with torch.no_grad():`.
 public func noGrad<T>(_ body: () throws -> T) rethrows -> T { try GradMode.withoutGrad(body) }
 

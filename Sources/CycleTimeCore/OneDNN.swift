@@ -87,6 +87,62 @@ final class DNNLArgument {
     deinit { if let reorder { dnnl_primitive_destroy(reorder) } }
 }
 
+/// oneDNN memory that owns its buffer (allocated by oneDNN), destroyed with the object.
+final class DNNLMemory {
+    let memory: dnnl_memory_t
+    var desc: dnnl_memory_desc_t
+
+    init(_ desc: dnnl_memory_desc_t, engine: dnnl_engine_t, op: String) throws {
+        var md = desc
+        var m: dnnl_memory_t? = nil
+        try dnnlCheck(dnnl_memory_create(&m, &md, engine, cycletime_dnnl_memory_allocate()), "dnnl_memory_create", op)
+        guard let m else { throw OneDNNError(call: "dnnl_memory_create", status: "no memory", op: op) }
+        memory = m
+        self.desc = md
+    }
+
+    deinit { dnnl_memory_destroy(memory) }
+}
+
+/// Inputs already reordered into a primitive's layout and type, so that a buffer several
+/// primitives read in the same layout is reordered once: the weights inside one autocast scope
+/// (`Autocast`'s weight cache, as PyTorch's autocast caches the lower-precision copy of each
+/// parameter until the outermost scope exits) and a convolution's output gradient, read by both
+/// its backward-data and backward-weights primitives. An entry is found by the buffer's address
+/// and the primitive's memory descriptor; it holds the buffer's owner, so the address cannot be
+/// reused while the cache lives. The buffers must not change while the cache lives.
+final class DNNLReorderCache {
+    private struct Entry {
+        let address: UnsafeMutableRawPointer
+        let owner: AnyObject
+        let copy: DNNLMemory
+    }
+    private var entries: [Entry] = []
+    /// Reorders run into this cache, and reads served from it (tests and benchmarks).
+    private(set) var reorders = 0, hits = 0
+
+    func find(_ address: UnsafeMutableRawPointer, _ desc: dnnl_memory_desc_t) -> dnnl_memory_t? {
+        var d = desc
+        for i in entries.indices where entries[i].address == address && dnnl_memory_desc_equal(&entries[i].copy.desc, &d) != 0 {
+            hits += 1
+            return entries[i].copy.memory
+        }
+        return nil
+    }
+
+    func insert(_ address: UnsafeMutableRawPointer, owner: AnyObject, _ copy: DNNLMemory) {
+        entries.append(Entry(address: address, owner: owner, copy: copy))
+        reorders += 1
+    }
+}
+
+/// An input buffer's reordered copy may be taken from, or left in, `cache`; `owner` is the
+/// object that owns the buffer (a tensor's `Storage`).
+struct DNNLReuse {
+    let cache: DNNLReorderCache
+    let owner: AnyObject
+}
+
 /// A primitive with its arguments, built once per shape key.
 final class DNNLPrimitive {
     let primitive: dnnl_primitive_t
@@ -202,8 +258,10 @@ public final class OneDNN: @unchecked Sendable {
     }
 
     /// Runs `p` on the user buffers (one per argument, in the order of `p.arguments`), reordering
-    /// inputs into and outputs out of the primitive's layouts.
-    func execute(_ p: DNNLPrimitive, _ buffers: [UnsafeMutableRawPointer]) throws {
+    /// inputs into and outputs out of the primitive's layouts. An input whose `reuse` (by
+    /// argument index) is given takes its reordered copy from that cache, or reorders into a new
+    /// entry of it.
+    func execute(_ p: DNNLPrimitive, _ buffers: [UnsafeMutableRawPointer], reuse: [Int: DNNLReuse] = [:]) throws {
         precondition(buffers.count == p.arguments.count, "oneDNN \(p.op): \(buffers.count) buffers for \(p.arguments.count) arguments")
         try runLock.withLock {
             var made: [dnnl_memory_t] = []
@@ -217,7 +275,18 @@ public final class OneDNN: @unchecked Sendable {
             }
             var execArgs: [dnnl_exec_arg_t] = []
             var after: [(dnnl_primitive_t, dnnl_memory_t, dnnl_memory_t)] = []
-            for (a, buffer) in zip(p.arguments, buffers) {
+            for (i, (a, buffer)) in zip(p.arguments, buffers).enumerated() {
+                if let r = a.reorder, !a.isOutput, let reuse = reuse[i] {
+                    if let copy = reuse.cache.find(buffer, a.inner) {
+                        execArgs.append(dnnl_exec_arg_t(arg: a.arg, memory: copy))
+                        continue
+                    }
+                    let copy = try DNNLMemory(a.inner, engine: engine, op: p.op)
+                    try reorder(r, from: try memory(&a.user, buffer), to: copy.memory, op: p.op)
+                    reuse.cache.insert(buffer, owner: reuse.owner, copy)
+                    execArgs.append(dnnl_exec_arg_t(arg: a.arg, memory: copy.memory))
+                    continue
+                }
                 let user = try memory(&a.user, buffer)
                 guard let r = a.reorder else {
                     execArgs.append(dnnl_exec_arg_t(arg: a.arg, memory: user))

@@ -110,6 +110,41 @@ final class AutocastTests: XCTestCase {
         XCTAssertEqual(try Autocast.run(.bf16) { Autocast.isEnabled }, true)
     }
 
+    /// A parameter read by several autocast ops in one scope is cast once per kernel layout, as by
+    /// PyTorch's autocast weight cache; the copies are dropped when the outermost scope exits; and
+    /// every value and gradient is bit for bit what casting at every use gives.
+    func testWeightsAreCastOncePerScopeWithUnchangedResults() throws {
+        try requireBF16()
+        let w = randn([16, 8, 3, 3], seed: 3), fc = randn([5, 16], seed: 4)
+        let x1 = randn([2, 8, 10, 10], seed: 5), x2 = randn([2, 8, 10, 10], seed: 6)
+        /// Two convolutions and a linear layer sharing weights, forward and backward in one scope:
+        /// the loss, the gradients and the scope's cache counts (reorders, hits).
+        func step(_ weight: (Tensor) -> Tensor) throws -> (loss: Float, dw: [Float], dfc: [Float], reorders: Int, hits: Int) {
+            w.grad = nil; fc.grad = nil
+            return try Autocast.bf16 {
+                let y = F.conv2d(x1, weight: weight(w), padding: [1, 1]) + F.conv2d(x2, weight: weight(w), padding: [1, 1])
+                let loss = F.linear(y.mean(axes: [2, 3]), weight: weight(fc)).pow(2).sum()
+                loss.backward()
+                let cache = try XCTUnwrap(Autocast.weightCache.value)
+                try Autocast.bf16 { XCTAssertTrue(Autocast.weightCache.value === cache, "a nested scope shares the outer cache") }
+                return (loss.item(), w.grad?.array ?? [], fc.grad?.array ?? [], cache.reorders, cache.hits)
+            }
+        }
+        let cached = try step { $0 }
+        XCTAssertNil(Autocast.weightCache.value, "the copies are dropped when the scope exits")
+        // w * 1 is the same values but not a leaf, so it is cast at every use.
+        let uncached = try step { $0 * 1 }
+        XCTAssertEqual(uncached.reorders + uncached.hits, 0)
+        // w is read by 2 forward and 2 backward-data convolutions, fc by the forward and the
+        // input-gradient matmul: 6 reads, of which at most 4 (one per distinct layout) reorder.
+        XCTAssertEqual(cached.reorders + cached.hits, 6)
+        XCTAssertLessThanOrEqual(cached.reorders, 4)
+        XCTAssertEqual(cached.loss, uncached.loss)
+        XCTAssertEqual(cached.dw, uncached.dw)
+        XCTAssertEqual(cached.dfc, uncached.dfc)
+        XCTAssertEqual(cached.dw.count, w.count)
+    }
+
     /// Without AVX512-BF16 the scope refuses with one clear error and runs nothing.
     func testRefusesOnACPUWithoutAVX512BF16() {
         Autocast.nativeBF16Override = false

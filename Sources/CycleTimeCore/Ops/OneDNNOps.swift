@@ -4,7 +4,9 @@ import CDNNL
 // float32 or in bf16 (bf16 inputs, float32 accumulation, float32 outputs and gradients). Our
 // tensors stay NCHW / row-major float32; oneDNN picks its own layouts (format `any`) and the
 // reorders into and out of them (which also round float32 to bf16, to nearest even) are part of
-// each call. Primitives are cached in `OneDNN` by op, precision and shapes.
+// each call, except that inside an autocast scope a parameter's reordered copy is made once and
+// reused (`Autocast.weightReuse`), and a convolution's backward reorders dY once for both of its
+// primitives. Primitives are cached in `OneDNN` by op, precision and shapes.
 
 extension ConvGeometry {
     /// Shapes of a 2-D or 3-D (`volumetric`) convolution for cache keys and error messages.
@@ -65,9 +67,10 @@ private struct ConvDescs {
 }
 
 enum OneDNNConv {
-    /// y = conv(x, w) + b, all float32 NCHW buffers.
+    /// y = conv(x, w) + b, all float32 NCHW buffers (w's reordered copy through `weightReuse`).
     static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
-                        _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false) throws {
+                        _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false,
+                        weightReuse: DNNLReuse? = nil) throws {
         let dnn = try OneDNN.shared()
         let op = g.dnnlOp("forward", precision, volumetric: volumetric, bias: b != nil)
         let prim = try dnn.primitive(op) {
@@ -81,12 +84,13 @@ enum OneDNNConv {
         var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: w)]
         if let b { buffers.append(UnsafeMutableRawPointer(mutating: b)) }
         buffers.append(UnsafeMutableRawPointer(y))
-        try dnn.execute(prim, buffers)
+        try dnn.execute(prim, buffers, reuse: weightReuse.map { [1: $0] } ?? [:])
     }
 
-    /// dX = conv_backward_data(dY, w).
+    /// dX = conv_backward_data(dY, w) (dY's and w's reordered copies through the reuses).
     static func backwardData(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry,
-                             _ dx: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false) throws {
+                             _ dx: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false,
+                             gradReuse: DNNLReuse? = nil, weightReuse: DNNLReuse? = nil) throws {
         let dnn = try OneDNN.shared()
         let op = g.dnnlOp("backward-data", precision, volumetric: volumetric)
         let prim = try dnn.primitive(op) {
@@ -104,13 +108,17 @@ enum OneDNNConv {
                 (DNNL_ARG_DIFF_DST, c.userY, false), (DNNL_ARG_WEIGHTS, c.userW, false), (DNNL_ARG_DIFF_SRC, c.userX, true),
             ])
         }
-        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(mutating: w), UnsafeMutableRawPointer(dx)])
+        var reuse: [Int: DNNLReuse] = [:]
+        reuse[0] = gradReuse
+        reuse[1] = weightReuse
+        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(mutating: w), UnsafeMutableRawPointer(dx)], reuse: reuse)
     }
 
-    /// dW (and dB when `db` is given) = conv_backward_weights(x, dY).
+    /// dW (and dB when `db` is given) = conv_backward_weights(x, dY) (dY's reordered copy through
+    /// `gradReuse`).
     static func backwardWeights(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry,
                                 _ dw: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>?, precision: Precision,
-                                volumetric: Bool = false) throws {
+                                volumetric: Bool = false, gradReuse: DNNLReuse? = nil) throws {
         let dnn = try OneDNN.shared()
         let op = g.dnnlOp("backward-weights", precision, volumetric: volumetric, bias: db != nil)
         let prim = try dnn.primitive(op) {
@@ -134,7 +142,7 @@ enum OneDNNConv {
         }
         var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(dw)]
         if let db { buffers.append(UnsafeMutableRawPointer(db)) }
-        try dnn.execute(prim, buffers)
+        try dnn.execute(prim, buffers, reuse: gradReuse.map { [1: $0] } ?? [:])
     }
 }
 
@@ -153,9 +161,9 @@ struct MatmulOperand {
 
 enum OneDNNMatmul {
     /// c[batch, m, n] = a[batch, m, k] b[batch, k, n] (float32 buffers; a and b may be read
-    /// transposed).
+    /// transposed; their reordered copies through the reuses).
     static func run(_ a: UnsafePointer<Float>, _ ad: MatmulOperand, _ b: UnsafePointer<Float>, _ bd: MatmulOperand,
-                    _ c: UnsafeMutablePointer<Float>, precision: Precision) throws {
+                    _ c: UnsafeMutablePointer<Float>, precision: Precision, reuseA: DNNLReuse? = nil, reuseB: DNNLReuse? = nil) throws {
         precondition(ad.cols == bd.rows && ad.batch == bd.batch, "oneDNN matmul: \(ad.key) x \(bd.key)")
         if ad.batch == 0 || ad.rows == 0 || bd.cols == 0 { return }
         if ad.cols == 0 { c.update(repeating: 0, count: ad.batch * ad.rows * bd.cols); return }
@@ -176,7 +184,10 @@ enum OneDNNMatmul {
                 (DNNL_ARG_SRC, userA, false), (DNNL_ARG_WEIGHTS, userB, false), (DNNL_ARG_DST, userC, true),
             ])
         }
-        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: a), UnsafeMutableRawPointer(mutating: b), UnsafeMutableRawPointer(c)])
+        var reuse: [Int: DNNLReuse] = [:]
+        reuse[0] = reuseA
+        reuse[1] = reuseB
+        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: a), UnsafeMutableRawPointer(mutating: b), UnsafeMutableRawPointer(c)], reuse: reuse)
     }
 }
 
@@ -186,22 +197,33 @@ enum OneDNNMatmul {
 /// (`volumetric`), through oneDNN.
 func oneDNNConvolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, precision: Precision, volumetric: Bool = false) -> Tensor {
     let out = Tensor(uninitialized: volumetric ? [g.n, g.cout, g.to, g.ho, g.wo] : [g.n, g.cout, g.ho, g.wo])
-    dnnlOrFail { try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision, volumetric: volumetric) }
+    dnnlOrFail {
+        try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision, volumetric: volumetric,
+                               weightReuse: Autocast.weightReuse(weight))
+    }
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
     var inputs = [x, weight]
     if let b = bias { inputs.append(b) }
     let xShape = x.shape, wShape = weight.shape, hasBias = bias != nil
     return out.recording(volumetric ? "conv3d" : "conv2d", inputs) { gy in
         var dX: Tensor? = nil, dW: Tensor? = nil, dB: Tensor? = nil
+        // dY is reordered once for both backward primitives when they read it in the same layout.
+        let gradReuse = needX && needW ? DNNLReuse(cache: DNNLReorderCache(), owner: gy.storage) : nil
         if needX {
             let t = Tensor(uninitialized: xShape)
-            dnnlOrFail { try OneDNNConv.backwardData(gy.data, weight.data, g, t.data, precision: precision, volumetric: volumetric) }
+            dnnlOrFail {
+                try OneDNNConv.backwardData(gy.data, weight.data, g, t.data, precision: precision, volumetric: volumetric,
+                                            gradReuse: gradReuse, weightReuse: Autocast.weightReuse(weight))
+            }
             dX = t
         }
         if needW {
             let t = Tensor(uninitialized: wShape)
             let b: Tensor? = needB ? Tensor(uninitialized: [g.cout]) : nil
-            dnnlOrFail { try OneDNNConv.backwardWeights(x.data, gy.data, g, t.data, b?.data, precision: precision, volumetric: volumetric) }
+            dnnlOrFail {
+                try OneDNNConv.backwardWeights(x.data, gy.data, g, t.data, b?.data, precision: precision, volumetric: volumetric,
+                                               gradReuse: gradReuse)
+            }
             dW = t
             dB = b
         } else if needB {
@@ -220,7 +242,7 @@ func oneDNNMatmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int
     let out = Tensor(uninitialized: batch + [m, n])
     dnnlOrFail {
         try OneDNNMatmul.run(a.data, MatmulOperand(batch: nb, rows: m, cols: k), b.data, MatmulOperand(batch: nb, rows: k, cols: n),
-                             out.data, precision: precision)
+                             out.data, precision: precision, reuseA: Autocast.weightReuse(a), reuseB: Autocast.weightReuse(b))
     }
     return out.recording("matmul", inputs) { g in
         var ga: Tensor? = nil, gb: Tensor? = nil
@@ -228,7 +250,8 @@ func oneDNNMatmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int
             let t = Tensor(uninitialized: batch + [m, k])
             dnnlOrFail {
                 try OneDNNMatmul.run(g.data, MatmulOperand(batch: nb, rows: m, cols: n),
-                                     b.data, MatmulOperand(batch: nb, rows: n, cols: k, transposed: true), t.data, precision: precision)
+                                     b.data, MatmulOperand(batch: nb, rows: n, cols: k, transposed: true), t.data, precision: precision,
+                                     reuseB: Autocast.weightReuse(b))
             }
             ga = unbroadcast(t, to: sa)
         }
@@ -236,7 +259,8 @@ func oneDNNMatmul(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int
             let t = Tensor(uninitialized: batch + [k, n])
             dnnlOrFail {
                 try OneDNNMatmul.run(a.data, MatmulOperand(batch: nb, rows: k, cols: m, transposed: true),
-                                     g.data, MatmulOperand(batch: nb, rows: m, cols: n), t.data, precision: precision)
+                                     g.data, MatmulOperand(batch: nb, rows: m, cols: n), t.data, precision: precision,
+                                     reuseA: Autocast.weightReuse(a))
             }
             gb = unbroadcast(t, to: sb)
         }
@@ -249,7 +273,8 @@ func oneDNNLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, rows: Int, nIn
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [nOut])
     dnnlOrFail {
         try OneDNNMatmul.run(x.data, MatmulOperand(batch: 1, rows: rows, cols: nIn),
-                             weight.data, MatmulOperand(batch: 1, rows: nIn, cols: nOut, transposed: true), out.data, precision: precision)
+                             weight.data, MatmulOperand(batch: 1, rows: nIn, cols: nOut, transposed: true), out.data, precision: precision,
+                             reuseB: Autocast.weightReuse(weight))
     }
     if let b = bias {
         let po = SendablePointer(out.data), pb = SendablePointer(b.data)
@@ -267,7 +292,8 @@ func oneDNNLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, rows: Int, nIn
             let t = Tensor(uninitialized: xShape)
             dnnlOrFail {
                 try OneDNNMatmul.run(g.data, MatmulOperand(batch: 1, rows: rows, cols: nOut),
-                                     weight.data, MatmulOperand(batch: 1, rows: nOut, cols: nIn), t.data, precision: precision)
+                                     weight.data, MatmulOperand(batch: 1, rows: nOut, cols: nIn), t.data, precision: precision,
+                                     reuseB: Autocast.weightReuse(weight))
             }
             gx = t
         }
