@@ -65,7 +65,7 @@ struct BenchAVA: ParsableCommand {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
         try Autocast.check(precision, setting: "--precision bf16")
         r.say("AVA training iterations (forward, backward, SGD; CycleTime \(precision.rawValue), \(convBackend.rawValue) float32 convolutions), ResNet-18 backbones, batch \(batch), \(size)x\(size), 2 boxes per clip, "
-              + "\(steps) timed after 1 warm-up, each case in its own process; threads: \(Parallel.threadCount)")
+              + "\(steps) timed after 1 warm-up, each case in its own process; threads: \(Parallel.threadCount); OpenMP wait \(OpenMPWait.policy)")
         var results: [String: Any] = [:]
         for (i, c) in cases.enumerated() {
             r.say("[\(i + 1)/\(cases.count)] \(c): running…")

@@ -81,7 +81,8 @@ struct BenchCore: ParsableCommand {
         }
         try Autocast.check(precision, setting: "--precision bf16")
         let r = BenchReport(json: json)
-        r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads")
+        r.say("CycleTime core benchmark: \(Parallel.threadCount) worker threads, \(BLAS.threads) OpenBLAS threads, OpenMP wait \(OpenMPWait.policy)")
+        r.add("openmp_wait", OpenMPWait.policy)
         let (gemm, gt) = sgemmGFLOPs()
         r.add("sgemm_2048_gflops", gemm, line: "sgemm 2048x2048x2048: \(fmt(gemm, 1)) GFLOP/s (cpu/wall \(fmt(gt.cpuRatio)))")
 

@@ -55,7 +55,7 @@ struct BenchTrain: ParsableCommand {
         let r = BenchReport(json: json)
         let torchAvailable = !noTorch && runProcess("/usr/bin/env", ["python3", "-c", "import torch, torchvision, safetensors"]) != nil
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
-        r.say("Training steps (forward, backward, gradient clipping, optimizer), each case in its own process; threads: \(Parallel.threadCount); CycleTime precision \(precision.rawValue)")
+        r.say("Training steps (forward, backward, gradient clipping, optimizer), each case in its own process; threads: \(Parallel.threadCount); CycleTime precision \(precision.rawValue); OpenMP wait \(OpenMPWait.policy)")
         var results: [String: Any] = [:]
         for c in cases {
             let n = c.hasPrefix("crw") ? crwSteps : steps
@@ -138,6 +138,7 @@ struct BenchTrain: ParsableCommand {
             "clip": med { $0.clip }, "optimizer": med { $0.optimizer },
             "peak_rss_bytes": Double(ProcessMemory.peakResidentBytes),
             "peak_tensor_bytes": Double(StorageStats.peakBytes),
+            "openmp_wait": OpenMPWait.policy,
         ]
         let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

@@ -13,6 +13,7 @@ struct CycleTimeCommand: ParsableCommand {
     /// A mistyped command name (`cycletime trian --config x`) is named as such, before the parser
     /// would blame the first option it does not know.
     static func main() {
+        OpenMPWait.preferPassive()
         let arguments = Array(CommandLine.arguments.dropFirst())
         if let message = CommandNames.unknownCommand(in: arguments, root: CycleTimeCommand.self) {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))

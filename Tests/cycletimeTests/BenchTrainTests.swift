@@ -21,8 +21,26 @@ final class BenchTrainTests: XCTestCase {
             XCTAssertGreaterThan(c["seconds_per_step"] as? Double ?? 0, 0)
             XCTAssertGreaterThan(c["peak_rss_bytes"] as? Double ?? 0, 0)
             XCTAssertNil(c["speedup_vs_torch"])
+            // The case's own process was started by this one, which removed the variable it had set
+            // for itself, so the case's process set passive waiting for itself in turn.
+            if getenv("OMP_WAIT_POLICY") == nil && getenv("GOMP_SPINCOUNT") == nil {
+                XCTAssertEqual(c["openmp_wait"] as? String, "passive (set by cycletime)")
+            }
             XCTAssertTrue(r.stderr.contains("PyTorch reference skipped"), r.stderr)
         }
+    }
+
+    /// A user's OpenMP wait policy stands (cycletime does not replace it with passive waiting), in
+    /// the process started and in the case's process it starts.
+    func testAUsersOpenMPWaitPolicyStands() throws {
+        let exe = try cycletimeExecutable()
+        let r = try TestSupport.runProcess(exe, ["bench", "train", "--cases", "timecycle-r18", "--steps", "1", "--json", "--no-torch"],
+                                           environment: ["OMP_WAIT_POLICY": "active"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("OpenMP wait OMP_WAIT_POLICY=active"), r.stderr)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        let c = try XCTUnwrap((obj["cases"] as? [String: [String: Any]])?["timecycle-r18"], r.stdout)
+        XCTAssertEqual(c["openmp_wait"] as? String, "OMP_WAIT_POLICY=active")
     }
 
     func testBadArgumentsFailWithOneLine() throws {
