@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import CycleTimeCore
 import TestSupport
+import CDNNL
 
 final class OneDNNTests: XCTestCase {
     /// A failing oneDNN call is thrown as an error naming the call, the op and its shapes.
@@ -35,6 +36,26 @@ final class OneDNNTests: XCTestCase {
             try run(.bf16)
             XCTAssertEqual(dnn.cachedCount, before + 1, "another precision is another primitive")
         }
+    }
+
+    /// The copies a primitive reads and writes in its own layout are tensor storage, alive only
+    /// during the call: they count in StorageStats (and come from its size-keyed cache).
+    func testReorderedCopiesAreTensorStorageAliveOnlyDuringTheCall() throws {
+        var g = ConvGeometry()
+        g.n = 2; g.cin = 16; g.h = 40; g.w = 40; g.cout = 16; g.kh = 3; g.kw = 3; g.ph = 1; g.pw = 1
+        g.computeOutput()
+        let x = randn([2, 16, 40, 40], seed: 1, requiresGrad: false), w = randn([16, 16, 3, 3], seed: 2, requiresGrad: false)
+        let y = Tensor(uninitialized: [2, 16, 40, 40])
+        try OneDNNConv.forward(x.data, w.data, nil, g, y.data, precision: .fp32)  // builds the primitive
+        struct NotCached: Error {}
+        let prim = try OneDNN.shared().primitive(g.dnnlOp("forward", .fp32, volumetric: false)) { throw NotCached() }
+        let reordered = prim.arguments.filter { $0.reorder != nil }.map { dnnl_memory_desc_get_size(&$0.inner) }
+        guard !reordered.isEmpty else { throw XCTSkip("oneDNN runs this convolution on our plain layout here (\(prim.implementation))") }
+        let live = StorageStats.liveBytes
+        StorageStats.resetPeak()
+        try OneDNNConv.forward(x.data, w.data, nil, g, y.data, precision: .fp32)
+        XCTAssertGreaterThanOrEqual(StorageStats.peakBytes - live, reordered.reduce(0, +), "the copies are tensor storage")
+        XCTAssertEqual(StorageStats.liveBytes, live, "and are freed when the call returns")
     }
 
     /// oneDNN's view of the CPU agrees with the kernel's flags.
