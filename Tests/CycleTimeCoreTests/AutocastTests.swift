@@ -145,6 +145,51 @@ final class AutocastTests: XCTestCase {
         XCTAssertEqual(cached.dw.count, w.count)
     }
 
+    /// bf16 copies round to nearest, ties to even, as oneDNN converts; NaN and infinities stay what
+    /// they are; widening back is exact.
+    func testBF16CopyRoundsToNearestEven() {
+        let values: [Float] = [1, 1 + 0x1p-8, 1 + 0x1p-8 + 0x1p-23, 1 + 0x3p-8, -(1 + 0x1p-8), 0x1p-130, .infinity, -.infinity, 3.14159, 0]
+        let expected: [Float] = [1, 1, 1 + 0x1p-7, 1 + 0x1p-6, -1, 0x1p-130, .infinity, -.infinity, 3.140625, 0]
+        let copy = BF16Copy(Tensor(values + [.nan], shape: [11])).tensor()
+        XCTAssertEqual(Array(copy.array.prefix(10)), expected)
+        XCTAssertTrue(copy.array[10].isNaN)
+    }
+
+    /// Inside autocast a convolution saves a bf16 copy of its input, a batch norm a bf16 copy of its
+    /// input and a ReLU a byte mask, so that a conv-bn-relu-conv chain keeps 0.5 + 0.5 + 0.25 + 0.5
+    /// activations' worth of bytes for backward (2 in float32: the batch norm's input and the ReLU's
+    /// output, which the second convolution reads too); and the weight gradient, which oneDNN
+    /// computes from bf16 inputs anyway, is bit for bit the one from the float32 input.
+    func testSavedTensorsAreBF16CopiesAndMasksWithTheSameWeightGradient() throws {
+        try requireBF16()
+        let x = randn([2, 8, 32, 32], seed: 7, requiresGrad: false)
+        let w1 = randn([8, 8, 3, 3], seed: 8, scale: 0.2), w2 = randn([8, 8, 3, 3], seed: 9, scale: 0.2)
+        let gamma = Tensor.full([8], 1, requiresGrad: true), beta = Tensor.zeros([8], requiresGrad: true)
+        let unit = Double(x.count * MemoryLayout<Float>.stride)
+        let before = StorageStats.liveBytes
+        let loss = try Autocast.bf16 { () -> Tensor in
+            let r = F.batchNorm(F.conv2d(x, weight: w1, padding: [1, 1]), runningMean: nil, runningVar: nil,
+                                weight: gamma, bias: beta, training: true).relu()
+            return F.conv2d(r, weight: w2, padding: [1, 1]).sum()
+        }
+        let kept = Double(StorageStats.liveBytes - before) / unit
+        XCTAssertGreaterThanOrEqual(kept, 1.70)
+        XCTAssertLessThanOrEqual(kept, 1.80, "activations' worth of bytes kept for backward")
+        try Autocast.bf16 { loss.backward() }
+        XCTAssertEqual(w1.grad?.shape, w1.shape)
+
+        // One convolution: w's gradient equals the kernel's from the float32 input, bit for bit.
+        let w = randn([8, 8, 3, 3], seed: 10), gy = randn([2, 8, 32, 32], seed: 11, requiresGrad: false)
+        let y = try Autocast.bf16 { F.conv2d(x, weight: w, padding: [1, 1]) }
+        y.backward(gy)
+        var g = ConvGeometry()
+        g.n = 2; g.cin = 8; g.h = 32; g.w = 32; g.cout = 8; g.kh = 3; g.kw = 3; g.ph = 1; g.pw = 1
+        g.computeOutput()
+        let reference = Tensor(uninitialized: w.shape)
+        try OneDNNConv.backwardWeights(x.data, gy.data, g, reference.data, nil, precision: .bf16)
+        XCTAssertEqual(w.grad?.array, reference.array)
+    }
+
     /// Without AVX512-BF16 the scope refuses with one clear error and runs nothing.
     func testRefusesOnACPUWithoutAVX512BF16() {
         Autocast.nativeBF16Override = false

@@ -169,6 +169,11 @@ extension Tensor {
 
     public func relu() -> Tensor {
         let out = mapKernel(self, ReluOp())
+        if Autocast.isEnabled && Tensor.needsGrad(self) {
+            // Inside autocast: a byte mask instead of the output (see `PositiveMask`).
+            let mask = PositiveMask(out)
+            return out.recording("relu", [self]) { g in [mask.select(g)] }
+        }
         let o = out.detach()
         return out.recording("relu", [self]) { g in [zipKernel(g, o, PositiveOp())] }
     }

@@ -60,9 +60,14 @@ extension F {
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
         let needX = x.requiresGrad, needW = weight?.requiresGrad ?? false, needB = bias?.requiresGrad ?? false
-        let hasW = weight != nil, hasB = bias != nil
-        return out.recording("batch_norm", inputs) { [mean, invstd, x] gy in
+        let hasW = weight != nil, hasB = bias != nil, shape = x.shape
+        // Backward reads x; inside autocast a bf16 copy of it (PyTorch's batch norm there saves its
+        // bf16 input), so that x itself may be freed before backward.
+        let savedX = SavedTensor(x, bf16: Autocast.isEnabled && Tensor.needsGrad(inputs))
+        return out.recording("batch_norm", inputs) { [mean, invstd] gy in
             _ = (mean, invstd)
+            let xt = savedX.tensor
+            let xs = SendablePointer(xt.data)
             // Per channel: sdy = sum(dy), sdx = sum(dy * xhat).
             let sdy = Tensor(uninitialized: [C]), sdx = Tensor(uninitialized: [C])
             let gs = SendablePointer(gy.data), a = SendablePointer(sdy.data), b = SendablePointer(sdx.data)
@@ -81,7 +86,7 @@ extension F {
             }
             var dx: Tensor? = nil
             if needX {
-                let d = Tensor(uninitialized: x.shape)
+                let d = Tensor(uninitialized: shape)
                 let ds = SendablePointer(d.data)
                 let ws = weight.map { SendablePointer($0.data) }
                 let invM = 1 / Float(M)

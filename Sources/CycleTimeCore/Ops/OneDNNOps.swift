@@ -205,6 +205,9 @@ func oneDNNConvolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: Conv
     var inputs = [x, weight]
     if let b = bias { inputs.append(b) }
     let xShape = x.shape, wShape = weight.shape, hasBias = bias != nil
+    // The weight gradient reads x; in bf16 a bf16 copy of it (what oneDNN reads anyway), so that x
+    // itself may be freed before backward.
+    let savedX: SavedTensor? = needW ? SavedTensor(x, bf16: precision == .bf16 && Tensor.needsGrad(inputs)) : nil
     return out.recording(volumetric ? "conv3d" : "conv2d", inputs) { gy in
         var dX: Tensor? = nil, dW: Tensor? = nil, dB: Tensor? = nil
         // dY is reordered once for both backward primitives when they read it in the same layout.
@@ -217,11 +220,11 @@ func oneDNNConvolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: Conv
             }
             dX = t
         }
-        if needW {
+        if needW, let xs = savedX?.tensor {
             let t = Tensor(uninitialized: wShape)
             let b: Tensor? = needB ? Tensor(uninitialized: [g.cout]) : nil
             dnnlOrFail {
-                try OneDNNConv.backwardWeights(x.data, gy.data, g, t.data, b?.data, precision: precision, volumetric: volumetric,
+                try OneDNNConv.backwardWeights(xs.data, gy.data, g, t.data, b?.data, precision: precision, volumetric: volumetric,
                                                gradReuse: gradReuse)
             }
             dW = t
