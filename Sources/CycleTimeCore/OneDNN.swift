@@ -121,12 +121,15 @@ final class DNNLMemory {
 final class DNNLReorderCache {
     private struct Entry {
         let address: UnsafeMutableRawPointer
-        let owner: AnyObject
+        let owner: AnyObject?
         let copy: DNNLMemory
     }
     private var entries: [Entry] = []
     /// Reorders run into this cache, and reads served from it (tests and benchmarks).
     private(set) var reorders = 0, hits = 0
+    /// A frozen cache only serves copies: a read it cannot serve is an error (its buffers may be
+    /// gone, as a convolution's input once the forward copy of it is all its backward keeps).
+    var frozen = false
 
     func find(_ address: UnsafeMutableRawPointer, _ desc: dnnl_memory_desc_t) -> dnnl_memory_t? {
         var d = desc
@@ -137,17 +140,17 @@ final class DNNLReorderCache {
         return nil
     }
 
-    func insert(_ address: UnsafeMutableRawPointer, owner: AnyObject, _ copy: DNNLMemory) {
+    func insert(_ address: UnsafeMutableRawPointer, owner: AnyObject?, _ copy: DNNLMemory) {
         entries.append(Entry(address: address, owner: owner, copy: copy))
         reorders += 1
     }
 }
 
 /// An input buffer's reordered copy may be taken from, or left in, `cache`; `owner` is the
-/// object that owns the buffer (a tensor's `Storage`).
+/// object that owns the buffer (a tensor's `Storage`), nil for a cache only its creator reads.
 struct DNNLReuse {
     let cache: DNNLReorderCache
-    let owner: AnyObject
+    let owner: AnyObject?
 }
 
 /// A primitive with its arguments, built once per shape key.
@@ -294,6 +297,9 @@ public final class OneDNN: @unchecked Sendable {
                     if let copy = reuse.cache.find(buffer, a.inner) {
                         execArgs.append(dnnl_exec_arg_t(arg: a.arg, memory: copy))
                         continue
+                    }
+                    if reuse.cache.frozen {
+                        throw OneDNNError(call: "execute", status: "no saved copy of argument \(a.arg) in this layout", op: p.op)
                     }
                     let copy = try DNNLMemory(a.inner, engine: engine, op: p.op)
                     try reorder(r, from: try memory(&a.user, buffer), to: copy.memory, op: p.op)

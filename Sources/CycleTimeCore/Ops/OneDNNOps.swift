@@ -67,24 +67,41 @@ private struct ConvDescs {
 }
 
 enum OneDNNConv {
-    /// y = conv(x, w) + b, all float32 NCHW buffers (w's reordered copy through `weightReuse`).
+    /// y = conv(x, w) + b, all float32 NCHW buffers (x's and w's reordered copies through the reuses).
     static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
                         _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, precision: Precision, volumetric: Bool = false,
-                        weightReuse: DNNLReuse? = nil) throws {
-        let dnn = try OneDNN.shared()
-        let op = g.dnnlOp("forward", precision, volumetric: volumetric, bias: b != nil)
-        let prim = try dnn.primitive(op) {
-            let c = try ConvDescs(g, precision, volumetric: volumetric, op: op)
-            var d = try c.forward(bias: b != nil, outType: dnnl_f32, op: op)
-            var users: [(arg: Int32, md: dnnl_memory_desc_t, output: Bool)] = [(DNNL_ARG_SRC, c.userX, false), (DNNL_ARG_WEIGHTS, c.userW, false)]
-            if b != nil { users.append((DNNL_ARG_BIAS, c.userB, false)) }
-            users.append((DNNL_ARG_DST, c.userY, true))
-            return try dnn.build(op: op, desc: &d, users: users)
-        }
+                        sourceReuse: DNNLReuse? = nil, weightReuse: DNNLReuse? = nil) throws {
+        let prim = try forwardPrimitive(g, precision, volumetric: volumetric, bias: b != nil)
         var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: w)]
         if let b { buffers.append(UnsafeMutableRawPointer(mutating: b)) }
         buffers.append(UnsafeMutableRawPointer(y))
-        try dnn.execute(prim, buffers, reuse: weightReuse.map { [1: $0] } ?? [:])
+        var reuse: [Int: DNNLReuse] = [:]
+        reuse[0] = sourceReuse
+        reuse[1] = weightReuse
+        try OneDNN.shared().execute(prim, buffers, reuse: reuse)
+    }
+
+    static func forwardPrimitive(_ g: ConvGeometry, _ precision: Precision, volumetric: Bool, bias: Bool) throws -> DNNLPrimitive {
+        let dnn = try OneDNN.shared()
+        let op = g.dnnlOp("forward", precision, volumetric: volumetric, bias: bias)
+        return try dnn.primitive(op) {
+            let c = try ConvDescs(g, precision, volumetric: volumetric, op: op)
+            var d = try c.forward(bias: bias, outType: dnnl_f32, op: op)
+            var users: [(arg: Int32, md: dnnl_memory_desc_t, output: Bool)] = [(DNNL_ARG_SRC, c.userX, false), (DNNL_ARG_WEIGHTS, c.userW, false)]
+            if bias { users.append((DNNL_ARG_BIAS, c.userB, false)) }
+            users.append((DNNL_ARG_DST, c.userY, true))
+            return try dnn.build(op: op, desc: &d, users: users)
+        }
+    }
+
+    /// Whether the weight gradient reads x in the same layout and type as the forward pass (so
+    /// the forward's reordered copy of x can serve it).
+    static func weightGradientReadsTheForwardSource(_ g: ConvGeometry, _ precision: Precision, volumetric: Bool,
+                                                     forwardBias: Bool, backwardBias: Bool) throws -> Bool {
+        let f = try forwardPrimitive(g, precision, volumetric: volumetric, bias: forwardBias)
+        let b = try backwardWeightsPrimitive(g, precision, volumetric: volumetric, bias: backwardBias)
+        guard let fx = f.arguments.first, let bx = b.arguments.first, fx.reorder != nil, bx.reorder != nil else { return false }
+        return dnnl_memory_desc_equal(&fx.inner, &bx.inner) != 0
     }
 
     /// dX = conv_backward_data(dY, w) (dY's and w's reordered copies through the reuses).
@@ -118,31 +135,38 @@ enum OneDNNConv {
     /// `gradReuse`).
     static func backwardWeights(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry,
                                 _ dw: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>?, precision: Precision,
-                                volumetric: Bool = false, gradReuse: DNNLReuse? = nil) throws {
+                                volumetric: Bool = false, sourceReuse: DNNLReuse? = nil, gradReuse: DNNLReuse? = nil) throws {
+        let prim = try backwardWeightsPrimitive(g, precision, volumetric: volumetric, bias: db != nil)
+        var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(dw)]
+        if let db { buffers.append(UnsafeMutableRawPointer(db)) }
+        var reuse: [Int: DNNLReuse] = [:]
+        reuse[0] = sourceReuse
+        reuse[1] = gradReuse
+        try OneDNN.shared().execute(prim, buffers, reuse: reuse)
+    }
+
+    static func backwardWeightsPrimitive(_ g: ConvGeometry, _ precision: Precision, volumetric: Bool, bias: Bool) throws -> DNNLPrimitive {
         let dnn = try OneDNN.shared()
-        let op = g.dnnlOp("backward-weights", precision, volumetric: volumetric, bias: db != nil)
-        let prim = try dnn.primitive(op) {
+        let op = g.dnnlOp("backward-weights", precision, volumetric: volumetric, bias: bias)
+        return try dnn.primitive(op) {
             let c = try ConvDescs(g, precision, volumetric: volumetric, op: op)
-            var fwd = try c.forward(bias: db != nil, outType: dnnlType(precision), op: op)
+            var fwd = try c.forward(bias: bias, outType: dnnlType(precision), op: op)
             let hint = try dnn.primitiveDesc(op: op, desc: &fwd)
             defer { dnnl_primitive_desc_destroy(hint) }
             var d = dnnl_convolution_desc_t()
             var xMd = c.anyX, dwMd = c.anyW, dbMd = c.bias, dyMd = c.anyY
             dwMd.data_type = dnnl_f32
             let s = withUnsafePointer(to: &dbMd) { bp in
-                dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &xMd, &dwMd, db != nil ? bp : nil,
+                dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &xMd, &dwMd, bias ? bp : nil,
                                                                     &dyMd, c.strides, c.dilates, c.padL, c.padR)
             }
             try dnnlCheck(s, "dnnl_dilated_convolution_backward_weights_desc_init", op)
             var users: [(arg: Int32, md: dnnl_memory_desc_t, output: Bool)] = [
                 (DNNL_ARG_SRC, c.userX, false), (DNNL_ARG_DIFF_DST, c.userY, false), (DNNL_ARG_DIFF_WEIGHTS, c.userW, true),
             ]
-            if db != nil { users.append((DNNL_ARG_DIFF_BIAS, c.userB, true)) }
+            if bias { users.append((DNNL_ARG_DIFF_BIAS, c.userB, true)) }
             return try dnn.build(op: op, desc: &d, hint: hint, users: users)
         }
-        var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(dw)]
-        if let db { buffers.append(UnsafeMutableRawPointer(db)) }
-        try dnn.execute(prim, buffers, reuse: gradReuse.map { [1: $0] } ?? [:])
     }
 }
 
@@ -197,17 +221,27 @@ enum OneDNNMatmul {
 /// (`volumetric`), through oneDNN.
 func oneDNNConvolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, precision: Precision, volumetric: Bool = false) -> Tensor {
     let out = Tensor(uninitialized: volumetric ? [g.n, g.cout, g.to, g.ho, g.wo] : [g.n, g.cout, g.ho, g.wo])
-    dnnlOrFail {
-        try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision, volumetric: volumetric,
-                               weightReuse: Autocast.weightReuse(weight))
-    }
     let needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false
     var inputs = [x, weight]
     if let b = bias { inputs.append(b) }
     let xShape = x.shape, wShape = weight.shape, hasBias = bias != nil
-    // The weight gradient reads x; in bf16 a bf16 copy of it (what oneDNN reads anyway), so that x
-    // itself may be freed before backward.
-    let savedX: SavedTensor? = needW ? SavedTensor(x, bf16: precision == .bf16 && Tensor.needsGrad(inputs)) : nil
+    // The weight gradient reads x, in bf16 as a bf16 copy (what oneDNN reads anyway), so that x
+    // itself may be freed before backward: the forward pass's own reordered copy of x when the
+    // weight gradient reads that layout (no second reorder), else a `BF16Copy`.
+    let recording = Tensor.needsGrad(inputs)
+    var sourceCopy: DNNLReorderCache? = nil
+    if precision == .bf16 && needW && recording,
+       (try? OneDNNConv.weightGradientReadsTheForwardSource(g, precision, volumetric: volumetric,
+                                                           forwardBias: hasBias, backwardBias: needB)) == true {
+        sourceCopy = DNNLReorderCache()
+    }
+    dnnlOrFail {
+        try OneDNNConv.forward(x.data, weight.data, bias?.data, g, out.data, precision: precision, volumetric: volumetric,
+                               sourceReuse: sourceCopy.map { DNNLReuse(cache: $0, owner: nil) }, weightReuse: Autocast.weightReuse(weight))
+    }
+    sourceCopy?.frozen = true
+    let xAddress = UnsafePointer(x.data)  // the key of x's copy in `sourceCopy` (never read through)
+    let savedX: SavedTensor? = needW && sourceCopy == nil ? SavedTensor(x, bf16: precision == .bf16 && recording) : nil
     return out.recording(volumetric ? "conv3d" : "conv2d", inputs) { gy in
         var dX: Tensor? = nil, dW: Tensor? = nil, dB: Tensor? = nil
         // dY is reordered once for both backward primitives when they read it in the same layout.
@@ -220,12 +254,14 @@ func oneDNNConvolution(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: Conv
             }
             dX = t
         }
-        if needW, let xs = savedX?.tensor {
+        if needW {
             let t = Tensor(uninitialized: wShape)
             let b: Tensor? = needB ? Tensor(uninitialized: [g.cout]) : nil
+            let xs = savedX?.tensor
             dnnlOrFail {
-                try OneDNNConv.backwardWeights(xs.data, gy.data, g, t.data, b?.data, precision: precision, volumetric: volumetric,
-                                               gradReuse: gradReuse)
+                try OneDNNConv.backwardWeights(xs.map { UnsafePointer($0.data) } ?? xAddress, gy.data, g, t.data, b?.data,
+                                               precision: precision, volumetric: volumetric,
+                                               sourceReuse: sourceCopy.map { DNNLReuse(cache: $0, owner: nil) }, gradReuse: gradReuse)
             }
             dW = t
             dB = b
