@@ -155,9 +155,9 @@ final class PositiveMask: @unchecked Sendable {
         }
     }
 
-    /// g where the tensor was positive, else 0.
+    /// g (the gradient of the masked tensor: backward gives it the output's shape) where the
+    /// tensor was positive, else 0.
     func select(_ g: Tensor) -> Tensor {
-        precondition(g.shape == shape, "relu backward: gradient \(g.shape) for output \(shape)")
         let out = Tensor(uninitialized: shape)
         let gs = SendablePointer(g.data), os = SendablePointer(out.data)
         let m = SendablePointer(UnsafeMutableRawPointer(bytes.pointer).assumingMemoryBound(to: UInt8.self))

@@ -269,9 +269,9 @@ public final class OneDNN: @unchecked Sendable {
 
     /// Runs `p` on the user buffers (one per argument, in the order of `p.arguments`), reordering
     /// inputs into and outputs out of the primitive's layouts. An input whose `reuse` (by
-    /// argument index) is given takes its reordered copy from that cache, or reorders into a new
-    /// entry of it.
-    func execute(_ p: DNNLPrimitive, _ buffers: [UnsafeMutableRawPointer], reuse: [Int: DNNLReuse] = [:]) throws {
+    /// argument index; missing or nil: none) is given takes its reordered copy from that cache, or
+    /// reorders into a new entry of it.
+    func execute(_ p: DNNLPrimitive, _ buffers: [UnsafeMutableRawPointer], reuse: [DNNLReuse?] = []) throws {
         precondition(buffers.count == p.arguments.count, "oneDNN \(p.op): \(buffers.count) buffers for \(p.arguments.count) arguments")
         try runLock.withLock {
             var made: [dnnl_memory_t] = []
@@ -293,7 +293,7 @@ public final class OneDNN: @unchecked Sendable {
             var execArgs: [dnnl_exec_arg_t] = []
             var after: [(dnnl_primitive_t, dnnl_memory_t, dnnl_memory_t)] = []
             for (i, (a, buffer)) in zip(p.arguments, buffers).enumerated() {
-                if let r = a.reorder, !a.isOutput, let reuse = reuse[i] {
+                if let r = a.reorder, !a.isOutput, i < reuse.count, let reuse = reuse[i] {
                     if let copy = reuse.cache.find(buffer, a.inner) {
                         execArgs.append(dnnl_exec_arg_t(arg: a.arg, memory: copy))
                         continue

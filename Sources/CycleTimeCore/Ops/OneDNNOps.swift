@@ -75,10 +75,7 @@ enum OneDNNConv {
         var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: w)]
         if let b { buffers.append(UnsafeMutableRawPointer(mutating: b)) }
         buffers.append(UnsafeMutableRawPointer(y))
-        var reuse: [Int: DNNLReuse] = [:]
-        reuse[0] = sourceReuse
-        reuse[1] = weightReuse
-        try OneDNN.shared().execute(prim, buffers, reuse: reuse)
+        try OneDNN.shared().execute(prim, buffers, reuse: [sourceReuse, weightReuse])
     }
 
     static func forwardPrimitive(_ g: ConvGeometry, _ precision: Precision, volumetric: Bool, bias: Bool) throws -> DNNLPrimitive {
@@ -125,10 +122,8 @@ enum OneDNNConv {
                 (DNNL_ARG_DIFF_DST, c.userY, false), (DNNL_ARG_WEIGHTS, c.userW, false), (DNNL_ARG_DIFF_SRC, c.userX, true),
             ])
         }
-        var reuse: [Int: DNNLReuse] = [:]
-        reuse[0] = gradReuse
-        reuse[1] = weightReuse
-        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(mutating: w), UnsafeMutableRawPointer(dx)], reuse: reuse)
+        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(mutating: w), UnsafeMutableRawPointer(dx)],
+                        reuse: [gradReuse, weightReuse])
     }
 
     /// dW (and dB when `db` is given) = conv_backward_weights(x, dY) (dY's reordered copy through
@@ -139,10 +134,7 @@ enum OneDNNConv {
         let prim = try backwardWeightsPrimitive(g, precision, volumetric: volumetric, bias: db != nil)
         var buffers = [UnsafeMutableRawPointer(mutating: x), UnsafeMutableRawPointer(mutating: gy), UnsafeMutableRawPointer(dw)]
         if let db { buffers.append(UnsafeMutableRawPointer(db)) }
-        var reuse: [Int: DNNLReuse] = [:]
-        reuse[0] = sourceReuse
-        reuse[1] = gradReuse
-        try OneDNN.shared().execute(prim, buffers, reuse: reuse)
+        try OneDNN.shared().execute(prim, buffers, reuse: [sourceReuse, gradReuse])
     }
 
     static func backwardWeightsPrimitive(_ g: ConvGeometry, _ precision: Precision, volumetric: Bool, bias: Bool) throws -> DNNLPrimitive {
@@ -208,10 +200,8 @@ enum OneDNNMatmul {
                 (DNNL_ARG_SRC, userA, false), (DNNL_ARG_WEIGHTS, userB, false), (DNNL_ARG_DST, userC, true),
             ])
         }
-        var reuse: [Int: DNNLReuse] = [:]
-        reuse[0] = reuseA
-        reuse[1] = reuseB
-        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: a), UnsafeMutableRawPointer(mutating: b), UnsafeMutableRawPointer(c)], reuse: reuse)
+        try dnn.execute(prim, [UnsafeMutableRawPointer(mutating: a), UnsafeMutableRawPointer(mutating: b), UnsafeMutableRawPointer(c)],
+                        reuse: [reuseA, reuseB])
     }
 }
 
